@@ -1,0 +1,115 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strings"
+)
+
+// DDNS keeps records pointing at the line's addresses.
+type DDNS struct {
+	Enabled  *bool    `yaml:"enabled"`
+	Provider Provider `yaml:"provider"`
+	Zone     string   `yaml:"zone"`
+	Records  []Record `yaml:"records"`
+	TTL      int      `yaml:"ttl"`
+}
+
+// Provider configures a libdns DNS provider. Which keys apply depends on Type.
+type Provider struct {
+	Type string `yaml:"type"`
+	// cloudflare
+	APIToken     string `yaml:"api_token"`
+	APITokenFile string `yaml:"api_token_file"`
+	// rfc2136
+	Server  string `yaml:"server"`
+	KeyName string `yaml:"key_name"`
+	KeyAlg  string `yaml:"key_alg"`
+	Key     string `yaml:"key"`
+	KeyFile string `yaml:"key_file"`
+	// alidns, tencentcloud/dnspod, huaweicloud
+	AccessKeyID         string `yaml:"access_key_id"`
+	AccessKeySecret     string `yaml:"access_key_secret"`
+	AccessKeySecretFile string `yaml:"access_key_secret_file"`
+	Region              string `yaml:"region"`
+}
+
+// IsZero reports whether no provider was configured (acme then reuses ddns.provider).
+func (p Provider) IsZero() bool { return p == Provider{} }
+
+// Record is one DNS record to keep up to date and where its address comes from.
+type Record struct {
+	Name      string `yaml:"name"`
+	Type      string `yaml:"type"` // A | AAAA
+	Interface string `yaml:"interface"`
+	URL       string `yaml:"url"`
+	Value     string `yaml:"value"`
+}
+
+func (d *DDNS) setDefaults() {
+	if d.TTL == 0 {
+		d.TTL = 300
+	}
+}
+
+func (d *DDNS) check(c *checker) {
+	if !On(d.Enabled, true) {
+		return
+	}
+	d.Provider.check(c, "ddns.provider")
+	if d.Zone == "" {
+		c.add("ddns.zone", "required: the DNS zone the records live in")
+	}
+	if len(d.Records) == 0 {
+		c.add("ddns.records", "at least one record is needed")
+	}
+	for i, r := range d.Records {
+		p := fmt.Sprintf("ddns.records[%d]", i)
+		if r.Name == "" {
+			c.add(p+".name", "required (use @ for the zone apex)")
+		}
+		oneOf(c, p+".type", r.Type, "A", "AAAA")
+		sources := 0
+		for _, s := range []string{r.Interface, r.URL, r.Value} {
+			if s != "" {
+				sources++
+			}
+		}
+		if sources != 1 {
+			c.add(p, "set exactly one address source: interface, url or value")
+		}
+		if r.Value != "" {
+			ip := net.ParseIP(r.Value)
+			if ip == nil || (r.Type == "A") != (ip.To4() != nil) {
+				c.add(p+".value", "%q is not an %s address", r.Value, map[bool]string{true: "IPv4", false: "IPv6"}[r.Type == "A"])
+			}
+		}
+	}
+	if d.TTL < 1 || d.TTL > 86400 {
+		c.add("ddns.ttl", "must be between 1 and 86400 seconds, got %d", d.TTL)
+	}
+}
+
+// ProviderTypes are the DNS providers edgerelay can drive.
+var ProviderTypes = []string{"cloudflare", "rfc2136"}
+
+func (p *Provider) check(c *checker, path string) {
+	if p.Type == "" {
+		c.add(path+".type", "required (one of %s)", strings.Join(ProviderTypes, ", "))
+		return
+	}
+	oneOf(c, path+".type", p.Type, ProviderTypes...)
+	switch p.Type {
+	case "cloudflare":
+		if p.APIToken == "" && p.APITokenFile == "" {
+			c.add(path+".api_token", "required (or api_token_file): a Cloudflare API token with Zone.DNS edit rights")
+		}
+	case "rfc2136":
+		if p.Server == "" {
+			c.add(path+".server", "required: the DNS server accepting updates, host:port")
+		}
+		if p.KeyName != "" && p.Key == "" && p.KeyFile == "" {
+			c.add(path+".key", "required (or key_file) when key_name is set: the TSIG secret (base64)")
+		}
+	}
+}

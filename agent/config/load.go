@@ -1,0 +1,143 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+)
+
+// Load reads a YAML or UCI file, applies defaults and validates it. On any problem it returns
+// Problems listing all of them.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := Parse(data, isUCI(path, data))
+	if cfg != nil {
+		cfg.Source = path
+	}
+	return cfg, err
+}
+
+// Parse decodes YAML (or UCI when uci is set), applies defaults and validates.
+func Parse(data []byte, uci bool) (*Config, error) {
+	c := &checker{lines: map[string]int{}}
+	var root *node
+	if uci {
+		secs, err := parseUCI(data)
+		if err != nil {
+			return nil, Problems{{Path: "uci", Msg: err.Error()}}
+		}
+		root = uciTree(secs, c)
+	} else {
+		var err error
+		if root, err = parseYAML(data); err != nil {
+			return nil, Problems{{Path: "yaml", Msg: err.Error()}}
+		}
+	}
+	cfg := &Config{}
+	decode(root, reflect.ValueOf(cfg).Elem(), "", c)
+	cfg.setDefaults()
+	cfg.check(c)
+	if len(c.probs) > 0 {
+		return cfg, c.probs
+	}
+	return cfg, nil
+}
+
+// Default is the embedded configuration used when no file exists: the relay and STUN on
+// loopback with a self-signed certificate, nothing else.
+func Default() *Config {
+	cfg, err := Parse([]byte(defaultYAML), false)
+	if err != nil {
+		panic("config: embedded default is invalid: " + err.Error())
+	}
+	return cfg
+}
+
+const defaultYAML = `
+relay:
+  listen: "127.0.0.1:12345"
+  stun_listen: "127.0.0.1:3478"
+  hostname: "127.0.0.1"
+  tls: {mode: self-signed}
+`
+
+// isUCI tells UCI from YAML: by extension, else by the first command word.
+func isUCI(path string, data []byte) bool {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".yaml", ".yml", ".json":
+		return false
+	}
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		f := bytes.Fields(line)
+		if len(f) == 0 || f[0][0] == '#' {
+			continue
+		}
+		switch string(f[0]) {
+		case "config", "c", "package", "p":
+			return true
+		}
+		return false
+	}
+	return false
+}
+
+// setDefaults fills every unset key with its documented default.
+func (cfg *Config) setDefaults() {
+	if cfg.StateDir == "" {
+		cfg.StateDir = "/var/lib/edgerelay"
+		if os.Geteuid() != 0 {
+			if d, err := os.UserConfigDir(); err == nil {
+				cfg.StateDir = filepath.Join(d, "edgerelay")
+			}
+		}
+	}
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = "info"
+	}
+	cfg.Relay.setDefaults(cfg.ACME != nil && On(cfg.ACME.Enabled, true))
+	if cfg.DDNS != nil {
+		cfg.DDNS.setDefaults()
+	}
+	if cfg.ACME != nil {
+		cfg.ACME.setDefaults(cfg)
+	}
+	if cfg.Subnet != nil {
+		cfg.Subnet.setDefaults()
+	}
+}
+
+// Validate runs the validation pass again (after a caller changed the struct).
+func (cfg *Config) Validate() error {
+	c := &checker{lines: map[string]int{}}
+	cfg.check(c)
+	if len(c.probs) > 0 {
+		return c.probs
+	}
+	return nil
+}
+
+func (cfg *Config) check(c *checker) {
+	oneOf(c, "log_level", cfg.LogLevel, "debug", "info", "warn", "error")
+	if !filepath.IsAbs(cfg.StateDir) {
+		c.add("state_dir", "must be an absolute path, got %q", cfg.StateDir)
+	}
+	if cfg.MetricsListen != "" {
+		checkHostPort(c, "metrics_listen", cfg.MetricsListen)
+	}
+	cfg.Relay.check(c, cfg)
+	if cfg.DDNS != nil {
+		cfg.DDNS.check(c)
+	}
+	if cfg.ACME != nil {
+		cfg.ACME.check(c, cfg)
+	}
+	if cfg.Subnet != nil {
+		cfg.Subnet.check(c)
+	}
+}
