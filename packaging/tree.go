@@ -140,3 +140,5 @@ func (t *Tree) Files() []string {
 	sort.Strings(out)
 	return out
 }
+
+func fsMode(perm uint32) fs.FileMode { return fs.FileMode(perm) & fs.ModePerm }
