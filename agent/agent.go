@@ -1,0 +1,177 @@
+// Package agent runs edgerelay's parts (relay, ddns, acme, subnet) from one config: it
+// starts the enabled ones, restarts a failed part with backoff without touching the others,
+// reloads the config on request, and owns the state that status and derpmap report.
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// Agent supervises the parts built from one config.
+type Agent struct {
+	log *slog.Logger
+	// OnRelayStart, if set, is called each time the relay part has started listening (the
+	// CLI prints the DERP map from it in the embedded default mode).
+	OnRelayStart func(*relay.Relay)
+
+	mu    sync.Mutex
+	cfg   *config.Config
+	relay *relay.Relay
+}
+
+// New returns an agent for cfg.
+func New(cfg *config.Config, log *slog.Logger) *Agent {
+	return &Agent{cfg: cfg, log: log}
+}
+
+// Relay returns the running relay (nil when off or not started).
+func (a *Agent) Relay() *relay.Relay {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.relay
+}
+
+// part is one supervised piece: a name, the config slice it depends on, and how to run it.
+type part struct {
+	name    string
+	section any // compared across reloads: the part restarts only when it changed
+	run     func(ctx context.Context) error
+}
+
+// Run runs the parts until ctx ends. Each receive on reload re-reads the config file; a
+// config with problems is logged and ignored (the running parts keep going).
+func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
+	running := map[string]*runningPart{}
+	defer func() {
+		for _, rp := range running {
+			rp.stop()
+		}
+	}()
+	a.apply(ctx, running)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-reload:
+			if a.cfg.Source == "" {
+				a.log.Info("reload: running the embedded default config; nothing to re-read")
+				continue
+			}
+			cfg, err := config.Load(a.cfg.Source)
+			if err != nil {
+				a.log.Error("reload: config has problems; keeping the running config", "file", a.cfg.Source, "problems", err.Error())
+				continue
+			}
+			a.log.Info("reload: config re-read", "file", cfg.Source)
+			a.mu.Lock()
+			a.cfg = cfg
+			a.mu.Unlock()
+			a.apply(ctx, running)
+		}
+	}
+}
+
+// apply starts, restarts or stops parts so that they match a.cfg.
+func (a *Agent) apply(ctx context.Context, running map[string]*runningPart) {
+	want := map[string]part{}
+	for _, p := range a.parts() {
+		want[p.name] = p
+	}
+	for name, rp := range running {
+		if p, ok := want[name]; !ok || !reflect.DeepEqual(p.section, rp.section) {
+			a.log.Info("stopping part", "part", name)
+			rp.stop()
+			delete(running, name)
+		}
+	}
+	for name, p := range want {
+		if _, ok := running[name]; !ok {
+			running[name] = a.start(ctx, p)
+		}
+	}
+}
+
+func (a *Agent) parts() []part {
+	cfg := a.cfg
+	var ps []part
+	if config.On(cfg.Relay.Enabled, true) {
+		rcfg, stateDir := cfg.Relay, cfg.StateDir
+		ps = append(ps, part{
+			name:    "relay",
+			section: []any{rcfg, stateDir},
+			run: func(ctx context.Context) error {
+				r, err := relay.New(relay.Options{Config: rcfg, StateDir: stateDir, Logger: a.log.With("component", "relay")})
+				if err != nil {
+					return err
+				}
+				a.mu.Lock()
+				a.relay = r
+				a.mu.Unlock()
+				if a.OnRelayStart != nil {
+					go func() {
+						for r.Addr() == nil && ctx.Err() == nil {
+							time.Sleep(20 * time.Millisecond)
+						}
+						if ctx.Err() == nil {
+							a.OnRelayStart(r)
+						}
+					}()
+				}
+				return r.Run(ctx)
+			},
+		})
+	}
+	return ps
+}
+
+type runningPart struct {
+	section any
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func (rp *runningPart) stop() {
+	rp.cancel()
+	<-rp.done
+}
+
+// start runs p until its context ends, restarting it with backoff (1 s doubling to 1 min)
+// when it fails: one part's failure never stops another.
+func (a *Agent) start(ctx context.Context, p part) *runningPart {
+	ctx, cancel := context.WithCancel(ctx)
+	rp := &runningPart{section: p.section, cancel: cancel, done: make(chan struct{})}
+	log := a.log.With("part", p.name)
+	go func() {
+		defer close(rp.done)
+		backoff := time.Second
+		for {
+			started := time.Now()
+			err := p.run(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				err = errors.New("stopped unexpectedly")
+			}
+			if time.Since(started) > 2*time.Minute {
+				backoff = time.Second // it ran fine for a while: start over
+			}
+			log.Error("part failed; restarting", "err", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Minute)
+		}
+	}()
+	return rp
+}

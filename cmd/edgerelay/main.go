@@ -1,0 +1,171 @@
+// Command edgerelay is the daemon and its CLI: run, check, derpmap, version (and the
+// subcommands the parts add). Flags, subcommands and wiring only; the work lives in the parts.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/edgerelay/edgerelay/agent"
+	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// version is stamped at build time (-ldflags -X main.version=...).
+var version = "dev"
+
+const usage = `edgerelay — DERP relay, STUN, DDNS, ACME and subnet-router prep for home routers and NAS boxes
+
+Usage:
+  edgerelay run     [-c FILE]     run the daemon in the foreground
+  edgerelay check   [-c FILE]     validate the config; print every problem; exit 1 if any
+  edgerelay derpmap [-c FILE] [--format tailscale|headscale|json]
+                                  print this node's DERP map entry
+  edgerelay version               print the version
+
+FILE is a YAML file or an OpenWrt UCI file. Without -c, run looks for
+/etc/config/edgerelay, then /etc/edgerelay/config.yaml, else uses a built-in default
+(relay + STUN on loopback with a self-signed certificate).
+`
+
+func main() {
+	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func runMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("edgerelay "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", "", "config file (YAML or UCI)")
+	format := fs.String("format", "tailscale", "derpmap output: "+strings.Join(relay.DERPMapFormats, ", "))
+	var err error
+	switch cmd {
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "edgerelay %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "run", "check", "derpmap":
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+	default:
+		fmt.Fprintf(stderr, "edgerelay: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath, cmd == "run")
+	if err != nil {
+		var probs config.Problems
+		if errors.As(err, &probs) {
+			fmt.Fprintf(stderr, "%s: %d problem(s):\n", sourceName(*cfgPath), len(probs))
+			for _, p := range probs {
+				fmt.Fprintf(stderr, "  %s\n", p)
+			}
+		} else {
+			fmt.Fprintf(stderr, "edgerelay: %v\n", err)
+		}
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch cmd {
+	case "check":
+		fmt.Fprintf(stdout, "%s: ok\n", sourceName(cfg.Source))
+	case "derpmap":
+		err = printDERPMap(ctx, stdout, cfg, *format)
+	case "run":
+		err = run(ctx, cfg, stdout, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "edgerelay %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+func sourceName(path string) string {
+	if path == "" {
+		return "built-in default config"
+	}
+	return path
+}
+
+// loadConfig reads -c, or (for run, check and derpmap alike) the default locations, or the
+// embedded default.
+func loadConfig(path string, _ bool) (*config.Config, error) {
+	if path != "" {
+		return config.Load(path)
+	}
+	for _, p := range config.DefaultPaths {
+		if _, err := os.Stat(p); err == nil {
+			return config.Load(p)
+		}
+	}
+	return config.Default(), nil
+}
+
+func newLogger(level string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func run(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
+	log := newLogger(cfg.LogLevel, stderr)
+	log.Info("edgerelay starting", "version", version, "config", sourceName(cfg.Source), "state_dir", cfg.StateDir)
+	a := agent.New(cfg, log)
+	if cfg.Source == "" {
+		// The embedded default: print what to paste so a client can use this relay at once.
+		a.OnRelayStart = func(r *relay.Relay) {
+			rc := cfg.Relay
+			rc.Listen = r.Addr().String()
+			if sa := r.STUNAddr(); sa != nil {
+				s := sa.String()
+				rc.STUNListen = &s
+			}
+			fmt.Fprintln(stdout, "# DERP map for this relay (paste into your tailnet policy file's derpMap):")
+			relay.WriteDERPMap(stdout, "tailscale", relay.Region(rc, relay.Node(ctx, rc, relay.Addrs{}, r.CertPin())))
+		}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	err := a.Run(ctx, reload)
+	log.Info("edgerelay stopped")
+	return err
+}
+
+func printDERPMap(ctx context.Context, w io.Writer, cfg *config.Config, format string) error {
+	pin := ""
+	if cfg.Relay.TLS.Mode == "self-signed" {
+		ss, err := relay.LoadOrCreateSelfSigned(cfg.StateDir, relay.Hostname(cfg.Relay))
+		if err != nil {
+			return err
+		}
+		pin = ss.Pin()
+	}
+	return relay.WriteDERPMap(w, format, relay.Region(cfg.Relay, relay.Node(ctx, cfg.Relay, relay.Addrs{}, pin)))
+}

@@ -1,0 +1,527 @@
+package derp
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// sclient is one connection from a client: a reader loop (the caller's goroutine) and a
+// send loop (its own goroutine) that owns all writes to the socket.
+type sclient struct {
+	s         *Server
+	nc        net.Conn
+	br        *bufio.Reader
+	key       Key
+	info      *clientInfo
+	remote    netip.AddrPort
+	canMesh   bool
+	connNum   uint64
+	isDup     atomic.Bool
+	preferred atomic.Bool
+
+	done     chan struct{} // closed when the reader loop ends
+	sendDone chan struct{} // closed when the send loop ends
+	dataQ    chan packet
+	discoQ   chan packet   // disco gets its own queue so control survives bulk data
+	pongQ    chan [8]byte  // depth 1: pings faster than pongs go out are dropped
+	notify   chan struct{} // depth 1: pending control frames below are waiting
+
+	mu          sync.Mutex // guards the pending control frames
+	pendingGone []peerGone
+	pendingPres []peerPresence
+	health      *string
+	restarting  bool
+
+	sawSrc map[Key]struct{} // owned by the send loop; read by unregister after it ends
+
+	notHereTokens float64 // rate limit for PeerGone(NotHere); reader goroutine only
+	notHereLast   time.Time
+}
+
+type peerGone struct {
+	key    Key
+	reason byte
+}
+
+type peerPresence struct {
+	key   Key
+	addr  netip.AddrPort
+	flags byte
+}
+
+func (s *Server) newClient(nc net.Conn, br *bufio.Reader, key Key, info *clientInfo, remote netip.AddrPort) *sclient {
+	return &sclient{
+		s:             s,
+		nc:            nc,
+		br:            br,
+		key:           key,
+		info:          info,
+		remote:        remote,
+		canMesh:       s.isMeshPeer(info),
+		connNum:       s.nextConn.Add(1),
+		done:          make(chan struct{}),
+		sendDone:      make(chan struct{}),
+		dataQ:         make(chan packet, s.opts.QueueDepth),
+		discoQ:        make(chan packet, s.opts.QueueDepth),
+		pongQ:         make(chan [8]byte, 1),
+		notify:        make(chan struct{}, 1),
+		sawSrc:        map[Key]struct{}{},
+		notHereTokens: 3,
+	}
+}
+
+func (c *sclient) presence() peerPresence {
+	var flags byte
+	if c.canMesh {
+		flags |= peerPresentIsMeshPeer
+	}
+	if c.info.IsProber {
+		flags |= peerPresentIsProber
+	}
+	if flags == 0 {
+		flags = peerPresentIsRegular
+	}
+	return peerPresence{key: c.key, addr: c.remote, flags: flags}
+}
+
+// run is the reader loop; it returns when the connection ends.
+func (c *sclient) run(ctx context.Context) error {
+	go c.sendLoop()
+	defer func() {
+		close(c.done)
+		c.nc.Close()
+		<-c.sendDone
+		c.drainQueues()
+	}()
+	stop := context.AfterFunc(ctx, func() { c.nc.Close() })
+	defer stop()
+	for {
+		typ, n, err := readFrameHeader(c.br)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("derp: %v: reading frame: %w", c.key, err)
+		}
+		if c.isDup.Load() {
+			c.s.noteActive(c)
+		}
+		if err := c.handleFrame(typ, n); err != nil {
+			return fmt.Errorf("derp: %v: %w", c.key, err)
+		}
+	}
+}
+
+func (c *sclient) handleFrame(typ byte, n uint32) error {
+	switch typ {
+	case frameSendPacket:
+		return c.handleSendPacket(n)
+	case frameForwardPacket:
+		return c.handleForwardPacket(n)
+	case frameNotePreferred:
+		if n != 1 {
+			return fmt.Errorf("NotePreferred: length %d, want 1", n)
+		}
+		b, err := c.br.ReadByte()
+		if err != nil {
+			return err
+		}
+		c.setPreferred(b != 0)
+	case framePing:
+		if n < 8 || n > maxPingLen {
+			return fmt.Errorf("Ping: length %d outside 8..%d", n, maxPingLen)
+		}
+		var data [8]byte
+		if _, err := io.ReadFull(c.br, data[:]); err != nil {
+			return err
+		}
+		if err := discard(c.br, n-8); err != nil {
+			return err
+		}
+		c.s.stats.GotPing.Add(1)
+		select {
+		case c.pongQ <- data:
+		default:
+		}
+	case frameWatchConns:
+		if n != 0 {
+			return fmt.Errorf("WatchConns: length %d, want 0", n)
+		}
+		if !c.canMesh {
+			return errors.New("WatchConns: insufficient permissions (no mesh key)")
+		}
+		if c.key != c.s.pub { // our own mesh client looping back: nothing to watch
+			c.s.addWatcher(c)
+		}
+	case frameClosePeer:
+		if n != keyLen {
+			return fmt.Errorf("ClosePeer: length %d, want %d", n, keyLen)
+		}
+		var k Key
+		if _, err := io.ReadFull(c.br, k[:]); err != nil {
+			return err
+		}
+		if !c.canMesh {
+			return errors.New("ClosePeer: insufficient permissions (no mesh key)")
+		}
+		c.s.closePeer(k)
+	default:
+		// Unknown and client-irrelevant types (e.g. Pong) are skipped, within reason.
+		if n > maxUnknownFrameLen {
+			return fmt.Errorf("frame type 0x%02x: length %d over limit %d", typ, n, maxUnknownFrameLen)
+		}
+		return discard(c.br, n)
+	}
+	return nil
+}
+
+func (c *sclient) handleSendPacket(n uint32) error {
+	if n < keyLen || n-keyLen > MaxPacketSize {
+		return fmt.Errorf("SendPacket: length %d outside %d..%d", n, keyLen, keyLen+MaxPacketSize)
+	}
+	var dst Key
+	if _, err := io.ReadFull(c.br, dst[:]); err != nil {
+		return err
+	}
+	p := newPacket(int(n - keyLen))
+	if _, err := io.ReadFull(c.br, p.data()); err != nil {
+		p.release()
+		return err
+	}
+	p.src = c.key
+	p.disco = looksLikeDisco(p.data())
+	st := &c.s.stats
+	st.PacketsRecv.Add(1)
+	st.BytesRecv.Add(int64(p.len()))
+	if p.disco {
+		st.DiscoPacketsRecv.Add(1)
+	}
+	c.s.deliver(c, dst, p)
+	return nil
+}
+
+// handleForwardPacket takes a packet a mesh peer relays for one of our clients. It is
+// delivered locally only: never forwarded again.
+func (c *sclient) handleForwardPacket(n uint32) error {
+	if n < 2*keyLen || n-2*keyLen > MaxPacketSize {
+		return fmt.Errorf("ForwardPacket: length %d outside %d..%d", n, 2*keyLen, 2*keyLen+MaxPacketSize)
+	}
+	if !c.canMesh {
+		return errors.New("ForwardPacket: insufficient permissions (no mesh key)")
+	}
+	var keys [2 * keyLen]byte
+	if _, err := io.ReadFull(c.br, keys[:]); err != nil {
+		return err
+	}
+	p := newPacket(int(n - 2*keyLen))
+	if _, err := io.ReadFull(c.br, p.data()); err != nil {
+		p.release()
+		return err
+	}
+	copy(p.src[:], keys[:keyLen])
+	p.disco = looksLikeDisco(p.data())
+	c.s.stats.PacketsForwardedIn.Add(1)
+	var dst Key
+	copy(dst[:], keys[keyLen:])
+	if set := c.s.loadSet(dst); set != nil {
+		if r := set.active.Load(); r != nil {
+			r.enqueue(p)
+			return nil
+		}
+	}
+	c.s.stats.drop(dropUnknownDestOnFwd, p.len())
+	if p.disco {
+		c.noteNotHere(dst)
+	}
+	p.release()
+	return nil
+}
+
+func (c *sclient) setPreferred(v bool) {
+	if c.preferred.Swap(v) == v {
+		return
+	}
+	if v {
+		c.s.stats.CurrentHome.Add(1)
+		c.s.stats.HomeMovesIn.Add(1)
+	} else {
+		c.s.stats.CurrentHome.Add(-1)
+		c.s.stats.HomeMovesOut.Add(1)
+	}
+}
+
+// noteNotHere tells the sender a disco packet's destination is unknown, at most once a
+// second with a burst of 3: clients drop routes on it, so flooding it causes flapping.
+func (c *sclient) noteNotHere(dst Key) {
+	now := time.Now()
+	c.notHereTokens = min(3, c.notHereTokens+now.Sub(c.notHereLast).Seconds())
+	c.notHereLast = now
+	if c.notHereTokens < 1 {
+		return
+	}
+	c.notHereTokens--
+	c.queueGone(dst, PeerGoneNotHere)
+}
+
+// enqueue adds p to c's queue without ever blocking: when full, the oldest packet makes room.
+func (c *sclient) enqueue(p packet) {
+	q := c.dataQ
+	if p.disco {
+		q = c.discoQ
+	}
+	st := &c.s.stats
+	for range 3 {
+		select {
+		case <-c.done:
+			st.drop(dropGoneDisconnected, p.len())
+			p.release()
+			return
+		default:
+		}
+		select {
+		case q <- p:
+			return
+		default:
+		}
+		select {
+		case old := <-q:
+			st.drop(dropQueueHead, old.len())
+			old.release()
+		default:
+		}
+	}
+	st.drop(dropQueueTail, p.len())
+	p.release()
+}
+
+func (c *sclient) drainQueues() {
+	for {
+		select {
+		case p := <-c.dataQ:
+			c.s.stats.drop(dropGoneDisconnected, p.len())
+			p.release()
+		case p := <-c.discoQ:
+			c.s.stats.drop(dropGoneDisconnected, p.len())
+			p.release()
+		default:
+			return
+		}
+	}
+}
+
+func (c *sclient) signal() {
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (c *sclient) queueGone(k Key, reason byte) {
+	c.mu.Lock()
+	c.pendingGone = append(c.pendingGone, peerGone{k, reason})
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *sclient) queuePresent(p peerPresence) {
+	c.mu.Lock()
+	c.pendingPres = append(c.pendingPres, p)
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *sclient) queueHealth(problem string) {
+	c.mu.Lock()
+	c.health = &problem
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *sclient) queueRestarting() {
+	c.mu.Lock()
+	c.restarting = true
+	c.mu.Unlock()
+	c.signal()
+}
+
+// writerPool holds the send loops' buffered writers: a connection holds one only while it
+// has frames to write, so idle connections cost no write buffer.
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+
+// sendLoop owns every write to the socket after ServerInfo. It blocks for one item, then
+// writes whatever else is ready and flushes once.
+func (c *sclient) sendLoop() {
+	defer close(c.sendDone)
+	defer c.nc.Close()
+	jitter := rand.N(5 * time.Second)
+	keepAlive := time.NewTicker(c.s.opts.KeepAlive + jitter)
+	defer keepAlive.Stop()
+	timeout := c.s.opts.WriteTimeout
+	if c.canMesh {
+		timeout = meshWriteTimeout
+	}
+	for {
+		// Block for the first item, so idle connections hold no write buffer.
+		var (
+			kind itemKind
+			pkt  packet
+			pong [8]byte
+		)
+		select {
+		case <-c.done:
+			return
+		case pkt = <-c.discoQ:
+			kind = itemPacket
+		case pkt = <-c.dataQ:
+			kind = itemPacket
+		case pong = <-c.pongQ:
+			kind = itemPong
+		case <-c.notify:
+			kind = itemPending
+		case <-keepAlive.C:
+			kind = itemKeepAlive
+		}
+		bw := writerPool.Get().(*bufio.Writer)
+		bw.Reset(c.nc)
+		c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		var err error
+		switch kind {
+		case itemPacket:
+			err = c.writePacket(bw, pkt)
+		case itemPong:
+			err = c.writePong(bw, pong)
+		case itemPending:
+			err = c.writePending(bw)
+		case itemKeepAlive:
+			err = writeFrameHeader(bw, frameKeepAlive, 0)
+		}
+		if err == nil {
+			err = c.writeReady(bw)
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		bw.Reset(nil)
+		writerPool.Put(bw)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.s.stats.WriteTimeouts.Add(1)
+			}
+			if !errors.Is(err, errRestarting) {
+				c.s.log.Debug("derp: write failed, closing", "client", c.key.String(), "err", err)
+			}
+			return
+		}
+	}
+}
+
+type itemKind int
+
+const (
+	itemPacket itemKind = iota
+	itemPong
+	itemPending
+	itemKeepAlive
+)
+
+// writeReady writes every frame that is ready without blocking.
+func (c *sclient) writeReady(bw *bufio.Writer) error {
+	for {
+		var err error
+		select {
+		case p := <-c.discoQ:
+			err = c.writePacket(bw, p)
+		case p := <-c.dataQ:
+			err = c.writePacket(bw, p)
+		case d := <-c.pongQ:
+			err = c.writePong(bw, d)
+		case <-c.notify:
+			err = c.writePending(bw)
+		default:
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (c *sclient) writePacket(bw *bufio.Writer, p packet) error {
+	defer p.release()
+	if _, seen := c.sawSrc[p.src]; !seen {
+		c.sawSrc[p.src] = struct{}{}
+		c.s.notePeerSend(p.src, c)
+	}
+	if err := writeFrame(bw, frameRecvPacket, p.src[:], p.data()); err != nil {
+		c.s.stats.drop(dropWriteError, p.len())
+		return err
+	}
+	c.s.stats.PacketsSent.Add(1)
+	c.s.stats.BytesSent.Add(int64(p.len()))
+	return nil
+}
+
+func (c *sclient) writePong(bw *bufio.Writer, d [8]byte) error {
+	c.s.stats.SentPong.Add(1)
+	return writeFrame(bw, framePong, d[:])
+}
+
+var errRestarting = errors.New("server restarting")
+
+// writePending writes queued control frames: PeerGone, PeerPresent, Health, Restarting.
+func (c *sclient) writePending(bw *bufio.Writer) error {
+	c.mu.Lock()
+	gone, pres, health, restarting := c.pendingGone, c.pendingPres, c.health, c.restarting
+	c.pendingGone, c.pendingPres, c.health = nil, nil, nil
+	c.mu.Unlock()
+	for _, g := range gone {
+		if g.reason == PeerGoneNotHere {
+			c.s.stats.PeerGoneNotHere.Add(1)
+		} else {
+			c.s.stats.PeerGoneDisconnect.Add(1)
+		}
+		if err := writeFrame(bw, framePeerGone, g.key[:], []byte{g.reason}); err != nil {
+			return err
+		}
+	}
+	for _, p := range pres {
+		var b [peerPresentLen]byte
+		copy(b[:], p.key[:])
+		a16 := p.addr.Addr().As16() // IPv4 goes as ::ffff:a.b.c.d
+		copy(b[keyLen:], a16[:])
+		binary.BigEndian.PutUint16(b[keyLen+16:], p.addr.Port())
+		b[keyLen+18] = p.flags
+		if err := writeFrame(bw, framePeerPresent, b[:]); err != nil {
+			return err
+		}
+	}
+	if health != nil {
+		if err := writeFrame(bw, frameHealth, []byte(*health)); err != nil {
+			return err
+		}
+	}
+	if restarting {
+		var b [8]byte
+		binary.BigEndian.PutUint32(b[:4], 1000)  // reconnect in 1 s
+		binary.BigEndian.PutUint32(b[4:], 60000) // keep trying for a minute
+		if err := writeFrame(bw, frameRestarting, b[:]); err != nil {
+			return err
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		return errRestarting
+	}
+	return nil
+}

@@ -1,0 +1,353 @@
+package derp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options tune a Server; zero values take the defaults in proto.go.
+type Options struct {
+	KeepAlive        time.Duration
+	WriteTimeout     time.Duration
+	HandshakeTimeout time.Duration
+	QueueDepth       int
+	// MeshKey, when set, lets relays holding the same key forward packets and watch
+	// connections.
+	MeshKey MeshKey
+	// Verify, when set, admits or refuses a client key before ServerInfo is sent. Mesh peers
+	// are not verified. A non-nil error refuses the client and is logged.
+	Verify func(ctx context.Context, key Key, source netip.Addr) error
+	Logger *slog.Logger
+}
+
+// Server is a DERP server: it owns the registry of connected clients and relays packets
+// between them. Connections reach it through ServeHTTP (or HandleConn for raw DERP).
+type Server struct {
+	priv     PrivateKey
+	pub      Key
+	opts     Options
+	log      *slog.Logger
+	metaCert []byte
+	stats    Stats
+	nextConn atomic.Uint64
+
+	// clients maps a key to its *clientSet. Lookups on the packet path are lock-free;
+	// changes happen under mu.
+	clients sync.Map
+
+	mu       sync.Mutex
+	conns    map[*sclient]struct{}         // every registered connection
+	sentTo   map[Key]map[*sclient]struct{} // src → receivers to tell when src leaves
+	watchers map[*sclient]struct{}         // mesh peers subscribed to presence changes
+	health   string                        // sent to clients as a Health frame
+	closing  bool
+}
+
+// clientSet is every connection of one key. With duplicates, the one that most recently
+// sent a frame (or connected) is active and gets the packets; the others stay open.
+type clientSet struct {
+	active atomic.Pointer[sclient]
+	conns  []*sclient // guarded by Server.mu; most recently active last
+}
+
+// NewServer returns a server with the given private key.
+func NewServer(priv PrivateKey, opts Options) (*Server, error) {
+	if opts.KeepAlive <= 0 {
+		opts.KeepAlive = defaultKeepAlive
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = defaultWriteTimeout
+	}
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = defaultHandshakeTimeout
+	}
+	if opts.QueueDepth <= 0 {
+		opts.QueueDepth = defaultQueueDepth
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		priv:     priv,
+		pub:      priv.Public(),
+		opts:     opts,
+		log:      log,
+		conns:    map[*sclient]struct{}{},
+		sentTo:   map[Key]map[*sclient]struct{}{},
+		watchers: map[*sclient]struct{}{},
+	}
+	var err error
+	if s.metaCert, err = newMetaCert(s.pub); err != nil {
+		return nil, fmt.Errorf("derp: meta cert: %w", err)
+	}
+	return s, nil
+}
+
+// PublicKey is the server's public key, as clients see it.
+func (s *Server) PublicKey() Key { return s.pub }
+
+// Stats returns the live counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+// SetHealth sets the problem text sent to every client ("" = healthy).
+func (s *Server) SetHealth(problem string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.health == problem {
+		return
+	}
+	s.health = problem
+	for c := range s.conns {
+		c.queueHealth(problem)
+	}
+}
+
+// HandleConn runs the DERP protocol on an upgraded connection until it ends. br must be the
+// reader the upgrade was read through (it may hold pipelined ClientInfo bytes); bw carries
+// the ServerKey frame (after any 101 response already buffered in it).
+func (s *Server) HandleConn(ctx context.Context, nc net.Conn, br *bufio.Reader, bw *bufio.Writer, remote netip.AddrPort) error {
+	defer nc.Close()
+	key, info, err := s.handshake(ctx, nc, br, bw, remote)
+	if err != nil {
+		s.stats.HandshakeFailures.Add(1)
+		return err
+	}
+	c := s.newClient(nc, smallReader(nc, br), key, info, remote)
+	if err := s.register(c); err != nil {
+		return err
+	}
+	defer s.unregister(c)
+
+	// ServerInfo must be the first frame after ServerKey: written before the send loop runs.
+	nc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+	if err := writeServerInfo(bw, s.priv, key, serverInfo{Version: ProtocolVersion}); err != nil {
+		return fmt.Errorf("derp: %v: writing ServerInfo: %w", key, err)
+	}
+	nc.SetWriteDeadline(time.Time{})
+	s.stats.Accepts.Add(1)
+	return c.run(ctx)
+}
+
+func (s *Server) handshake(ctx context.Context, nc net.Conn, br *bufio.Reader, bw *bufio.Writer, remote netip.AddrPort) (Key, *clientInfo, error) {
+	nc.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+	if err := writeServerKey(bw, s.pub); err != nil {
+		return Key{}, nil, fmt.Errorf("derp: writing ServerKey to %v: %w", remote, err)
+	}
+	key, info, err := readClientInfo(br, s.priv)
+	if err != nil {
+		return key, nil, fmt.Errorf("derp: %v: %w", remote, err)
+	}
+	if !s.isMeshPeer(info) && s.opts.Verify != nil {
+		if err := s.opts.Verify(ctx, key, remote.Addr().Unmap()); err != nil {
+			s.stats.Rejected.Add(1)
+			return key, nil, fmt.Errorf("derp: %v from %v refused: %w", key, remote.Addr(), err)
+		}
+	}
+	nc.SetDeadline(time.Time{})
+	return key, info, nil
+}
+
+func (s *Server) isMeshPeer(info *clientInfo) bool {
+	if info.MeshKey == "" {
+		return false
+	}
+	k, err := parseMeshKey(info.MeshKey)
+	return err == nil && s.opts.MeshKey.equal(k)
+}
+
+var errClosing = errors.New("derp: server is shutting down")
+
+// register adds c to the registry and tells watchers.
+func (s *Server) register(c *sclient) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return errClosing
+	}
+	s.conns[c] = struct{}{}
+	s.stats.CurrentConns.Add(1)
+	set := s.loadSet(c.key)
+	if set == nil {
+		set = &clientSet{}
+		s.clients.Store(c.key, set)
+	}
+	set.conns = append(set.conns, c)
+	if len(set.conns) > 1 {
+		if len(set.conns) == 2 {
+			s.stats.DupKeys.Add(1)
+			set.conns[0].isDup.Store(true)
+		}
+		c.isDup.Store(true)
+	}
+	set.active.Store(c) // the newest connection gets the traffic at once
+	for w := range s.watchers {
+		w.queuePresent(c.presence())
+	}
+	if s.health != "" {
+		c.queueHealth(s.health)
+	}
+	return nil
+}
+
+// unregister removes c; when it was its key's last connection, receivers that got packets
+// from the key and mesh watchers learn that it is gone.
+func (s *Server) unregister(c *sclient) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if _, ok := s.watchers[c]; ok {
+		delete(s.watchers, c)
+		s.stats.Watchers.Add(-1)
+	}
+	s.stats.CurrentConns.Add(-1)
+	if c.preferred.Load() {
+		s.stats.CurrentHome.Add(-1)
+	}
+	for src := range c.sawSrc {
+		if rs := s.sentTo[src]; rs != nil {
+			delete(rs, c)
+		}
+	}
+	set := s.loadSet(c.key)
+	if set == nil {
+		return
+	}
+	for i, o := range set.conns {
+		if o == c {
+			set.conns = append(set.conns[:i], set.conns[i+1:]...)
+			break
+		}
+	}
+	switch len(set.conns) {
+	case 0:
+		s.clients.Delete(c.key)
+		for r := range s.sentTo[c.key] {
+			r.queueGone(c.key, PeerGoneDisconnected)
+		}
+		delete(s.sentTo, c.key)
+		for w := range s.watchers {
+			w.queueGone(c.key, PeerGoneDisconnected)
+		}
+	case 1:
+		s.stats.DupKeys.Add(-1)
+		set.conns[0].isDup.Store(false)
+		fallthrough
+	default:
+		set.active.Store(set.conns[len(set.conns)-1])
+	}
+}
+
+func (s *Server) loadSet(k Key) *clientSet {
+	v, ok := s.clients.Load(k)
+	if !ok {
+		return nil
+	}
+	return v.(*clientSet)
+}
+
+// noteActive makes a duplicate connection that just sent a frame the active one.
+func (s *Server) noteActive(c *sclient) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set := s.loadSet(c.key)
+	if set == nil || set.active.Load() == c {
+		return
+	}
+	for i, o := range set.conns {
+		if o == c {
+			set.conns = append(append(set.conns[:i:i], set.conns[i+1:]...), c)
+			break
+		}
+	}
+	set.active.Store(c)
+}
+
+// notePeerSend records that dst received a packet from src, so dst hears when src leaves.
+func (s *Server) notePeerSend(src Key, dst *sclient) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loadSet(src) == nil {
+		return // already gone; nothing to subscribe to
+	}
+	rs := s.sentTo[src]
+	if rs == nil {
+		rs = map[*sclient]struct{}{}
+		s.sentTo[src] = rs
+	}
+	rs[dst] = struct{}{}
+}
+
+// addWatcher subscribes a mesh peer to presence changes, starting with everyone here now.
+func (s *Server) addWatcher(c *sclient) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.watchers[c]; ok {
+		return
+	}
+	s.watchers[c] = struct{}{}
+	s.stats.Watchers.Add(1)
+	s.clients.Range(func(_, v any) bool {
+		if a := v.(*clientSet).active.Load(); a != nil {
+			c.queuePresent(a.presence())
+		}
+		return true
+	})
+}
+
+// closePeer closes every connection of key (a mesh peer's request).
+func (s *Server) closePeer(key Key) {
+	s.mu.Lock()
+	var cs []*sclient
+	if set := s.loadSet(key); set != nil {
+		cs = append(cs, set.conns...)
+	}
+	s.mu.Unlock()
+	for _, c := range cs {
+		c.nc.Close()
+	}
+}
+
+// Close tells every client the server is restarting, gives their send loops a moment to
+// write that, then closes all connections. New connections are refused.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closing = true
+	cs := make([]*sclient, 0, len(s.conns))
+	for c := range s.conns {
+		cs = append(cs, c)
+		c.queueRestarting()
+	}
+	s.mu.Unlock()
+	deadline := time.After(time.Second)
+	for _, c := range cs {
+		select {
+		case <-c.sendDone:
+		case <-deadline:
+		}
+		c.nc.Close()
+	}
+}
+
+// deliver routes a packet from src to the active connection of dst, or drops it.
+func (s *Server) deliver(from *sclient, dst Key, p packet) {
+	if set := s.loadSet(dst); set != nil {
+		if c := set.active.Load(); c != nil {
+			c.enqueue(p)
+			return
+		}
+	}
+	s.stats.drop(dropUnknownDest, p.len())
+	if p.disco && from != nil {
+		from.noteNotHere(dst)
+	}
+	p.release()
+}

@@ -1,0 +1,185 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/relay/derp"
+	"github.com/edgerelay/edgerelay/relay/stun"
+)
+
+// Options build a Relay.
+type Options struct {
+	Config   config.Relay
+	StateDir string
+	// Certs serves the TLS certificate. Nil means: build it from Config.TLS (manual or
+	// self-signed); acme mode needs the agent to pass the ACME manager here.
+	Certs  CertSource
+	Logger *slog.Logger
+}
+
+// Relay is the DERP + STUN service of one node.
+type Relay struct {
+	cfg   config.Relay
+	log   *slog.Logger
+	derp  *derp.Server
+	certs CertSource
+	pin   string // sha256-raw pin in self-signed mode
+
+	metaMu   sync.Mutex // guards the cache below
+	lastSrc  *tls.Certificate
+	lastMeta *tls.Certificate
+
+	tcpAddr  atomic.Pointer[net.TCPAddr] // bound addresses, once Run listens
+	stunAddr atomic.Pointer[net.UDPAddr]
+	stun     atomic.Pointer[stun.Server]
+}
+
+// New loads (or creates) the server key and the certificate source.
+func New(opts Options) (*Relay, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg := opts.Config
+	priv, err := LoadOrCreateKey(filepath.Join(opts.StateDir, "derp.key"))
+	if err != nil {
+		return nil, err
+	}
+	r := &Relay{cfg: cfg, log: log, certs: opts.Certs}
+	if r.certs == nil {
+		switch cfg.TLS.Mode {
+		case "manual":
+			if r.certs, err = NewManualCert(cfg.TLS.CertFile, cfg.TLS.KeyFile, log); err != nil {
+				return nil, err
+			}
+		case "self-signed":
+			ss, err := LoadOrCreateSelfSigned(opts.StateDir, Hostname(cfg))
+			if err != nil {
+				return nil, fmt.Errorf("self-signed certificate: %w", err)
+			}
+			r.certs, r.pin = ss, ss.Pin()
+		default:
+			return nil, fmt.Errorf("relay: tls mode %q needs a certificate source", cfg.TLS.Mode)
+		}
+	}
+	r.derp, err = derp.NewServer(priv, derp.Options{
+		KeepAlive:        cfg.KeepAlive.D(),
+		WriteTimeout:     cfg.WriteTimeout.D(),
+		HandshakeTimeout: cfg.HandshakeTimeout.D(),
+		QueueDepth:       cfg.QueueDepth,
+		Logger:           log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// DERP is the protocol server (for stats and tests).
+func (r *Relay) DERP() *derp.Server { return r.derp }
+
+// CertPin is the CertName pin for self-signed mode ("" otherwise).
+func (r *Relay) CertPin() string { return r.pin }
+
+// Addr is the bound DERP listener address (nil before Run listens).
+func (r *Relay) Addr() *net.TCPAddr { return r.tcpAddr.Load() }
+
+// STUNAddr is the bound STUN address (nil before Run listens or when STUN is off).
+func (r *Relay) STUNAddr() *net.UDPAddr { return r.stunAddr.Load() }
+
+// STUNStats returns the STUN counters (zero when STUN is off).
+func (r *Relay) STUNStats() stun.Stats {
+	if s := r.stun.Load(); s != nil {
+		return s.Stats()
+	}
+	return stun.Stats{}
+}
+
+// getCertificate serves the source's certificate with the meta cert appended, cached per
+// source certificate so handshakes do not copy chains.
+func (r *Relay) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c, err := r.certs.GetCertificate(hello)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, errNoCert
+	}
+	r.metaMu.Lock()
+	defer r.metaMu.Unlock()
+	if c != r.lastSrc {
+		r.lastSrc, r.lastMeta = c, r.derp.WithMetaCert(c)
+	}
+	return r.lastMeta, nil
+}
+
+// Run listens and serves until ctx ends, then tells clients the server is restarting and
+// closes everything. A bind failure is returned at once.
+func (r *Relay) Run(ctx context.Context) error {
+	lc := net.ListenConfig{KeepAlive: 10 * time.Minute}
+	ln, err := lc.Listen(ctx, "tcp", r.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("relay: listen %s: %w", r.cfg.Listen, err)
+	}
+	r.tcpAddr.Store(ln.Addr().(*net.TCPAddr))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if addr := r.cfg.STUNAddr(); addr != "" {
+		st, err := stun.Listen(addr, r.log.With("component", "stun"))
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("relay: stun: %w", err)
+		}
+		r.stun.Store(st)
+		r.stunAddr.Store(st.Addr().(*net.UDPAddr))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := st.Serve(ctx); err != nil {
+				r.log.Error("stun server stopped", "err", err)
+			}
+		}()
+	}
+	tlsCfg := &tls.Config{
+		GetCertificate: r.getCertificate,
+		NextProtos:     []string{"http/1.1"}, // DERP is an HTTP/1.1 upgrade; never h2
+		MinVersion:     tls.VersionTLS12,
+	}
+	srv := &http.Server{
+		Handler:           r.Handler(),
+		ReadHeaderTimeout: r.cfg.HandshakeTimeout.D(),
+		IdleTimeout:       time.Minute,
+		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
+	}
+	r.log.Info("relay listening", "derp", ln.Addr().String(), "stun", r.cfg.STUNAddr(), "tls", r.cfg.TLS.Mode,
+		"server_key", r.derp.PublicKey().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(tls.NewListener(ln, tlsCfg)) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		r.derp.Close()
+		return fmt.Errorf("relay: serve: %w", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdownCtx)
+	r.derp.Close()
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
