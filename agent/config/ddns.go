@@ -90,8 +90,9 @@ func (d *DDNS) check(c *checker) {
 	}
 }
 
-// ProviderTypes are the DNS providers edgerelay can drive.
-var ProviderTypes = []string{"cloudflare", "rfc2136"}
+// ProviderTypes are the DNS providers edgerelay can drive (ddns/provider.Types; a test
+// there keeps the two lists equal).
+var ProviderTypes = []string{"alidns", "cloudflare", "huaweicloud", "rfc2136"}
 
 func (p *Provider) check(c *checker, path string) {
 	if p.Type == "" {
@@ -108,8 +109,18 @@ func (p *Provider) check(c *checker, path string) {
 		if p.Server == "" {
 			c.add(path+".server", "required: the DNS server accepting updates, host:port")
 		}
-		if p.KeyName != "" && p.Key == "" && p.KeyFile == "" {
-			c.add(path+".key", "required (or key_file) when key_name is set: the TSIG secret (base64)")
+		if p.KeyName == "" {
+			c.add(path+".key_name", "required: the TSIG key name the server allows updates for")
+		}
+		if p.Key == "" && p.KeyFile == "" {
+			c.add(path+".key", "required (or key_file): the TSIG secret (base64)")
+		}
+	case "alidns", "huaweicloud":
+		if p.AccessKeyID == "" {
+			c.add(path+".access_key_id", "required for %s", p.Type)
+		}
+		if p.AccessKeySecret == "" && p.AccessKeySecretFile == "" {
+			c.add(path+".access_key_secret", "required (or access_key_secret_file) for %s", p.Type)
 		}
 	}
 }

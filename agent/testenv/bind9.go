@@ -1,0 +1,235 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// netnsEnv marks a test process that InNetNS re-ran inside a network namespace.
+const netnsEnv = "EDGERELAY_TEST_NETNS"
+
+// InNetNS runs the calling top-level test inside a fresh network namespace with only a
+// loopback interface, so servers it starts (BIND9 on port 53, Pebble) and addresses it adds
+// never touch the host. In the host namespace it creates the namespace, re-runs this test
+// binary inside it limited to this test, relays its output and verdict, and returns false:
+// the caller returns at once. Inside the namespace it returns true and the test proceeds.
+func InNetNS(t *testing.T) bool {
+	t.Helper()
+	if ns := os.Getenv(netnsEnv); ns != "" {
+		return true
+	}
+	RequireRoot(t)
+	ip := RequireCommand(t, "ip")
+	ns := NewNetNS(t, ip)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ip, "netns", "exec", ns, exe,
+		"-test.run", "^"+regexp.QuoteMeta(t.Name())+"$", "-test.v", "-test.count=1", "-test.timeout=7m")
+	cmd.Env = append(os.Environ(), netnsEnv+"="+ns)
+	out, err := cmd.CombinedOutput()
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		t.Log(line)
+	}
+	if err != nil {
+		t.Fatalf("test inside network namespace %s failed: %v", ns, err)
+	}
+	if !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+		t.Fatalf("test inside network namespace %s did not pass (skipped or not run)", ns)
+	}
+	return false
+}
+
+// NewNetNS creates a network namespace with a unique name and loopback up, deleted when the
+// test ends, and returns its name.
+func NewNetNS(t testing.TB, ip string) string {
+	t.Helper()
+	b := make([]byte, 4)
+	rand.Read(b)
+	ns := "er" + hex.EncodeToString(b)
+	if out, err := exec.Command(ip, "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", ns, err, out)
+	}
+	t.Cleanup(func() { exec.Command(ip, "netns", "delete", ns).Run() })
+	if out, err := exec.Command(ip, "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("loopback up in %s: %v: %s", ns, err, out)
+	}
+	return ns
+}
+
+// BIND9 is a named process serving test zones on 127.0.0.1:53 of the current network
+// namespace (use InNetNS first), accepting TSIG-signed RFC 2136 updates and zone transfers.
+type BIND9 struct {
+	Addr    string // 127.0.0.1:53
+	KeyName string
+	KeyAlg  string
+	Key     string // base64 TSIG secret
+	Zones   []string
+
+	t    testing.TB
+	dir  string
+	conf string
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	log  *LockedBuffer
+}
+
+// StartBIND9 starts named authoritative for zones (e.g. "example.test"), each with an SOA,
+// an NS "ns.<zone>" at 127.0.0.1, and update and transfer rights for one TSIG key.
+func StartBIND9(t testing.TB, zones ...string) *BIND9 {
+	t.Helper()
+	RequireRoot(t)
+	if os.Getenv(netnsEnv) == "" {
+		t.Fatal("StartBIND9 binds port 53: call it only inside InNetNS")
+	}
+	RequireCommand(t, "named")
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	b := &BIND9{
+		Addr: "127.0.0.1:53", KeyName: "edgerelay-test.", KeyAlg: "hmac-sha256",
+		Key: base64.StdEncoding.EncodeToString(secret), Zones: zones, t: t, dir: t.TempDir(),
+	}
+	var conf strings.Builder
+	fmt.Fprintf(&conf, `options {
+	directory %[1]q;
+	pid-file %[2]q;
+	session-keyfile %[3]q;
+	managed-keys-directory %[1]q;
+	listen-on port 53 { 127.0.0.1; };
+	listen-on-v6 { none; };
+	recursion no;
+	allow-query { any; };
+	dnssec-validation no;
+	notify no;
+};
+controls { };
+key %[4]q { algorithm %[5]s; secret %[6]q; };
+`, b.dir, filepath.Join(b.dir, "named.pid"), filepath.Join(b.dir, "session.key"), b.KeyName, b.KeyAlg, b.Key)
+	for _, z := range zones {
+		z = strings.TrimSuffix(z, ".")
+		file := filepath.Join(b.dir, z+".zone")
+		zone := fmt.Sprintf("$TTL 60\n@ IN SOA ns.%[1]s. hostmaster.%[1]s. 1 60 60 600 5\n@ IN NS ns.%[1]s.\nns IN A 127.0.0.1\n", z)
+		if err := os.WriteFile(file, []byte(zone), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&conf, "zone %q { type primary; file %q; allow-update { key %q; }; allow-transfer { key %q; }; };\n", z, file, b.KeyName, b.KeyName)
+	}
+	b.conf = filepath.Join(b.dir, "named.conf")
+	if err := os.WriteFile(b.conf, []byte(conf.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.Start()
+	t.Cleanup(b.Stop)
+	return b
+}
+
+// Start (re)starts named with the same configuration and zones (updates kept in the journal)
+// and waits until it answers.
+func (b *BIND9) Start() {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd != nil {
+		return
+	}
+	b.log = &LockedBuffer{}
+	cmd := exec.Command("named", "-g", "-c", b.conf)
+	cmd.Stdout, cmd.Stderr = b.log, b.log
+	if err := cmd.Start(); err != nil {
+		b.t.Fatalf("starting named: %v", err)
+	}
+	b.cmd = cmd
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := b.query(b.Zones[0], dns.TypeSOA); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("named did not answer within 20 s; its log:\n%s", b.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop stops named (a no-op when stopped).
+func (b *BIND9) Stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil {
+		return
+	}
+	b.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { b.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		b.cmd.Process.Kill()
+		<-done
+	}
+	b.cmd = nil
+}
+
+// Lookup asks named for name's records of type qtype (authoritative answer section).
+func (b *BIND9) Lookup(name string, qtype uint16) ([]dns.RR, error) {
+	return b.query(name, qtype)
+}
+
+func (b *BIND9) query(name string, qtype uint16) ([]dns.RR, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	c := &dns.Client{Timeout: 2 * time.Second}
+	r, _, err := c.Exchange(m, b.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
+		return nil, fmt.Errorf("%s %s: rcode %s", name, dns.TypeToString[qtype], dns.RcodeToString[r.Rcode])
+	}
+	return r.Answer, nil
+}
+
+// Log returns named's output so far.
+func (b *BIND9) Log() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.log == nil {
+		return ""
+	}
+	return b.log.String()
+}
+
+// LockedBuffer is a bytes.Buffer safe for a process writing and a test reading at once.
+type LockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

@@ -1,0 +1,557 @@
+// Package ddns keeps A/AAAA records pointing at this line's current addresses. Addresses
+// come from an interface (kernel netlink events, chosen by the selection rules in Select),
+// an HTTP echo service, or a fixed value; records are written through a libdns provider only
+// when the address differs from what DNS holds, with debouncing and retries.
+package ddns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libdns/libdns"
+
+	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/ddns/provider"
+)
+
+// AddressChange tells subscribers that the address selected for a record changed. New is
+// the zero Addr when no eligible address is left (the DNS record is then kept as it was).
+type AddressChange struct {
+	Record string // fully qualified name without the trailing dot
+	Type   string // A or AAAA
+	Old    netip.Addr
+	New    netip.Addr
+	At     time.Time
+}
+
+// RecordState is one record's status for `edgerelay status`.
+type RecordState struct {
+	Name        string     `json:"name"` // fully qualified, no trailing dot
+	Type        string     `json:"type"`
+	Source      string     `json:"source"`              // "interface eth0", "url https://…", "value"
+	Address     netip.Addr `json:"address"`             // selected now (zero: none eligible)
+	Published   netip.Addr `json:"published"`           // last address confirmed in DNS
+	Changed     time.Time  `json:"changed"`             // when Address last changed
+	PublishedAt time.Time  `json:"published_at"`        // when Published was last written or confirmed
+	Error       string     `json:"error,omitempty"`     // last failure, cleared on success
+	NextRetry   time.Time  `json:"next_retry,omitzero"` // set while failing
+}
+
+// Timing tunes the update loop; zero fields take the defaults.
+type Timing struct {
+	Debounce   time.Duration // quiet time after an address event before acting (500 ms)
+	MaxDelay   time.Duration // act at the latest this long after the first event of a burst (2 s)
+	Recheck    time.Duration // safety-net resync of sources and comparison with DNS (5 min)
+	RetryMin   time.Duration // first retry after a failed update (2 s), doubling...
+	RetryMax   time.Duration // ...up to this (2 min)
+	APITimeout time.Duration // bound on one provider call (30 s)
+}
+
+func (t *Timing) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&t.Debounce, 500*time.Millisecond)
+	def(&t.MaxDelay, 2*time.Second)
+	def(&t.Recheck, 5*time.Minute)
+	def(&t.RetryMin, 2*time.Second)
+	def(&t.RetryMax, 2*time.Minute)
+	def(&t.APITimeout, 30*time.Second)
+}
+
+// Option adjusts an Updater.
+type Option func(*Updater)
+
+// WithSubscriber registers f to receive every AddressChange. f runs on the update loop and
+// must return quickly.
+func WithSubscriber(f func(AddressChange)) Option {
+	return func(u *Updater) { u.subs = append(u.subs, f) }
+}
+
+// WithProvider uses p instead of building one from the config (sharing one with acme).
+func WithProvider(p provider.Provider) Option { return func(u *Updater) { u.prov = p } }
+
+// WithHTTPClient sets the client for url sources and for HTTP DNS APIs.
+func WithHTTPClient(c *http.Client) Option { return func(u *Updater) { u.hc = c } }
+
+// WithTiming overrides the loop timing.
+func WithTiming(t Timing) Option { return func(u *Updater) { u.timing = t } }
+
+// Updater keeps the configured records up to date. Build it with New and call Run.
+type Updater struct {
+	zone     string // with trailing dot
+	ttl      time.Duration
+	stateDir string
+	log      *slog.Logger
+	prov     provider.Provider
+	hc       *http.Client
+	timing   Timing
+	subs     []func(AddressChange)
+
+	mu      sync.Mutex // guards records' exported state for Current
+	records []*record
+	state   savedState
+}
+
+type record struct {
+	cfg       config.Record
+	rel       string // name relative to the zone ("@" for the apex)
+	fqdn      string // without trailing dot
+	key       string // "AAAA derp.example.com", the state file key
+	fixed     netip.Addr
+	selected  netip.Addr
+	published netip.Addr
+	changed   time.Time
+	pubAt     time.Time
+	verified  time.Time // last comparison with what DNS holds
+	eventAt   time.Time // kernel event not yet published, for the latency figure
+	fails     int
+	nextTry   time.Time
+	lastErr   string
+	rejectMsg string // last "no eligible address" explanation, logged once per change
+}
+
+// New builds an Updater from the ddns section. stateDir holds the last published addresses
+// ("" keeps them in memory only).
+func New(cfg config.DDNS, stateDir string, log *slog.Logger, opts ...Option) (*Updater, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	u := &Updater{
+		zone:     provider.Fqdn(cfg.Zone),
+		ttl:      time.Duration(cfg.TTL) * time.Second,
+		stateDir: stateDir,
+		log:      log.With("component", "ddns"),
+	}
+	for _, o := range opts {
+		o(u)
+	}
+	u.timing.setDefaults()
+	if strings.Trim(cfg.Zone, ".") == "" {
+		return nil, errors.New("ddns.zone is empty")
+	}
+	if u.ttl <= 0 {
+		u.ttl = 300 * time.Second
+	}
+	if u.prov == nil {
+		p, err := provider.New(cfg.Provider, provider.Options{HTTPClient: u.hc})
+		if err != nil {
+			return nil, fmt.Errorf("ddns.provider: %w", err)
+		}
+		u.prov = p
+	}
+	st, err := loadState(stateDir)
+	if err != nil {
+		// A damaged state file only costs one comparison with DNS; do not refuse to start.
+		u.log.Warn("ignoring unreadable state", "err", err)
+	}
+	u.state = st
+	seen := map[string]bool{}
+	for i, rc := range cfg.Records {
+		r, err := newRecord(rc, u.zone)
+		if err != nil {
+			return nil, fmt.Errorf("ddns.records[%d]: %w", i, err)
+		}
+		if seen[r.key] {
+			return nil, fmt.Errorf("ddns.records[%d]: %s is listed twice", i, r.key)
+		}
+		seen[r.key] = true
+		if s, ok := st.Records[r.key]; ok {
+			r.published, r.pubAt = s.Address, s.Published
+			r.selected = s.Address // kept while it stays eligible, so a restart does not flap
+		}
+		u.records = append(u.records, r)
+	}
+	if len(u.records) == 0 {
+		return nil, errors.New("ddns.records is empty")
+	}
+	return u, nil
+}
+
+func newRecord(rc config.Record, zone string) (*record, error) {
+	if rc.Type != "A" && rc.Type != "AAAA" {
+		return nil, fmt.Errorf("type %q: expected A or AAAA", rc.Type)
+	}
+	rel, err := relativeName(rc.Name, zone)
+	if err != nil {
+		return nil, err
+	}
+	r := &record{cfg: rc, rel: rel}
+	r.fqdn = strings.TrimSuffix(libdns.AbsoluteName(rel, zone), ".")
+	r.key = rc.Type + " " + r.fqdn
+	n := 0
+	for _, s := range []string{rc.Interface, rc.URL, rc.Value} {
+		if s != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, errors.New("set exactly one address source: interface, url or value")
+	}
+	if rc.Value != "" {
+		a, err := netip.ParseAddr(rc.Value)
+		if err != nil || a.Zone() != "" || (rc.Type == "A") != a.Unmap().Is4() {
+			return nil, fmt.Errorf("value %q is not an address for a %s record", rc.Value, rc.Type)
+		}
+		r.fixed = a.Unmap()
+	}
+	return r, nil
+}
+
+// relativeName accepts a record name relative to the zone ("derp", "@") or absolute
+// ("derp.example.com" or with a trailing dot) and returns it relative to zone.
+func relativeName(name, zone string) (string, error) {
+	name = strings.ToLower(strings.TrimSpace(name))
+	z := strings.ToLower(strings.TrimSuffix(zone, "."))
+	switch {
+	case name == "" || name == ".":
+		return "", errors.New("name is empty (use @ for the zone apex)")
+	case name == "@" || strings.TrimSuffix(name, ".") == z:
+		return "@", nil
+	case strings.HasSuffix(strings.TrimSuffix(name, "."), "."+z):
+		return strings.TrimSuffix(strings.TrimSuffix(name, "."), "."+z), nil
+	case strings.HasSuffix(name, "."):
+		return "", fmt.Errorf("name %q is outside zone %s", name, z)
+	}
+	for _, l := range strings.Split(name, ".") {
+		if l == "" || len(l) > 63 || strings.ContainsAny(l, " \t\"\\;()") {
+			return "", fmt.Errorf("name %q is not a valid DNS name", name)
+		}
+	}
+	return name, nil
+}
+
+func (r *record) source() string {
+	switch {
+	case r.cfg.Interface != "":
+		return "interface " + r.cfg.Interface
+	case r.cfg.URL != "":
+		return "url " + r.cfg.URL
+	}
+	return "value"
+}
+
+// Current returns every record's state.
+func (u *Updater) Current() []RecordState {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := make([]RecordState, 0, len(u.records))
+	for _, r := range u.records {
+		out = append(out, RecordState{
+			Name: r.fqdn, Type: r.cfg.Type, Source: r.source(),
+			Address: r.selected, Published: r.published, Changed: r.changed, PublishedAt: r.pubAt,
+			Error: r.lastErr, NextRetry: r.nextTry,
+		})
+	}
+	return out
+}
+
+// Run keeps the records up to date until ctx ends. Kernel address events (and the periodic
+// safety-net resync) trigger a recomputation; a record is written only when its selected
+// address differs from what DNS holds. Provider failures are retried with backoff and never
+// end Run.
+func (u *Updater) Run(ctx context.Context) error {
+	kick := make(chan time.Time, 1)
+	needsNetlink := slices.ContainsFunc(u.records, func(r *record) bool { return r.cfg.Interface != "" || r.cfg.URL != "" })
+	if needsNetlink {
+		// URL sources are re-asked on address events too: a WAN change shows up there first.
+		w := &netWatcher{log: u.log}
+		go w.run(ctx, kick)
+	}
+	send(kick, time.Now())
+
+	var pendingSince, quietUntil time.Time
+	nextRecheck := time.Now().Add(u.timing.Recheck)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		wake := nextRecheck
+		if !pendingSince.IsZero() {
+			wake = minTime(wake, minTime(quietUntil, pendingSince.Add(u.timing.MaxDelay)))
+		}
+		for _, r := range u.records {
+			if !r.nextTry.IsZero() {
+				wake = minTime(wake, r.nextTry)
+			}
+		}
+		timer.Reset(max(wake.Sub(now), 0))
+		select {
+		case <-ctx.Done():
+			return nil
+		case t := <-kick:
+			if pendingSince.IsZero() {
+				pendingSince = t
+			}
+			quietUntil = time.Now().Add(u.timing.Debounce)
+			continue
+		case <-timer.C:
+		}
+		now = time.Now()
+		recheck := !now.Before(nextRecheck)
+		if recheck {
+			nextRecheck = now.Add(u.timing.Recheck)
+		}
+		if recheck || (!pendingSince.IsZero() && (!now.Before(quietUntil) || !now.Before(pendingSince.Add(u.timing.MaxDelay)))) {
+			u.refresh(ctx, pendingSince)
+			pendingSince = time.Time{}
+		}
+		for _, r := range u.records {
+			if r.nextTry.IsZero() || !now.Before(r.nextTry) || recheck {
+				u.reconcile(ctx, r, recheck)
+			}
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// refresh recomputes every record's selected address from its source.
+func (u *Updater) refresh(ctx context.Context, eventAt time.Time) {
+	for _, r := range u.records {
+		next, ok := u.resolve(ctx, r)
+		if !ok || next == r.selected {
+			continue
+		}
+		old := r.selected
+		u.mu.Lock()
+		r.selected, r.changed = next, time.Now()
+		if next.IsValid() && !eventAt.IsZero() && r.eventAt.IsZero() {
+			r.eventAt = eventAt
+		}
+		// A new address cancels a pending backoff: try it at once.
+		r.nextTry, r.fails = time.Time{}, 0
+		u.mu.Unlock()
+		if next.IsValid() {
+			u.log.Info("address changed", "record", r.fqdn, "type", r.cfg.Type, "source", r.source(), "old", fmtAddr(old), "new", next)
+		}
+		ev := AddressChange{Record: r.fqdn, Type: r.cfg.Type, Old: old, New: next, At: r.changed}
+		for _, f := range u.subs {
+			f(ev)
+		}
+	}
+}
+
+func fmtAddr(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none"
+	}
+	return a.String()
+}
+
+// resolve returns the address a record's source offers now. ok is false when the source
+// could not be read (the previous selection then stands).
+func (u *Updater) resolve(ctx context.Context, r *record) (netip.Addr, bool) {
+	switch {
+	case r.fixed.IsValid():
+		return r.fixed, true
+	case r.cfg.URL != "":
+		cctx, cancel := context.WithTimeout(ctx, u.timing.APITimeout)
+		defer cancel()
+		a, err := fetchEcho(cctx, echoClient(r.cfg.Type, u.hc), r.cfg.URL)
+		if err == nil {
+			if why := publicReason(r.cfg.Type, a); why != "" {
+				err = fmt.Errorf("echo service reported %s, which is %s", a, why)
+			}
+		}
+		if err != nil {
+			u.explain(r, fmt.Sprintf("cannot learn the address from %s: %v", r.cfg.URL, err))
+			return netip.Addr{}, false
+		}
+		u.explain(r, "")
+		return a, true
+	}
+	cands, err := interfaceAddrs(r.cfg.Interface, familyOf(r.cfg.Type))
+	if err != nil {
+		u.explain(r, err.Error()+"; keeping the record as it is")
+		return netip.Addr{}, true
+	}
+	a, rejected := Select(r.cfg.Type, cands, r.selected)
+	if a.IsValid() {
+		u.explain(r, "")
+		return a, true
+	}
+	u.explain(r, noAddressMessage(r, rejected))
+	return netip.Addr{}, true
+}
+
+// noAddressMessage says why an interface offers nothing to publish, calling out the common
+// case of a WAN behind carrier-grade NAT or a private network.
+func noAddressMessage(r *record, rejected []Rejection) string {
+	if len(rejected) == 0 {
+		return fmt.Sprintf("interface %s has no %s address; keeping the record as it is", r.cfg.Interface, map[bool]string{true: "IPv4", false: "IPv6"}[r.cfg.Type == "A"])
+	}
+	parts := make([]string, 0, len(rejected))
+	natted := false
+	for _, x := range rejected {
+		parts = append(parts, x.Addr.String()+" ("+x.Reason+")")
+		natted = natted || strings.Contains(x.Reason, "NAT") || strings.Contains(x.Reason, "private")
+	}
+	msg := fmt.Sprintf("interface %s has no publishable %s address: %s; keeping the record as it is",
+		r.cfg.Interface, r.cfg.Type, strings.Join(parts, ", "))
+	if r.cfg.Type == "A" && natted {
+		msg += ". The WAN has no public IPv4 (CGNAT or private network): DERP clients will need IPv6, or use url: with an echo service if a public IPv4 is forwarded to this box"
+	}
+	return msg
+}
+
+// explain logs msg when it differs from the last one for r, so a persisting condition is
+// reported once, not on every event.
+func (u *Updater) explain(r *record, msg string) {
+	if msg == r.rejectMsg {
+		return
+	}
+	r.rejectMsg = msg
+	if msg != "" {
+		u.log.Warn(msg, "record", r.fqdn, "type", r.cfg.Type)
+	}
+}
+
+// reconcile makes DNS hold r's selected address. verify forces a comparison with DNS even
+// when the saved state says the record is already right.
+func (u *Updater) reconcile(ctx context.Context, r *record, verify bool) {
+	want := r.selected
+	if !want.IsValid() {
+		return
+	}
+	if want == r.published && !verify && !r.verified.IsZero() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, u.timing.APITimeout)
+	defer cancel()
+
+	inDNS, getErr := u.lookup(ctx, r)
+	if getErr == nil && len(inDNS) == 1 && inDNS[0] == want {
+		u.done(r, want, "", time.Now())
+		return
+	}
+	if getErr != nil {
+		// Without a read (an RFC 2136 key without transfer rights, say) the saved state is
+		// all there is to compare with.
+		u.log.Debug("cannot read records, comparing with saved state", "record", r.fqdn, "err", getErr)
+		if want == r.published {
+			u.done(r, want, "", time.Now())
+			return
+		}
+	}
+	old := fmtAddr(r.published)
+	if getErr == nil {
+		old = fmtAddrs(inDNS)
+	}
+	err := u.write(ctx, r, want, inDNS)
+	if err != nil {
+		u.failed(r, err)
+		return
+	}
+	u.done(r, want, old, time.Now())
+}
+
+// write replaces the record's RRset with want, leaving every other record alone.
+func (u *Updater) write(ctx context.Context, r *record, want netip.Addr, inDNS []netip.Addr) error {
+	if len(inDNS) > 1 {
+		// Some providers (Cloudflare) refuse SetRecords on a name with several records of
+		// the type: remove the extras first.
+		var extra []libdns.Record
+		for _, a := range inDNS {
+			if a != want {
+				extra = append(extra, libdns.Address{Name: r.rel, IP: a})
+			}
+		}
+		if len(extra) == len(inDNS) {
+			extra = extra[1:]
+		}
+		if _, err := u.prov.DeleteRecords(ctx, u.zone, extra); err != nil {
+			return fmt.Errorf("removing stale %s records: %w", r.cfg.Type, err)
+		}
+	}
+	_, err := u.prov.SetRecords(ctx, u.zone, []libdns.Record{libdns.Address{Name: r.rel, TTL: u.ttl, IP: want}})
+	return err
+}
+
+// lookup returns the addresses DNS (the provider's API) holds for r.
+func (u *Updater) lookup(ctx context.Context, r *record) ([]netip.Addr, error) {
+	recs, err := u.prov.GetRecords(ctx, u.zone)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, rec := range recs {
+		rr := rec.RR()
+		if rr.Type != r.cfg.Type || !strings.EqualFold(libdns.AbsoluteName(rr.Name, u.zone), r.fqdn+".") {
+			continue
+		}
+		if a, err := netip.ParseAddr(rr.Data); err == nil {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out, nil
+}
+
+func fmtAddrs(as []netip.Addr) string {
+	if len(as) == 0 {
+		return "none"
+	}
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// done records a successful write (old != "") or confirmation (old == "").
+func (u *Updater) done(r *record, a netip.Addr, old string, now time.Time) {
+	u.mu.Lock()
+	changed := r.published != a
+	r.published, r.pubAt, r.verified = a, now, now
+	r.fails, r.nextTry, r.lastErr = 0, time.Time{}, ""
+	eventAt := r.eventAt
+	r.eventAt = time.Time{}
+	u.state.Records[r.key] = savedRecord{Address: a, Published: now}
+	u.mu.Unlock()
+	if old != "" {
+		attrs := []any{"record", r.fqdn, "type", r.cfg.Type, "old", old, "new", a}
+		if !eventAt.IsZero() {
+			attrs = append(attrs, "since_event", now.Sub(eventAt).Round(time.Millisecond))
+		}
+		u.log.Info("record updated", attrs...)
+	} else if changed {
+		u.log.Info("record already up to date", "record", r.fqdn, "type", r.cfg.Type, "address", a)
+	}
+	if old != "" || changed {
+		if err := saveState(u.stateDir, u.state); err != nil {
+			u.log.Warn("cannot save state", "err", err)
+		}
+	}
+}
+
+func (u *Updater) failed(r *record, err error) {
+	u.mu.Lock()
+	r.fails++
+	d := u.timing.RetryMin << min(r.fails-1, 20)
+	d = min(d, u.timing.RetryMax)
+	r.nextTry = time.Now().Add(d)
+	first := r.lastErr == ""
+	r.lastErr = err.Error()
+	u.mu.Unlock()
+	level := slog.LevelWarn
+	if !first {
+		level = slog.LevelDebug // the first failure of a streak is enough at warn
+	}
+	u.log.Log(context.Background(), level, "record update failed", "record", r.fqdn, "type", r.cfg.Type,
+		"want", r.selected, "err", err, "attempt", r.fails, "retry_in", d)
+}
