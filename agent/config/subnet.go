@@ -13,7 +13,7 @@ type Subnet struct {
 	TailscaleInterface string     `yaml:"tailscale_interface"`
 	SNAT               *bool      `yaml:"snat"`
 	MSSClamp           *bool      `yaml:"mss_clamp"`
-	Firewall           string     `yaml:"firewall"` // auto | iptables | fw4 | none
+	Firewall           string     `yaml:"firewall"` // auto | iptables | nftables | fw4 | none
 	Advertise          *bool      `yaml:"advertise"`
 	TailscaledSocket   string     `yaml:"tailscaled_socket"`
 	RulePriority       int        `yaml:"rule_priority"`
@@ -59,7 +59,7 @@ func (s *Subnet) check(c *checker) {
 			c.add(fmt.Sprintf("subnet.routes[%d]", i), "expected auto or a CIDR like 192.168.1.0/24, got %q", r)
 		}
 	}
-	oneOf(c, "subnet.firewall", s.Firewall, "auto", "iptables", "fw4", "none")
+	oneOf(c, "subnet.firewall", s.Firewall, "auto", "iptables", "nftables", "fw4", "none")
 	if s.RulePriority < 1 || s.RulePriority >= 32766 {
 		c.add("subnet.rule_priority", "must be between 1 and 32765, got %d", s.RulePriority)
 	} else if s.RulePriority >= 5200 && s.RulePriority <= 5299 {

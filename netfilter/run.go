@@ -1,0 +1,113 @@
+package netfilter
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Timing of the reconcile loop: events come in bursts (an interface coming up brings link,
+// address and route messages, RA refreshes repeat), so wait for quiet before applying.
+const (
+	debounce     = 1500 * time.Millisecond
+	resyncEvery  = 10 * time.Minute
+	retryInitial = 5 * time.Second
+	retryMax     = 5 * time.Minute
+)
+
+// Run applies the config now, then again whenever the involved interfaces change (link or
+// address events on the LAN or tailscale interfaces, tailscaled's table 52 routes), with
+// debounce, retrying failures with backoff, until ctx ends. It does not remove anything on
+// exit: forwarding must survive an agent restart.
+func (r *Reconciler) Run(ctx context.Context) error {
+	events := make(chan struct{}, 1)
+	go r.watch(ctx, events)
+
+	timer := time.NewTimer(0) // apply at once on start
+	defer timer.Stop()
+	retry := retryInitial
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-events:
+			timer.Reset(debounce)
+		case <-timer.C:
+			if err := r.Apply(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				r.log.Error("subnet apply failed; will retry", "err", err, "retry_in", retry)
+				timer.Reset(retry)
+				retry = min(retry*2, retryMax)
+				continue
+			}
+			r.log.Debug("subnet in place")
+			retry = retryInitial
+			timer.Reset(resyncEvery)
+		}
+	}
+}
+
+// watch subscribes to netlink link, address and route events and signals relevant ones,
+// resubscribing when a subscription breaks (the library closes the channel on overflow).
+func (r *Reconciler) watch(ctx context.Context, events chan<- struct{}) {
+	names := append([]string{r.cfg.TailscaleInterface}, r.cfg.LANInterfaces...)
+	signal := func() {
+		select {
+		case events <- struct{}{}:
+		default:
+		}
+	}
+	for ctx.Err() == nil {
+		done := make(chan struct{})
+		links := make(chan netlink.LinkUpdate, 64)
+		addrs := make(chan netlink.AddrUpdate, 64)
+		routes := make(chan netlink.RouteUpdate, 64)
+		errCb := func(err error) { r.log.Debug("netlink subscription", "err", err) }
+		err1 := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: errCb})
+		err2 := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: errCb})
+		err3 := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: errCb})
+		if err1 != nil || err2 != nil || err3 != nil {
+			r.log.Warn("netlink subscribe failed; relying on periodic resync", "link", err1, "addr", err2, "route", err3)
+		} else {
+			signal() // events may have been missed while (re)subscribing
+		}
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				break loop
+			case u, ok := <-links:
+				if !ok {
+					break loop
+				}
+				if slices.Contains(names, u.Attrs().Name) {
+					signal()
+				}
+			case u, ok := <-addrs:
+				if !ok {
+					break loop
+				}
+				if l, err := netlink.LinkByIndex(u.LinkIndex); err != nil || slices.Contains(names, l.Attrs().Name) {
+					signal()
+				}
+			case u, ok := <-routes:
+				if !ok {
+					break loop
+				}
+				if u.Table == tailscaleTable && u.Type == unix.RTN_UNICAST {
+					signal()
+				}
+			}
+		}
+		close(done)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
