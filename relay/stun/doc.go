@@ -9,10 +9,11 @@
 //     SOFTWARE "tailnode" and a FINGERPRINT. Generic STUN clients (pion,
 //     stunclient, browsers' ICE) are then useful for checking that the
 //     port is reachable, which derper users keep asking for (tailscale#4177).
-//     The answer is always exactly 32 bytes (IPv4) or 44 bytes (IPv6) and is
-//     never sent to port 0 or to an unspecified or multicast source, so a
-//     spoofed request gains a reflector at most a 20-byte to 44-byte
-//     answer, the same as any RFC 5389 server.
+//     The cost is bounded: the answer is always exactly 32 bytes (IPv4) or
+//     44 bytes (IPv6) and is never sent to port 0 or to an unspecified or
+//     multicast source, so a spoofed 20-byte request is reflected as at
+//     most 44 bytes (2.2x), the bound of any RFC 5389 server; derper's
+//     40-byte minimum request keeps it near 1x.
 //   - It is stricter where strictness is cheap: the header length must match
 //     the datagram exactly, attributes must fit, and a FINGERPRINT, when
 //     present, must be the last attribute and valid.

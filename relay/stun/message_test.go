@@ -58,8 +58,8 @@ func TestParseRejects(t *testing.T) {
 	}
 }
 
-// TestTailscaleParserAgrees: Tailscale's own server-side parser accepts our
-// fixtures' good request and the wire checker agrees with stun.Response.
+// TestResponseMatchesTailscale: our response is byte-identical to Tailscale's
+// stun.Response for the unmapped address, and passes the wire checker.
 func TestResponseMatchesTailscale(t *testing.T) {
 	buf := make([]byte, maxResponseLen)
 	for _, ap := range responseAddrs {

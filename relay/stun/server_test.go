@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -293,8 +294,10 @@ func TestListenErrors(t *testing.T) {
 	if _, err := Listen("not-an-address", nil); err == nil {
 		t.Error("Listen(\"not-an-address\") succeeded")
 	}
-	// A served-then-cancelled context before Serve starts still returns nil.
-	s2, err := Listen("127.0.0.1:0", nil)
+	// A context that ended before Serve starts still gives nil, and the
+	// startup line names the component and the bound address.
+	var logBuf bytes.Buffer
+	s2, err := Listen("127.0.0.1:0", slog.New(slog.NewTextHandler(&logBuf, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,6 +305,9 @@ func TestListenErrors(t *testing.T) {
 	cancel()
 	if err := s2.Serve(ctx); err != nil {
 		t.Errorf("Serve with a done context: %v", err)
+	}
+	if l := logBuf.String(); !strings.Contains(l, "component=stun") || !strings.Contains(l, s2.Addr().String()) {
+		t.Errorf("startup log %q lacks component=stun or the address", l)
 	}
 }
 
@@ -369,4 +375,21 @@ func runInNetns(t *testing.T) {
 	if !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
 		t.Fatal("test in netns did not report PASS")
 	}
+}
+
+// TestReadErrorRecovers forces real read errors (a read deadline in the past
+// on the server's socket), checks they are counted and backed off, and that
+// the server answers again once the socket is healthy.
+func TestReadErrorRecovers(t *testing.T) {
+	s := serve(t, "127.0.0.1:0")
+	if err := s.conn.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	st := waitStats(t, s, func(st Stats) bool { return st.ReadError >= 3 })
+	start := time.Now()
+	if err := s.conn.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	tailscaleRoundTrip(t, dial(t, "udp4", lo4, s))
+	t.Logf("%d read errors before recovery; first answer %v after the socket was healthy again", st.ReadError, time.Since(start))
 }
