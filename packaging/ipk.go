@@ -101,20 +101,21 @@ func BuildIPK(m IPKMeta, tree *Tree) ([]byte, error) {
 		return nil, fmt.Errorf("ipk: data: %w", err)
 	}
 
-	// ipkg-build expands conffile directories to the files under them and sorts the list.
+	// ipkg-build resolves conffiles with `find ENTRY -type f`: directories become the files
+	// under them, entries not in the package drop out; then it sorts the list.
 	var conf []string
 	for _, c := range m.Conffiles {
+		c = strings.TrimSuffix(c, "/")
 		e := tree.Get(c)
 		switch {
 		case e == nil:
-			return nil, fmt.Errorf("ipk: conffile %s is not in the package", c)
 		case e.IsDir():
 			for _, f := range tree.Files() {
 				if strings.HasPrefix(f, c+"/") {
 					conf = append(conf, f)
 				}
 			}
-		default:
+		case e.IsRegular():
 			conf = append(conf, c)
 		}
 	}

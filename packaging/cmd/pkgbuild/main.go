@@ -1,0 +1,203 @@
+// Command pkgbuild cross-compiles edgerelay for every target and builds the OpenWrt .ipk
+// and .apk and the Synology .spk packages from the binaries. The Makefile's cross,
+// package and size targets call it.
+//
+//	pkgbuild -version V [-dist dist] cross     static, stripped binaries in dist/bin
+//	pkgbuild -version V [-dist dist] package   the binaries plus every package
+//	pkgbuild -version V [-dist dist] size      each binary's size against the budget
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edgerelay/edgerelay/packaging"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pkgbuild", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	version := fs.String("version", "", "version to stamp (git describe output, e.g. v1.2.3-4-gabcdef0)")
+	dist := fs.String("dist", "dist", "output directory")
+	only := fs.String("targets", "", "comma-separated target names to build (default: all)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *version == "" || fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: pkgbuild -version V [-dist DIR] [-targets a,b] cross|package|size")
+		return 2
+	}
+	vers, err := packaging.ParseVersion(*version)
+	if err != nil {
+		fmt.Fprintln(stderr, "pkgbuild:", err)
+		return 2
+	}
+	targets, err := pick(*only)
+	if err != nil {
+		fmt.Fprintln(stderr, "pkgbuild:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	bins, err := cross(ctx, *dist, targets, vers.Binary, stdout)
+	if err != nil {
+		fmt.Fprintln(stderr, "pkgbuild:", err)
+		return 1
+	}
+	switch fs.Arg(0) {
+	case "cross":
+		return 0
+	case "size":
+		return size(targets, bins, stdout)
+	case "package":
+		if err := packageAll(*dist, targets, bins, vers, stdout); err != nil {
+			fmt.Fprintln(stderr, "pkgbuild:", err)
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(stderr, "pkgbuild: unknown command %q (cross, package, size)\n", fs.Arg(0))
+	return 2
+}
+
+func pick(only string) ([]packaging.Target, error) {
+	if only == "" {
+		return packaging.Targets, nil
+	}
+	var out []packaging.Target
+	for _, name := range strings.Split(only, ",") {
+		found := false
+		for _, t := range packaging.Targets {
+			if t.Name == name {
+				out, found = append(out, t), true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("unknown target %q", name)
+		}
+	}
+	return out, nil
+}
+
+// cross builds every target's binary into dist/bin and returns their paths by target name.
+func cross(ctx context.Context, dist string, targets []packaging.Target, version string, stdout io.Writer) (map[string]string, error) {
+	dir := filepath.Join(dist, "bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	goBin := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	if _, err := os.Stat(goBin); err != nil {
+		goBin = "go"
+	}
+	bins := map[string]string{}
+	for _, t := range targets {
+		out := filepath.Join(dir, packaging.BinaryName(t))
+		start := time.Now()
+		if err := packaging.CrossBuild(ctx, goBin, ".", packaging.MainPackage, t, version, out); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stdout, "built %s (%s)\n", out, time.Since(start).Round(time.Millisecond))
+		bins[t.Name] = out
+	}
+	return bins, nil
+}
+
+func size(targets []packaging.Target, bins map[string]string, stdout io.Writer) int {
+	status := 0
+	fmt.Fprintf(stdout, "%-34s %10s  %s\n", "binary", "bytes", "budget "+strconv.Itoa(packaging.SizeBudget))
+	for _, t := range targets {
+		fi, err := os.Stat(bins[t.Name])
+		if err != nil {
+			fmt.Fprintln(stdout, err)
+			return 1
+		}
+		mark := "ok"
+		if fi.Size() > packaging.SizeBudget {
+			mark, status = "OVER BUDGET", 1
+		}
+		fmt.Fprintf(stdout, "%-34s %10d  %5.2f MB  %s\n", packaging.BinaryName(t), fi.Size(), float64(fi.Size())/1e6, mark)
+	}
+	return status
+}
+
+// sourceDateEpoch is every file's mtime in the packages: $SOURCE_DATE_EPOCH, else the last
+// commit's time, so the same commit gives the same packages.
+func sourceDateEpoch() time.Time {
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return time.Unix(n, 0)
+		}
+	}
+	if out, err := exec.Command("git", "log", "-1", "--format=%ct").Output(); err == nil {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64); err == nil {
+			return time.Unix(n, 0)
+		}
+	}
+	return time.Now().Truncate(time.Second)
+}
+
+func packageAll(dist string, targets []packaging.Target, bins map[string]string, v packaging.Versions, stdout io.Writer) error {
+	epoch := sourceDateEpoch()
+	write := func(p string, data []byte) error {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		tmp := p + ".tmp"
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s (%d bytes)\n", p, len(data))
+		return nil
+	}
+	for _, t := range targets {
+		bin, err := os.ReadFile(bins[t.Name])
+		if err != nil {
+			return err
+		}
+		for _, arch := range t.OpenWrt {
+			b := packaging.OpenWrtBuild{Version: v.OpenWrt, Arch: arch, Binary: bin, SourceDateEpoch: epoch}
+			ipk, err := packaging.BuildOpenWrtIPK(b)
+			if err != nil {
+				return err
+			}
+			dir := filepath.Join(dist, "openwrt", arch)
+			if err := write(filepath.Join(dir, packaging.IPKFileName("edgerelay", v.OpenWrt, arch)), ipk); err != nil {
+				return err
+			}
+			apk, err := packaging.BuildOpenWrtAPK(b)
+			if err != nil {
+				return err
+			}
+			if err := write(filepath.Join(dir, packaging.APKFileName("edgerelay", v.OpenWrt)), apk); err != nil {
+				return err
+			}
+		}
+		if len(t.Synology) > 0 {
+			spk, err := packaging.BuildSPK(packaging.SPKBuild{Version: v.DSM, Arch: t.Synology, Binary: bin, SourceDateEpoch: epoch})
+			if err != nil {
+				return err
+			}
+			if err := write(filepath.Join(dist, "synology", packaging.SPKFileName(v.DSM, t.SynologyName)), spk); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

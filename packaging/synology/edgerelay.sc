@@ -1,0 +1,11 @@
+[edgerelay_derp]
+title="edgerelay DERP relay"
+desc="Tailscale DERP relay over HTTPS"
+port_forward="yes"
+dst.ports="12345/tcp"
+
+[edgerelay_stun]
+title="edgerelay STUN"
+desc="STUN for Tailscale clients"
+port_forward="yes"
+dst.ports="3478/udp"
