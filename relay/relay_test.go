@@ -16,7 +16,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/relay"
-	"github.com/edgerelay/edgerelay/relay/internal/derptest"
+	"github.com/edgerelay/edgerelay/relay/derptest"
 )
 
 // startRelay runs a relay from YAML on loopback and returns it with its DERP region, built

@@ -87,11 +87,14 @@ func isUCI(path string, data []byte) bool {
 	return false
 }
 
-// setDefaults fills every unset key with its documented default.
+// setDefaults fills every unset key with its documented default. state_dir defaults to
+// $EDGERELAY_STATE_DIR, else /var/lib/edgerelay (root) or the user's config dir.
 func (cfg *Config) setDefaults() {
 	if cfg.StateDir == "" {
 		cfg.StateDir = "/var/lib/edgerelay"
-		if os.Geteuid() != 0 {
+		if d := os.Getenv("EDGERELAY_STATE_DIR"); d != "" {
+			cfg.StateDir = d
+		} else if os.Geteuid() != 0 {
 			if d, err := os.UserConfigDir(); err == nil {
 				cfg.StateDir = filepath.Join(d, "edgerelay")
 			}

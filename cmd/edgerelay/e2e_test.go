@@ -1,0 +1,351 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+	"tailscale.com/derp"
+	"tailscale.com/net/netcheck"
+	"tailscale.com/net/netmon"
+	"tailscale.com/tailcfg"
+	"tailscale.com/types/key"
+
+	"github.com/edgerelay/edgerelay/relay/derptest"
+)
+
+// binPath is the edgerelay binary built once for these tests, the way `make build` builds it.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "edgerelay-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binPath = filepath.Join(dir, "edgerelay")
+	build := exec.Command("go", "build", "-tags", "nethttpomithttp2", "-trimpath", "-o", binPath, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building edgerelay:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is a running `edgerelay run`.
+type daemon struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stdout bytes.Buffer
+	exited chan error
+}
+
+func (d *daemon) output() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stdout.String()
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func startDaemon(t *testing.T, env []string, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{exited: make(chan error, 1)}
+	d.cmd = exec.Command(binPath, append([]string{"run"}, args...)...)
+	d.cmd.Env = append(os.Environ(), env...)
+	d.cmd.Stdout = lockedWriter{&d.mu, &d.stdout}
+	d.cmd.Stderr = testLog{t}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.exited <- d.cmd.Wait() }()
+	t.Cleanup(func() {
+		d.cmd.Process.Kill()
+		<-d.exited
+	})
+	return d
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.exited:
+		d.exited <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("daemon exit after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("daemon did not stop within 15s of SIGTERM")
+	}
+}
+
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func freePort(t *testing.T, network string) int {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitTCP(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on %s", addr)
+}
+
+func edgerelay(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(binPath, args...).CombinedOutput()
+	return string(out), err
+}
+
+// TestBinaryWithTailscaleClients runs the protocol suite and Tailscale's netcheck against the
+// built binary over TLS on loopback, using only the DERP map `edgerelay derpmap` printed.
+func TestBinaryWithTailscaleClients(t *testing.T) {
+	dir := t.TempDir()
+	derpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	stunAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
+	cfgPath := filepath.Join(dir, "config.yaml")
+	cfgText := fmt.Sprintf(`state_dir: %s
+log_level: debug
+relay:
+  hostname: 127.0.0.1
+  listen: %q
+  stun_listen: %q
+  region: {id: 901, code: test, name: "Test"}
+  tls: {mode: self-signed}
+`, filepath.Join(dir, "state"), derpAddr, stunAddr)
+	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := edgerelay(t, "check", "-c", cfgPath); err != nil {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	out, err := edgerelay(t, "derpmap", "-c", cfgPath, "--format", "json")
+	if err != nil {
+		t.Fatalf("derpmap: %v\n%s", err, out)
+	}
+	var dm tailcfg.DERPMap
+	if err := json.Unmarshal([]byte(out), &dm); err != nil {
+		t.Fatalf("derpmap json: %v\n%s", err, out)
+	}
+	region := dm.Regions[901]
+	if region == nil || len(region.Nodes) != 1 || !strings.HasPrefix(region.Nodes[0].CertName, "sha256-raw:") {
+		t.Fatalf("derpmap region: %s", out)
+	}
+
+	d := startDaemon(t, nil, "-c", cfgPath)
+	waitTCP(t, derpAddr)
+	derptest.Run(t, region)
+
+	t.Run("netcheck over STUN", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c := &netcheck.Client{NetMon: netmon.NewStatic(), Logf: t.Logf, SkipExternalNetwork: true}
+		if err := c.Standalone(ctx, "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.GetReport(ctx, &dm, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.UDP || r.PreferredDERP != 901 {
+			t.Fatalf("netcheck: UDP=%v preferred=%d latency=%v", r.UDP, r.PreferredDERP, r.RegionLatency)
+		}
+	})
+
+	t.Run("SIGHUP reload keeps serving", func(t *testing.T) {
+		a := derptest.Connect(t, region, key.NewNode())
+		os.WriteFile(cfgPath, []byte(strings.Replace(cfgText, "log_level: debug", "log_level: info", 1)), 0o600)
+		d.cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(300 * time.Millisecond) // give the reload a moment; correctness is checked below
+		b := derptest.Connect(t, region, key.NewNode())
+		b.Send(a.Pub(), []byte("after reload"))
+		a.ExpectPacket(b.Pub(), []byte("after reload"))
+	})
+
+	t.Run("SIGTERM tells clients and exits", func(t *testing.T) {
+		a := derptest.Connect(t, region, key.NewNode())
+		d.stop(t)
+		for m := range a.Msgs {
+			if _, ok := m.(derp.ServerRestartingMessage); ok {
+				return
+			}
+		}
+		t.Fatal("connection closed without a Restarting frame")
+	})
+}
+
+// TestDefaultRun is a new user's first run: no config at all. The daemon prints the DERP map
+// to paste, and a Tailscale client connects using only that.
+func TestDefaultRun(t *testing.T) {
+	for _, p := range []string{"/etc/config/edgerelay", "/etc/edgerelay/config.yaml"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Skipf("%s exists on this machine; the default run would use it", p)
+		}
+	}
+	if c, err := net.Dial("tcp", "127.0.0.1:12345"); err == nil {
+		c.Close()
+		t.Skip("port 12345 is taken on this machine")
+	}
+	d := startDaemon(t, []string{"EDGERELAY_STATE_DIR=" + t.TempDir()})
+	var printed struct {
+		DERPMap tailcfg.DERPMap `json:"derpMap"`
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out := d.output()
+		if i := strings.Index(out, "{"); i >= 0 && json.Unmarshal([]byte(out[i:]), &printed) == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no DERP map printed; stdout:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var region *tailcfg.DERPRegion
+	for _, r := range printed.DERPMap.Regions {
+		region = r
+	}
+	if region == nil {
+		t.Fatalf("printed map has no region:\n%s", d.output())
+	}
+	a, b := derptest.Connect(t, region, key.NewNode()), derptest.Connect(t, region, key.NewNode())
+	a.Send(b.Pub(), []byte("first run"))
+	b.ExpectPacket(a.Pub(), []byte("first run"))
+	d.stop(t)
+}
+
+// TestDERPMapFormats checks each output format against what its consumer parses.
+func TestDERPMapFormats(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`state_dir: %s
+relay:
+  hostname: 203.0.113.7
+  listen: ":443"
+  stun_listen: ""
+  ipv6: "2001:db8::7"
+  region: {id: 950, code: nas, name: "Parents' NAS"}
+  tls: {mode: self-signed}
+`, dir)), 0o600)
+	check := func(t *testing.T, r *tailcfg.DERPRegion) {
+		t.Helper()
+		if r == nil || r.RegionID != 950 || r.RegionCode != "nas" || r.RegionName != "Parents' NAS" || len(r.Nodes) != 1 {
+			t.Fatalf("region %+v", r)
+		}
+		n := r.Nodes[0]
+		if n.RegionID != 950 || n.HostName != "203.0.113.7" || n.IPv4 != "203.0.113.7" || n.IPv6 != "2001:db8::7" ||
+			n.STUNPort != -1 || (n.DERPPort != 443 && n.DERPPort != 0) || !strings.HasPrefix(n.CertName, "sha256-raw:") {
+			t.Fatalf("node %+v", n)
+		}
+	}
+	t.Run("tailscale", func(t *testing.T) {
+		out, err := edgerelay(t, "derpmap", "-c", cfgPath)
+		if err != nil {
+			t.Fatal(err, out)
+		}
+		var acl struct {
+			DERPMap tailcfg.DERPMap `json:"derpMap"`
+		}
+		if err := json.Unmarshal([]byte(out), &acl); err != nil {
+			t.Fatal(err)
+		}
+		check(t, acl.DERPMap.Regions[950])
+	})
+	t.Run("json", func(t *testing.T) {
+		out, _ := edgerelay(t, "derpmap", "-c", cfgPath, "--format", "json")
+		var dm tailcfg.DERPMap
+		if err := json.Unmarshal([]byte(out), &dm); err != nil {
+			t.Fatal(err)
+		}
+		check(t, dm.Regions[950])
+	})
+	t.Run("headscale", func(t *testing.T) {
+		// headscale reads derp.paths files with yaml.v3 straight into tailcfg.DERPMap.
+		out, _ := edgerelay(t, "derpmap", "-c", cfgPath, "--format", "headscale")
+		var dm tailcfg.DERPMap
+		if err := yaml.Unmarshal([]byte(out), &dm); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		check(t, dm.Regions[950])
+	})
+	t.Run("unknown format", func(t *testing.T) {
+		if out, err := edgerelay(t, "derpmap", "-c", cfgPath, "--format", "xml"); err == nil || !strings.Contains(out, "tailscale, json, headscale") {
+			t.Fatalf("want an error listing formats, got %v: %s", err, out)
+		}
+	})
+}
+
+// TestCheckReportsEveryProblem: `check` lists every problem with its line, exit status 1.
+func TestCheckReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("relay:\n  listen: nope\n  colour: blue\nsubnet:\n  firewall: pf\n"), 0o600)
+	out, err := edgerelay(t, "check", "-c", bad)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit %v, want 1", err)
+	}
+	for _, want := range []string{"line 2: relay.listen", "line 3: relay.colour: unknown key", "line 5: subnet.firewall"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	uci := filepath.Join(dir, "edgerelay")
+	os.WriteFile(uci, []byte("config relay 'relay'\n\toption listen 'nope'\n\toption colour 'blue'\n"), 0o600)
+	out, _ = edgerelay(t, "check", "-c", uci)
+	for _, want := range []string{"line 2: relay.listen", "line 3: relay.colour: unknown option"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("UCI output lacks %q:\n%s", want, out)
+		}
+	}
+}
