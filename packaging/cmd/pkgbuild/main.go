@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -99,15 +100,24 @@ func cross(ctx context.Context, dist string, targets []packaging.Target, version
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	goBin := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(goBin); err != nil {
 		goBin = "go"
 	}
+	// Build from the module root whatever the working directory.
+	gomod, err := exec.CommandContext(ctx, goBin, "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
+		return nil, fmt.Errorf("not inside the edgerelay module (go env GOMOD: %v)", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
 	bins := map[string]string{}
 	for _, t := range targets {
-		out := filepath.Join(dir, packaging.BinaryName(t))
+		out, err := filepath.Abs(filepath.Join(dir, packaging.BinaryName(t)))
+		if err != nil {
+			return nil, err
+		}
 		start := time.Now()
-		if err := packaging.CrossBuild(ctx, goBin, ".", packaging.MainPackage, t, version, out); err != nil {
+		if err := packaging.CrossBuild(ctx, goBin, root, packaging.MainPackage, t, version, out); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(stdout, "built %s (%s)\n", out, time.Since(start).Round(time.Millisecond))
