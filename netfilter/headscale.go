@@ -55,11 +55,17 @@ func (r *Reconciler) approveRoutes(ctx context.Context, api *localAPI, st *state
 	if err != nil {
 		return err
 	}
-	if self.Self == nil || self.Self.PublicKey == "" {
+	if self.Self == nil || self.Self.PublicKey == "" || self.Self.PublicKey == zeroNodeKey {
 		return fmt.Errorf("headscale: tailscaled has no node key yet (state %s): log in first", self.BackendState)
 	}
-	base := strings.TrimSuffix(hs.URL, "/")
 	hc := &http.Client{Timeout: 20 * time.Second}
+	return r.approveOn(ctx, hc, strings.TrimSuffix(hs.URL, "/"), key, self.Self.PublicKey, st, want)
+}
+
+const zeroNodeKey = "nodekey:0000000000000000000000000000000000000000000000000000000000000000"
+
+// approveOn finds the node by its key on headscale at base and sets its approved routes.
+func (r *Reconciler) approveOn(ctx context.Context, hc *http.Client, base, key, nodeKey string, st *state, want []netip.Prefix) error {
 	b, err := headscaleDo(ctx, hc, key, http.MethodGet, base+"/api/v1/node", nil)
 	if err != nil {
 		return err
@@ -70,12 +76,12 @@ func (r *Reconciler) approveRoutes(ctx context.Context, api *localAPI, st *state
 	}
 	var node *headscaleNode
 	for i := range nodes {
-		if nodes[i].NodeKey == self.Self.PublicKey {
+		if nodes[i].NodeKey == nodeKey {
 			node = &nodes[i]
 		}
 	}
 	if node == nil {
-		return fmt.Errorf("headscale at %s: no node with this node's key %s", hs.URL, self.Self.PublicKey)
+		return fmt.Errorf("headscale at %s: no node with this node's key %s", base, nodeKey)
 	}
 	current := parsePrefixes(node.ApprovedRoutes)
 	next, owned := mergeRoutes(current, parsePrefixes(st.Approved), want)

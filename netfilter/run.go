@@ -2,6 +2,7 @@ package netfilter
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -71,11 +72,16 @@ func (r *Reconciler) watch(ctx context.Context, events chan<- struct{}) {
 		err1 := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: errCb})
 		err2 := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: errCb})
 		err3 := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: errCb})
-		if err1 != nil || err2 != nil || err3 != nil {
-			r.log.Warn("netlink subscribe failed; relying on periodic resync", "link", err1, "addr", err2, "route", err3)
-		} else {
-			signal() // events may have been missed while (re)subscribing
+		if err := errors.Join(err1, err2, err3); err != nil {
+			close(done)
+			r.log.Warn("netlink subscribe failed; retrying (periodic resync meanwhile)", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(30 * time.Second):
+			}
+			continue
 		}
+		signal() // events may have been missed while (re)subscribing
 	loop:
 		for {
 			select {

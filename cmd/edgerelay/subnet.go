@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/netfilter"
+)
+
+const subnetUsage = "usage: edgerelay subnet apply|remove|show [-c FILE]"
+
+// cmdSubnet is `edgerelay subnet apply|remove|show`: one reconcile of the subnet-router setup,
+// for the OpenWrt firewall hotplug, package scripts and people checking what the agent owns.
+func cmdSubnet(ctx context.Context, cfg *config.Config, args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return errors.New(subnetUsage)
+	}
+	action := args[0]
+	switch action {
+	case "apply", "remove", "show":
+	default:
+		return fmt.Errorf("unknown subnet action %q; %s", action, subnetUsage)
+	}
+	sub := cfg.Subnet
+	if sub == nil {
+		if action != "remove" {
+			return fmt.Errorf("the config (%s) has no subnet section", sourceName(cfg.Source))
+		}
+		// Removal still undoes what the state dir records (the section may have been deleted
+		// since, and package removal must not fail over it).
+		sub = &config.Subnet{}
+	}
+	r, err := netfilter.New(*sub, cfg.StateDir, newLogger(cfg.LogLevel, os.Stderr))
+	if err != nil {
+		return err
+	}
+	switch action {
+	case "apply":
+		if !config.On(sub.Enabled, true) {
+			fmt.Fprintln(stdout, "subnet is disabled (subnet.enabled: false): removing what an earlier run set up")
+			return r.Remove(ctx)
+		}
+		if err := r.Apply(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "subnet applied")
+	case "remove":
+		if err := r.Remove(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "subnet removed")
+	case "show":
+		rep, err := r.Show(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, rep.String())
+	}
+	return nil
+}
