@@ -545,4 +545,16 @@ func TestSynologyLifecycle(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(pkgvar, "config.yaml")); string(got) != mine {
 		t.Error("postinst overwrote the user's config")
 	}
+	// Uninstall: the scripts succeed, tell the user how to undo root's subnet changes when
+	// they cannot, and leave config and state alone.
+	for _, s := range []string{"preuninst", "postuninst"} {
+		if out, code := script(s); code != 0 {
+			t.Errorf("%s: %d %s", s, code, out)
+		}
+	}
+	for _, p := range []string{"config.yaml", "state"} {
+		if _, err := os.Stat(filepath.Join(pkgvar, p)); err != nil {
+			t.Errorf("uninstall scripts removed %s: %v", p, err)
+		}
+	}
 }

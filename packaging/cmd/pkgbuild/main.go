@@ -123,6 +123,15 @@ func cross(ctx context.Context, dist string, targets []packaging.Target, version
 		fmt.Fprintf(stdout, "built %s (%s)\n", out, time.Since(start).Round(time.Millisecond))
 		bins[t.Name] = out
 	}
+	// Which binary serves which package architecture, for people picking a file by hand.
+	var m strings.Builder
+	for _, t := range targets {
+		fmt.Fprintf(&m, "%s\t%s\topenwrt: %s\tsynology: %s\n", packaging.BinaryName(t),
+			strings.Join(t.Env()[2:], " "), strings.Join(t.OpenWrt, " "), strings.Join(t.Synology, " "))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "TARGETS"), []byte(m.String()), 0o644); err != nil {
+		return nil, err
+	}
 	return bins, nil
 }
 

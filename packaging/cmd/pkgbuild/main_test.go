@@ -18,6 +18,7 @@ func TestPackageOneTarget(t *testing.T) {
 	}
 	want := []string{
 		"bin/edgerelay-linux-arm64",
+		"bin/TARGETS",
 		"synology/edgerelay-armv8-1.2.3-0.spk",
 	}
 	for _, arch := range []string{"aarch64_cortex-a53", "aarch64_cortex-a72", "aarch64_cortex-a76", "aarch64_generic"} {
@@ -29,6 +30,9 @@ func TestPackageOneTarget(t *testing.T) {
 		}
 	}
 
+	if m, _ := os.ReadFile(filepath.Join(dist, "bin", "TARGETS")); !strings.Contains(string(m), "GOARCH=arm64\topenwrt: aarch64_cortex-a53") {
+		t.Errorf("TARGETS:\n%s", m)
+	}
 	out.Reset()
 	if code := run([]string{"-version", "v1.2.3", "-dist", dist, "-targets", "arm64", "size"}, &out, &errb); code != 0 {
 		t.Fatalf("size: exit %d\n%s", code, out.String())
