@@ -142,6 +142,11 @@ func (r *Reconciler) Apply(ctx context.Context) error {
 	if err := needAdmin(); err != nil {
 		return err
 	}
+	unlock, err := lockState(r.stateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := loadState(r.stateDir)
 	if err != nil {
 		return err
@@ -207,6 +212,11 @@ func (r *Reconciler) Remove(ctx context.Context) error {
 	if err := needAdmin(); err != nil {
 		return err
 	}
+	unlock, err := lockState(r.stateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := loadState(r.stateDir)
 	if err != nil {
 		return err

@@ -1,0 +1,52 @@
+package netfilter
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestRulesFollowTable52: subnet routes tailscaled accepted from other routers (its unicast
+// routes in table 52) get a rule too; exit-node default routes, throw routes and routes
+// overlapping the LAN do not; a route that goes away takes its rule with it.
+func TestRulesFollowTable52(t *testing.T) {
+	tp := newTopo(t)
+	tp.writeConfig("  lan_interfaces: [lan0]\n  firewall: none\n  advertise: false\n")
+	for _, r := range []string{
+		"route add 10.55.0.0/24 dev tailscale0 table 52",        // accepted subnet route
+		"route add 0.0.0.0/0 dev tailscale0 table 52",           // exit node
+		"route add 192.168.77.0/25 dev tailscale0 table 52",     // overlaps our LAN
+		"route add throw 192.168.0.0/16 table 52",               // tailscaled's LAN exception
+		"-6 route add 2001:db8:55::/64 dev tailscale0 table 52", // accepted IPv6 subnet route
+	} {
+		run(t, "ip", append([]string{"-n", tp.router}, strings.Fields(r)...)...)
+	}
+	tp.mustHelper("apply")
+	r4 := nsRun(t, tp.router, "ip", "-4", "rule", "show", "pref", "1250")
+	r6 := nsRun(t, tp.router, "ip", "-6", "rule", "show", "pref", "1250")
+	t.Logf("rules:\n%s%s", r4, r6)
+	for _, want := range []string{"to 100.64.0.0/10 fwmark", "to 10.55.0.0/24 fwmark"} {
+		if !strings.Contains(r4, want) {
+			t.Errorf("missing rule %q", want)
+		}
+	}
+	if strings.Count(r4, "\n") != 2 {
+		t.Errorf("want exactly 2 IPv4 rules at 1250 (no exit-node, throw or LAN-overlapping route):\n%s", r4)
+	}
+	if !strings.Contains(r6, "to 2001:db8:55::/64 fwmark") || strings.Count(r6, "\n") != 2 {
+		t.Errorf("IPv6 rules at 1250:\n%s", r6)
+	}
+	// A LAN host behind the router reaches the other router's subnet through table 52.
+	if got := nsRun(t, tp.router, "ip", "route", "get", "10.55.0.9"); !strings.Contains(got, "table 52") {
+		t.Errorf("route to the accepted subnet: %s", got)
+	}
+
+	run(t, "ip", "-n", tp.router, "route", "del", "10.55.0.0/24", "dev", "tailscale0", "table", "52")
+	tp.mustHelper("apply")
+	if r4 := nsRun(t, tp.router, "ip", "-4", "rule", "show", "pref", "1250"); strings.Contains(r4, "10.55.0.0") || strings.Count(r4, "\n") != 1 {
+		t.Errorf("after the route went away:\n%s", r4)
+	}
+	tp.mustHelper("remove")
+	if r := nsRun(t, tp.router, "ip", "rule", "show", "pref", "1250"); r != "" {
+		t.Errorf("rules left after remove:\n%s", r)
+	}
+}
