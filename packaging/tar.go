@@ -42,14 +42,14 @@ func octal(field []byte, v int64) error {
 
 func (w *gnuTar) header(name string, typ byte, mode int64, size int64, mtime int64, link string) error {
 	if len(name) >= 100 {
-		if err := w.header("././@LongLink", 'L', 0, int64(len(name)+1), 0, ""); err != nil {
+		if err := w.header("././@LongLink", 'L', 0o644, int64(len(name)+1), 0, ""); err != nil {
 			return err
 		}
 		w.pad(append([]byte(name), 0))
 		name = name[:100]
 	}
 	if len(link) >= 100 {
-		if err := w.header("././@LongLink", 'K', 0, int64(len(link)+1), 0, ""); err != nil {
+		if err := w.header("././@LongLink", 'K', 0o644, int64(len(link)+1), 0, ""); err != nil {
 			return err
 		}
 		w.pad(append([]byte(link), 0))
