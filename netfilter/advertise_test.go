@@ -20,11 +20,15 @@ import (
 )
 
 // tailscaledBin builds the real tailscaled from the tailscale.com module once per test run.
+// Its directory is removed by TestMain when the tests end.
+var tailscaledDir string
+
 var tailscaledBin = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "edgerelay-tailscaled")
 	if err != nil {
 		return "", err
 	}
+	tailscaledDir = dir
 	bin := filepath.Join(dir, "tailscaled")
 	start := time.Now()
 	out, err := exec.Command("go", "build", "-o", bin, "tailscale.com/cmd/tailscaled").CombinedOutput()

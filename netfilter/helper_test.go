@@ -22,7 +22,11 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		os.Exit(helperMain(mode))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if tailscaledDir != "" {
+		os.RemoveAll(tailscaledDir)
+	}
+	os.Exit(code)
 }
 
 // helperMain runs one Reconciler method with the config file in EDGERELAY_NF_CONFIG.

@@ -1,8 +1,13 @@
 package netfilter
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/edgerelay/edgerelay/agent/testenv"
 )
 
 // TestRulesFollowTable52: subnet routes tailscaled accepted from other routers (its unicast
@@ -48,5 +53,45 @@ func TestRulesFollowTable52(t *testing.T) {
 	tp.mustHelper("remove")
 	if r := nsRun(t, tp.router, "ip", "rule", "show", "pref", "1250"); r != "" {
 		t.Errorf("rules left after remove:\n%s", r)
+	}
+}
+
+// TestAutoSelection: firewall auto picks fw4 when OpenWrt's fw4 is there, else iptables when
+// it works, else nftables, else a clear error; checked in a namespace with PATH holding only
+// the programs of each case.
+func TestAutoSelection(t *testing.T) {
+	tp := newTopo(t)
+	tp.writeConfig("  lan_interfaces: [lan0]\n  firewall: auto\n  advertise: false\n")
+	fw4 := filepath.Join(tp.dir, "fw4-script")
+	if err := os.WriteFile(fw4, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bins := map[string]string{"fw4": fw4}
+	for _, name := range []string{"nft", "iptables", "ip6tables"} {
+		bins[name] = testenv.RequireCommand(t, name)
+	}
+	for _, tc := range []struct {
+		progs []string
+		want  string
+	}{
+		{[]string{"fw4", "nft", "iptables", "ip6tables"}, "firewall backend: fw4"},
+		{[]string{"nft", "iptables", "ip6tables"}, "firewall backend: iptables"},
+		{[]string{"nft"}, "firewall backend: nftables"},
+		{nil, "no usable firewall"},
+	} {
+		dir := t.TempDir()
+		for _, p := range tc.progs {
+			if err := os.Symlink(bins[p], filepath.Join(dir, p)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		exe, _ := os.Executable()
+		ipBin := testenv.RequireCommand(t, "ip")
+		cmd := exec.Command(ipBin, "netns", "exec", tp.router, exe)
+		cmd.Env = append(os.Environ(), helperEnv+"=show", "EDGERELAY_NF_CONFIG="+tp.cfgPath, "PATH="+dir)
+		out, _ := cmd.CombinedOutput()
+		if !strings.Contains(string(out), tc.want) {
+			t.Errorf("with %v on PATH: want %q in:\n%s", tc.progs, tc.want, out)
+		}
 	}
 }
