@@ -131,7 +131,7 @@ func (c *sclient) handleFrame(typ byte, n uint32) error {
 		return c.handleForwardPacket(n)
 	case frameNotePreferred:
 		if n != 1 {
-			return fmt.Errorf("NotePreferred: length %d, want 1", n)
+			return fmt.Errorf("note-preferred frame: length %d, want 1", n)
 		}
 		b, err := c.br.ReadByte()
 		if err != nil {
@@ -140,7 +140,7 @@ func (c *sclient) handleFrame(typ byte, n uint32) error {
 		c.setPreferred(b != 0)
 	case framePing:
 		if n < 8 || n > maxPingLen {
-			return fmt.Errorf("Ping: length %d outside 8..%d", n, maxPingLen)
+			return fmt.Errorf("ping frame: length %d outside 8..%d", n, maxPingLen)
 		}
 		var data [8]byte
 		if _, err := io.ReadFull(c.br, data[:]); err != nil {
@@ -156,24 +156,24 @@ func (c *sclient) handleFrame(typ byte, n uint32) error {
 		}
 	case frameWatchConns:
 		if n != 0 {
-			return fmt.Errorf("WatchConns: length %d, want 0", n)
+			return fmt.Errorf("watch-conns frame: length %d, want 0", n)
 		}
 		if !c.canMesh {
-			return errors.New("WatchConns: insufficient permissions (no mesh key)")
+			return errors.New("watch-conns frame: insufficient permissions (no mesh key)")
 		}
 		if c.key != c.s.pub { // our own mesh client looping back: nothing to watch
 			c.s.addWatcher(c)
 		}
 	case frameClosePeer:
 		if n != keyLen {
-			return fmt.Errorf("ClosePeer: length %d, want %d", n, keyLen)
+			return fmt.Errorf("close-peer frame: length %d, want %d", n, keyLen)
 		}
 		var k Key
 		if _, err := io.ReadFull(c.br, k[:]); err != nil {
 			return err
 		}
 		if !c.canMesh {
-			return errors.New("ClosePeer: insufficient permissions (no mesh key)")
+			return errors.New("close-peer frame: insufficient permissions (no mesh key)")
 		}
 		c.s.closePeer(k)
 	default:
@@ -188,7 +188,7 @@ func (c *sclient) handleFrame(typ byte, n uint32) error {
 
 func (c *sclient) handleSendPacket(n uint32) error {
 	if n < keyLen || n-keyLen > MaxPacketSize {
-		return fmt.Errorf("SendPacket: length %d outside %d..%d", n, keyLen, keyLen+MaxPacketSize)
+		return fmt.Errorf("send-packet frame: length %d outside %d..%d", n, keyLen, keyLen+MaxPacketSize)
 	}
 	var dst Key
 	if _, err := io.ReadFull(c.br, dst[:]); err != nil {
@@ -215,10 +215,10 @@ func (c *sclient) handleSendPacket(n uint32) error {
 // delivered locally only: never forwarded again.
 func (c *sclient) handleForwardPacket(n uint32) error {
 	if n < 2*keyLen || n-2*keyLen > MaxPacketSize {
-		return fmt.Errorf("ForwardPacket: length %d outside %d..%d", n, 2*keyLen, 2*keyLen+MaxPacketSize)
+		return fmt.Errorf("forward-packet frame: length %d outside %d..%d", n, 2*keyLen, 2*keyLen+MaxPacketSize)
 	}
 	if !c.canMesh {
-		return errors.New("ForwardPacket: insufficient permissions (no mesh key)")
+		return errors.New("forward-packet frame: insufficient permissions (no mesh key)")
 	}
 	var keys [2 * keyLen]byte
 	if _, err := io.ReadFull(c.br, keys[:]); err != nil {

@@ -85,14 +85,14 @@ func (c *fakeConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *fakeConn) SetWriteDeadline(time.Time) error { return nil }
 
 // serve runs HandleConn over input; it returns the server's error and everything it wrote.
-func serve(t testing.TB, s *Server, input []byte, linger time.Duration) (error, []byte) {
+func serve(t testing.TB, s *Server, input []byte, linger time.Duration) ([]byte, error) {
 	t.Helper()
 	c := &fakeConn{in: bytes.NewReader(input), linger: linger, closed: make(chan struct{})}
 	err := s.HandleConn(context.Background(), c, bufio.NewReader(c), bufio.NewWriter(c),
 		netip.MustParseAddrPort("192.0.2.1:1234"))
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return err, bytes.Clone(c.out.Bytes())
+	return bytes.Clone(c.out.Bytes()), err
 }
 
 // frames splits server output into frame types.
@@ -124,7 +124,7 @@ func TestHandshakeRejects(t *testing.T) {
 	}
 	for name, in := range cases {
 		t.Run(name, func(t *testing.T) {
-			err, out := serve(t, s, in, 0)
+			out, err := serve(t, s, in, 0)
 			if err == nil {
 				t.Fatal("handshake accepted")
 			}
@@ -165,7 +165,7 @@ func TestFrameLimits(t *testing.T) {
 	for name, tail := range cases {
 		t.Run(name, func(t *testing.T) {
 			_, ci := clientInfoFrame(t, s, clientInfo{Version: 2})
-			err, out := serve(t, s, append(ci, tail...), 0)
+			out, err := serve(t, s, append(ci, tail...), 0)
 			if err == nil {
 				t.Fatal("connection not closed on a bad frame")
 			}
@@ -179,7 +179,7 @@ func TestFrameLimits(t *testing.T) {
 	in := append(ci, frame(0x7f, []byte("future"))...)
 	in = append(in, frame(framePong, make([]byte, 8))...)
 	in = append(in, frame(framePing, []byte("12345678"))...)
-	err, out := serve(t, s, in, 200*time.Millisecond)
+	out, err := serve(t, s, in, 200*time.Millisecond)
 	if err != nil {
 		t.Fatalf("unknown frames were fatal: %v", err)
 	}
@@ -198,7 +198,7 @@ func TestPeerPresentLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, ci := clientInfoFrame(t, s, clientInfo{Version: 2, MeshKey: mk.String()})
-	err, out := serve(t, s, append(ci, frame(frameWatchConns, nil)...), 200*time.Millisecond)
+	out, err := serve(t, s, append(ci, frame(frameWatchConns, nil)...), 200*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}

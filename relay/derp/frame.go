@@ -3,7 +3,6 @@ package derp
 import (
 	"bufio"
 	"encoding/binary"
-	"fmt"
 	"io"
 )
 
@@ -40,22 +39,6 @@ func writeFrame(bw *bufio.Writer, typ byte, parts ...[]byte) error {
 		}
 	}
 	return nil
-}
-
-// readFrame reads a whole frame of any type whose payload must fit in max bytes.
-func readFrame(br *bufio.Reader, max uint32) (typ byte, payload []byte, err error) {
-	typ, n, err := readFrameHeader(br)
-	if err != nil {
-		return 0, nil, err
-	}
-	if n > max {
-		return typ, nil, fmt.Errorf("frame type 0x%02x: length %d over limit %d", typ, n, max)
-	}
-	payload = make([]byte, n)
-	if _, err := io.ReadFull(br, payload); err != nil {
-		return typ, nil, fmt.Errorf("frame type 0x%02x: %w", typ, err)
-	}
-	return typ, payload, nil
 }
 
 // discard skips n payload bytes.
