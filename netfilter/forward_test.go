@@ -271,3 +271,30 @@ func TestFW4(t *testing.T) {
 	sameSnapshot(t, "remove", before, tp.snapshot())
 	mustNotReach(t, tp.peer, srv4, "after remove")
 }
+
+// TestFW4ReloadFailureRollsBack: if fw4 cannot load the ruleset with our includes, they are
+// taken out again and fw4 reloaded, so the router keeps its firewall.
+func TestFW4ReloadFailureRollsBack(t *testing.T) {
+	tp := newTopo(t)
+	testenv.RequireCommand(t, "nft")
+	tp.fw4Dir = filepath.Join(tp.dir, "nftables.d")
+	script := filepath.Join(tp.dir, "fw4")
+	log := filepath.Join(tp.dir, "reloads")
+	body := fmt.Sprintf("#!/bin/sh\necho reload >> %s\nif ls %s/chain-pre/*/*.nft >/dev/null 2>&1; then echo 'Error: syntax error' >&2; exit 1; fi\n", log, tp.fw4Dir)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tp.fw4Reload = script + " reload"
+	tp.writeConfig(subnetYAML(BackendFW4, true))
+	_, err := tp.helper("apply")
+	if err == nil || !strings.Contains(err.Error(), "taken out again") {
+		t.Fatalf("apply with a failing fw4 reload: %v", err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(tp.fw4Dir, "*", "*", "*.nft")); len(files) != 0 {
+		t.Errorf("include files left after a failed reload: %v", files)
+	}
+	if b, _ := os.ReadFile(log); strings.Count(string(b), "reload") != 2 {
+		t.Errorf("want a failed reload then a clean one, got %q", b)
+	}
+	tp.mustHelper("remove")
+}

@@ -301,6 +301,9 @@ func (f *fw4FW) apply(ctx context.Context, st *state) error {
 		return nil
 	}
 	want := f.files()
+	if err := f.validate(ctx, want); err != nil {
+		return err
+	}
 	for _, p := range f.allFiles() {
 		content, ok := want[p]
 		if !ok {
@@ -320,9 +323,46 @@ func (f *fw4FW) apply(ctx context.Context, st *state) error {
 		}
 	}
 	if _, err := runCmd(ctx, "", f.reload[0], f.reload[1:]...); err != nil {
-		return fmt.Errorf("fw4: reload after writing includes under %s: %w", f.dir, err)
+		// A ruleset that fails to load leaves the router without its firewall: take our
+		// files out again and reload, so at worst the subnet routing is missing.
+		for p := range want {
+			os.Remove(p)
+		}
+		if _, rerr := runCmd(ctx, "", f.reload[0], f.reload[1:]...); rerr != nil {
+			f.log.Error("fw4 reload failed even without our includes", "err", rerr)
+		}
+		return fmt.Errorf("fw4: reload with includes under %s failed (includes taken out again): %w", f.dir, err)
 	}
 	f.log.Info("firewall includes written and fw4 reloaded", "backend", BackendFW4, "dir", f.dir)
+	return nil
+}
+
+// fw4ChainTypes declares, for a syntax check, chains like fw4's that the includes go into.
+var fw4ChainTypes = map[string]string{
+	"forward":        "type filter hook forward priority filter;",
+	"srcnat":         "type nat hook postrouting priority srcnat;",
+	"mangle_forward": "type filter hook forward priority mangle;",
+}
+
+// validate checks the include contents with `nft -c` inside a throwaway table of the same
+// family and chain types, before fw4 ever sees them.
+func (f *fw4FW) validate(ctx context.Context, want map[string]string) error {
+	var b strings.Builder
+	b.WriteString("table inet edgerelay_check {\n")
+	for p, content := range want {
+		chain := filepath.Base(filepath.Dir(p))
+		fmt.Fprintf(&b, "chain %s {\n%s\n", chain, fw4ChainTypes[chain])
+		for line := range strings.SplitSeq(content, "\n") {
+			if line != "" && !strings.HasPrefix(line, "#") {
+				b.WriteString(line + "\n")
+			}
+		}
+		b.WriteString("}\n")
+	}
+	b.WriteString("}\n")
+	if _, err := runCmd(ctx, b.String(), "nft", "-c", "-f", "-"); err != nil {
+		return fmt.Errorf("fw4: our include rules do not pass nft's check: %w", err)
+	}
 	return nil
 }
 

@@ -42,7 +42,7 @@ func (r *Reconciler) wantSysctls(st *state) []sysctlWant {
 				out = append(out, sysctlWant{p, v, "keep SLAAC on " + name + " while forwarding"})
 				continue
 			}
-			if fwd == "1" {
+			if fwd == "1" && !st.hasSysctl("net/ipv6/conf/all/forwarding") {
 				continue // forwarding was already on (OpenWrt): RA handling is someone else's
 			}
 			if cur, err := r.readSysctl(p); err == nil && cur == "1" && r.takesSLAAC(name) {
