@@ -112,6 +112,13 @@ func forwardScenario(t *testing.T, backend string) {
 		// A host firewall that drops forwarded traffic unless told otherwise.
 		nsRun(t, tp.router, "iptables", "-P", "FORWARD", "DROP")
 		nsRun(t, tp.router, "ip6tables", "-P", "FORWARD", "DROP")
+		// tailscaled in netfilter mode "on": its ts-forward chain marks traffic from the
+		// tailscale interface, and its own ip rules sit at 5210-5270. Ours must leave them be.
+		nsRun(t, tp.router, "iptables", "-N", "ts-forward")
+		nsRun(t, tp.router, "iptables", "-A", "ts-forward", "-i", "tailscale0", "-j", "MARK", "--set-xmark", "0x40000/0xff0000")
+		nsRun(t, tp.router, "iptables", "-I", "FORWARD", "1", "-j", "ts-forward")
+		nsRun(t, tp.router, "ip", "rule", "add", "pref", "5210", "fwmark", "0x80000/0xff0000", "lookup", "main")
+		nsRun(t, tp.router, "ip", "rule", "add", "pref", "5250", "fwmark", "0x80000/0xff0000", "unreachable")
 	}
 	testenv.RequireCommand(t, "nft")
 	tp.writeConfig(subnetYAML(backend, true))
