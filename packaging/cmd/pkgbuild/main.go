@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/edgerelay/edgerelay/packaging"
@@ -171,6 +173,7 @@ func sourceDateEpoch() time.Time {
 
 func packageAll(dist string, targets []packaging.Target, bins map[string]string, v packaging.Versions, stdout io.Writer) error {
 	epoch := sourceDateEpoch()
+	var mu sync.Mutex // guards stdout
 	write := func(p string, data []byte) error {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
@@ -182,41 +185,57 @@ func packageAll(dist string, targets []packaging.Target, bins map[string]string,
 		if err := os.Rename(tmp, p); err != nil {
 			return err
 		}
+		mu.Lock()
 		fmt.Fprintf(stdout, "wrote %s (%d bytes)\n", p, len(data))
+		mu.Unlock()
 		return nil
 	}
-	for _, t := range targets {
-		bin, err := os.ReadFile(bins[t.Name])
+	// Compression dominates; one target per CPU at a time.
+	sem := make(chan struct{}, runtime.NumCPU())
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = packageTarget(dist, t, bins[t.Name], v, epoch, write)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func packageTarget(dist string, t packaging.Target, binPath string, v packaging.Versions, epoch time.Time, write func(string, []byte) error) error {
+	bin, err := os.ReadFile(binPath)
+	if err != nil {
+		return err
+	}
+	for _, arch := range t.OpenWrt {
+		b := packaging.OpenWrtBuild{Version: v.OpenWrt, Arch: arch, Binary: bin, SourceDateEpoch: epoch}
+		ipk, err := packaging.BuildOpenWrtIPK(b)
 		if err != nil {
 			return err
 		}
-		for _, arch := range t.OpenWrt {
-			b := packaging.OpenWrtBuild{Version: v.OpenWrt, Arch: arch, Binary: bin, SourceDateEpoch: epoch}
-			ipk, err := packaging.BuildOpenWrtIPK(b)
-			if err != nil {
-				return err
-			}
-			dir := filepath.Join(dist, "openwrt", arch)
-			if err := write(filepath.Join(dir, packaging.IPKFileName("edgerelay", v.OpenWrt, arch)), ipk); err != nil {
-				return err
-			}
-			apk, err := packaging.BuildOpenWrtAPK(b)
-			if err != nil {
-				return err
-			}
-			if err := write(filepath.Join(dir, packaging.APKFileName("edgerelay", v.OpenWrt)), apk); err != nil {
-				return err
-			}
+		dir := filepath.Join(dist, "openwrt", arch)
+		if err := write(filepath.Join(dir, packaging.IPKFileName("edgerelay", v.OpenWrt, arch)), ipk); err != nil {
+			return err
 		}
-		if len(t.Synology) > 0 {
-			spk, err := packaging.BuildSPK(packaging.SPKBuild{Version: v.DSM, Arch: t.Synology, Binary: bin, SourceDateEpoch: epoch})
-			if err != nil {
-				return err
-			}
-			if err := write(filepath.Join(dist, "synology", packaging.SPKFileName(v.DSM, t.SynologyName)), spk); err != nil {
-				return err
-			}
+		apk, err := packaging.BuildOpenWrtAPK(b)
+		if err != nil {
+			return err
 		}
+		if err := write(filepath.Join(dir, packaging.APKFileName("edgerelay", v.OpenWrt)), apk); err != nil {
+			return err
+		}
+	}
+	if len(t.Synology) > 0 {
+		spk, err := packaging.BuildSPK(packaging.SPKBuild{Version: v.DSM, Arch: t.Synology, Binary: bin, SourceDateEpoch: epoch})
+		if err != nil {
+			return err
+		}
+		return write(filepath.Join(dist, "synology", packaging.SPKFileName(v.DSM, t.SynologyName)), spk)
 	}
 	return nil
 }
