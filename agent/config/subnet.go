@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 )
 
 // Subnet prepares the box to be a Tailscale subnet router.
@@ -59,10 +60,26 @@ func (s *Subnet) check(c *checker) {
 			c.add(fmt.Sprintf("subnet.routes[%d]", i), "expected auto or a CIDR like 192.168.1.0/24, got %q", r)
 		}
 	}
+	for i, n := range s.LANInterfaces {
+		if !validIfName(n) {
+			c.add(fmt.Sprintf("subnet.lan_interfaces[%d]", i), "expected an interface name like br-lan or eth0.2, got %q", n)
+		} else if n == s.TailscaleInterface {
+			c.add(fmt.Sprintf("subnet.lan_interfaces[%d]", i), "%q is the tailscale interface", n)
+		}
+	}
+	if !validIfName(s.TailscaleInterface) {
+		c.add("subnet.tailscale_interface", "expected an interface name like tailscale0, got %q", s.TailscaleInterface)
+	}
 	oneOf(c, "subnet.firewall", s.Firewall, "auto", "iptables", "nftables", "fw4", "none")
 	if s.RulePriority < 1 || s.RulePriority >= 32766 {
 		c.add("subnet.rule_priority", "must be between 1 and 32765, got %d", s.RulePriority)
 	} else if s.RulePriority >= 5200 && s.RulePriority <= 5299 {
 		c.add("subnet.rule_priority", "5200-5299 belong to tailscaled; pick another, got %d", s.RulePriority)
 	}
+}
+
+// validIfName accepts what Linux accepts as an interface name (dots included, as in eth0.2),
+// minus characters that would break a /proc/sys path or a firewall rule.
+func validIfName(n string) bool {
+	return n != "" && len(n) <= 15 && n != "." && n != ".." && !strings.ContainsAny(n, "/\"\\ \t\n:")
 }
