@@ -12,12 +12,14 @@ import (
 	"time"
 )
 
-const fixtures = "../../shared/fixtures"
+// fixtures holds golden packages written by apk-tools' own mkpkg and OpenWrt's ipkg-build
+// (see the READMEs there), copied from the project's shared fixtures.
+const fixtures = "testdata"
 
-// fixtureDir finds the shared golden packages (written by apk-tools' and OpenWrt's own tools).
+// fixtureDir finds the golden packages.
 func fixtureDir(t *testing.T, sub string) string {
 	t.Helper()
-	for _, base := range []string{os.Getenv("EDGERELAY_FIXTURES"), fixtures, "/work/shared/fixtures"} {
+	for _, base := range []string{os.Getenv("EDGERELAY_FIXTURES"), fixtures} {
 		if base == "" {
 			continue
 		}
