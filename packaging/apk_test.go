@@ -164,3 +164,35 @@ func hexID(b []byte) string {
 	}
 	return s.String()
 }
+
+// TestOpenWrtAPKMetadataMatchesFixture: the file list OpenWrt's default_postinst reads is
+// what the fixture (made the way package-pack.mk makes it) holds, and conffiles_static
+// carries each conffile's SHA-256.
+func TestOpenWrtAPKMetadataMatchesFixture(t *testing.T) {
+	dir := fixtureDir(t, "apk")
+	full := treeFromDir(t, filepath.Join(dir, "payload"))
+	tree := NewTree()
+	for _, e := range full.Walk() {
+		if e.IsRegular() && !strings.HasPrefix(e.Path, "/lib/apk/") {
+			if err := tree.AddFile(e.Path, e.Mode, e.Data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := AddOpenWrtAPKMetadata(tree, "hello", []string{"/etc/config/hello"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"hello.list", "hello.conffiles"} {
+		want, err := os.ReadFile(filepath.Join(dir, "payload", "lib", "apk", "packages", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tree.Get("/lib/apk/packages/" + name); got == nil || string(got.Data) != string(want) {
+			t.Errorf("%s: got %q, fixture %q", name, got.Data, want)
+		}
+	}
+	static := tree.Get("/lib/apk/packages/hello.conffiles_static")
+	if static == nil || string(static.Data) != "/etc/config/hello 10b5160ff0c8d42bb039ec2d4acb332df0f9a654028f8ac99605274c2847492f\n" {
+		t.Errorf("conffiles_static: %+v", static)
+	}
+}
