@@ -172,7 +172,7 @@ func checkELF(t *testing.T, tg Target, path string) {
 }
 
 // TestCrossBinaries: every target's binary is a static, stripped executable for its CPU,
-// built with the float ABI OpenWrt's devices need, inside the size budget.
+// built with the float ABI OpenWrt's devices need; the mipsle one inside the size budget.
 func TestCrossBinaries(t *testing.T) {
 	bins := crossBinaries(t)
 	for _, tg := range Targets {
@@ -182,8 +182,10 @@ func TestCrossBinaries(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("%-18s %9d bytes (%.2f MB), built in %s", tg.Name, fi.Size(), float64(fi.Size())/1e6, buildCache.took[tg.Name].Round(time.Millisecond))
-		if fi.Size() > SizeBudget {
-			t.Errorf("%s: %d bytes, over the %d-byte budget", tg.Name, fi.Size(), SizeBudget)
+		// design.md's budget is for the stripped linux/mipsle softfloat binary (16 MB-flash
+		// MT7621/MT76x8 routers); `make size` flags every target over it.
+		if tg.Name == "mipsle-softfloat" && fi.Size() > SizeBudget {
+			t.Errorf("%s: %d bytes, over the %d-byte budget of design.md", tg.Name, fi.Size(), SizeBudget)
 		}
 	}
 }
