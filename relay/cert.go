@@ -41,13 +41,12 @@ type ManualCert struct {
 	cert    *tls.Certificate
 	stamp   string // mtimes and sizes of the files the cert came from
 	checked time.Time
+	recheck time.Duration // how often handshakes look at the files
 }
-
-const manualRecheck = 5 * time.Second
 
 // NewManualCert loads the files once; an error here means the files are unusable.
 func NewManualCert(certFile, keyFile string, log *slog.Logger) (*ManualCert, error) {
-	m := &ManualCert{certFile: certFile, keyFile: keyFile, log: log}
+	m := &ManualCert{certFile: certFile, keyFile: keyFile, log: log, recheck: 5 * time.Second}
 	if err := m.reload(); err != nil {
 		return nil, err
 	}
@@ -83,7 +82,7 @@ func (m *ManualCert) reload() error {
 func (m *ManualCert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if now := time.Now(); now.Sub(m.checked) >= manualRecheck {
+	if now := time.Now(); now.Sub(m.checked) >= m.recheck {
 		m.checked = now
 		if stamp, err := m.fileStamp(); err == nil && stamp != m.stamp {
 			if err := m.reload(); err != nil {
