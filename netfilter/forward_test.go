@@ -40,19 +40,20 @@ func mustNotReach(t *testing.T, ns, addr, when string) {
 }
 
 func subnetYAML(firewall string, snat bool) string {
-	return fmt.Sprintf("  lan_interfaces: [lan0]\n  tailscale_interface: tailscale0\n  firewall: %s\n  snat: %v\n  mss_clamp: true\n  advertise: false\n", firewall, snat)
+	return fmt.Sprintf("  lan_interfaces: [lan0.7]\n  tailscale_interface: tailscale0\n  firewall: %s\n  snat: %v\n  mss_clamp: true\n  advertise: false\n", firewall, snat)
 }
 
 // checkApplied verifies the kernel settings and rules the apply made in the router namespace.
 func checkApplied(t *testing.T, tp *topo) {
 	t.Helper()
 	for key, want := range map[string]string{
-		"net.ipv4.ip_forward":                "1",
-		"net.ipv6.conf.all.forwarding":       "1",
-		"net.ipv6.conf.wan0.accept_ra":       "2", // SLAAC kept while forwarding
-		"net.ipv4.conf.all.rp_filter":        "2",
-		"net.ipv6.conf.lan0.accept_ra":       "1", // static addresses only: untouched
-		"net.ipv4.conf.tailscale0.rp_filter": "0",
+		"net/ipv4/ip_forward":                "1",
+		"net/ipv6/conf/all/forwarding":       "1",
+		"net/ipv6/conf/wan0/accept_ra":       "2", // SLAAC kept while forwarding
+		"net/ipv4/conf/all/rp_filter":        "2",
+		"net/ipv4/conf/lan0.7/rp_filter":     "2", // a dotted name (VLAN) as a sysctl path
+		"net/ipv6/conf/lan0.7/accept_ra":     "1", // static addresses only: untouched
+		"net/ipv4/conf/tailscale0/rp_filter": "0",
 	} {
 		if got := sysctlIn(t, tp.router, key); got != want {
 			t.Errorf("%s = %s, want %s", key, got, want)

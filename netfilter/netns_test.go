@@ -85,16 +85,16 @@ func newTopo(t *testing.T) *topo {
 	}
 	// Interfaces are created inside the namespaces: the host's are never touched.
 	sh(tp.router,
-		"link add lan0 type veth peer name eth0 netns "+tp.lan,
+		"link add lan0.7 type veth peer name eth0 netns "+tp.lan,
 		"link add tailscale0 mtu 1280 type veth peer name eth0 netns "+tp.peer,
 		"link add wan0 type veth peer name wan0p",
-		"addr add 192.168.77.1/24 dev lan0",
-		"addr add 2001:db8:77::1/64 dev lan0",
+		"addr add 192.168.77.1/24 dev lan0.7",
+		"addr add 2001:db8:77::1/64 dev lan0.7",
 		"addr add 100.64.0.1/32 dev tailscale0",
 		"addr add fd7a:115c:a1e0::1/128 dev tailscale0",
 		// A SLAAC-like (non-permanent) global address: the box's own IPv6 on its WAN.
 		"addr add 2001:db8:99::5/64 dev wan0 valid_lft 3600 preferred_lft 3600",
-		"link set lan0 up", "link set tailscale0 up", "link set wan0 up", "link set wan0p up",
+		"link set lan0.7 up", "link set tailscale0 up", "link set wan0 up", "link set wan0p up",
 		// tailscaled puts peer routes into table 52 only.
 		"route add 100.64.0.2/32 dev tailscale0 table 52",
 		"-6 route add fd7a:115c:a1e0::2/128 dev tailscale0 table 52",
@@ -115,7 +115,7 @@ func newTopo(t *testing.T) *topo {
 		"-6 route add 2001:db8:77::/64 via fd7a:115c:a1e0::1 dev eth0",
 	)
 	// Strict reverse-path filtering as some distributions ship it: the agent must loosen it.
-	nsRun(t, tp.router, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
+	nsRun(t, tp.router, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1", "net/ipv4/conf/lan0.7/rp_filter=1")
 	return tp
 }
 

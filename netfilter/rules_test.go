@@ -15,7 +15,7 @@ import (
 // overlapping the LAN do not; a route that goes away takes its rule with it.
 func TestRulesFollowTable52(t *testing.T) {
 	tp := newTopo(t)
-	tp.writeConfig("  lan_interfaces: [lan0]\n  firewall: none\n  advertise: false\n")
+	tp.writeConfig("  lan_interfaces: [lan0.7]\n  firewall: none\n  advertise: false\n")
 	for _, r := range []string{
 		"route add 10.55.0.0/24 dev tailscale0 table 52",        // accepted subnet route
 		"route add 0.0.0.0/0 dev tailscale0 table 52",           // exit node
@@ -61,7 +61,7 @@ func TestRulesFollowTable52(t *testing.T) {
 // the programs of each case.
 func TestAutoSelection(t *testing.T) {
 	tp := newTopo(t)
-	tp.writeConfig("  lan_interfaces: [lan0]\n  firewall: auto\n  advertise: false\n")
+	tp.writeConfig("  lan_interfaces: [lan0.7]\n  firewall: auto\n  advertise: false\n")
 	fw4 := filepath.Join(tp.dir, "fw4-script")
 	if err := os.WriteFile(fw4, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
