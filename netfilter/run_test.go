@@ -1,0 +1,91 @@
+package netfilter
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/edgerelay/agent/testenv"
+)
+
+// waitFor polls cond (generous deadline; the time taken is logged, never asserted).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < 30*time.Second {
+		if cond() {
+			t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within 30s", what)
+}
+
+// TestRunFollowsEvents: the Run loop re-applies when the tailscale interface appears after
+// start (its strict rp_filter gets loosened) and when tailscaled adds an accepted subnet route
+// to table 52 (a rule follows), and leaves everything in place when it stops.
+func TestRunFollowsEvents(t *testing.T) {
+	tp := &topo{t: t, router: randName() + "-rtr", dir: t.TempDir()}
+	tp.stateDir = filepath.Join(tp.dir, "state")
+	testenv.RequireRoot(t)
+	run(t, "ip", "netns", "add", tp.router)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", tp.router).Run() })
+	for _, c := range []string{
+		"link add lan0.7 type veth peer name lanp",
+		"addr add 192.168.77.1/24 dev lan0.7",
+		"link set lan0.7 up", "link set lanp up",
+	} {
+		run(t, "ip", append([]string{"-n", tp.router}, strings.Fields(c)...)...)
+	}
+	// Interfaces created from now on start with strict reverse-path filtering.
+	nsRun(t, tp.router, "sysctl", "-qw", "net.ipv4.conf.default.rp_filter=1")
+	tp.writeConfig("  lan_interfaces: [lan0.7]\n  firewall: none\n  advertise: false\n")
+
+	exe, _ := os.Executable()
+	runner := exec.Command("ip", "netns", "exec", tp.router, exe)
+	runner.Env = append(os.Environ(), helperEnv+"=run", "EDGERELAY_NF_CONFIG="+tp.cfgPath)
+	var logs strings.Builder
+	runner.Stdout, runner.Stderr = &logs, &logs
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			runner.Process.Signal(syscall.SIGTERM)
+			runner.Wait()
+			t.Logf("run loop log:\n%s", logs.String())
+		}
+	}
+	t.Cleanup(stop)
+	waitFor(t, "forwarding on", func() bool { return sysctlIn(t, tp.router, "net.ipv4.ip_forward") == "1" })
+
+	run(t, "ip", "-n", tp.router, "link", "add", "tailscale0", "mtu", "1280", "type", "veth", "peer", "name", "tsp")
+	run(t, "ip", "-n", tp.router, "link", "set", "tailscale0", "up")
+	waitFor(t, "rp_filter loosened on the new tailscale interface", func() bool {
+		return sysctlIn(t, tp.router, "net/ipv4/conf/tailscale0/rp_filter") == "2"
+	})
+	run(t, "ip", "-n", tp.router, "route", "add", "10.55.0.0/24", "dev", "tailscale0", "table", "52")
+	waitFor(t, "rule for the accepted subnet route", func() bool {
+		return strings.Contains(nsRun(t, tp.router, "ip", "rule", "show", "pref", "1250"), "to 10.55.0.0/24")
+	})
+	stop()
+	if v := sysctlIn(t, tp.router, "net.ipv4.ip_forward"); v != "1" {
+		t.Errorf("stopping the loop undid forwarding (ip_forward=%s); it must stay", v)
+	}
+	tp.mustHelper("remove")
+	for key, want := range map[string]string{"net.ipv4.ip_forward": "0", "net/ipv4/conf/tailscale0/rp_filter": "1"} {
+		if got := sysctlIn(t, tp.router, key); got != want {
+			t.Errorf("after remove %s = %s, want %s", key, got, want)
+		}
+	}
+	if r := nsRun(t, tp.router, "ip", "rule", "show", "pref", "1250"); r != "" {
+		t.Errorf("rules left after remove:\n%s", r)
+	}
+}
