@@ -60,7 +60,11 @@ func crossBinaries(t testing.TB) map[string]string {
 			return
 		}
 		buildCache.bins, buildCache.took = map[string]string{}, map[string]time.Duration{}
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			buildCache.err = err
+			return
+		}
 		for _, tg := range Targets {
 			out := filepath.Join(buildCache.dir, BinaryName(tg))
 			start := time.Now()

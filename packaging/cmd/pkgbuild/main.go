@@ -102,9 +102,9 @@ func cross(ctx context.Context, dist string, targets []packaging.Target, version
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		goBin = "go"
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return nil, fmt.Errorf("the go command is not on PATH: %w", err)
 	}
 	// Build from the module root whatever the working directory.
 	gomod, err := exec.CommandContext(ctx, goBin, "env", "GOMOD").Output()
