@@ -72,7 +72,6 @@ func (c *localAPI) raw(ctx context.Context, method, path string, body any) ([]by
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Tailscale-Cap", "1")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -47,8 +47,10 @@ func (r *Reconciler) wantRules() []netip.Prefix {
 				continue
 			}
 			p, ok := prefixOf(rt.Dst)
-			if !ok || p.Bits() == 0 || tailnetV4.Overlaps(p) && tailnetV4.Bits() <= p.Bits() || tailnetV6.Overlaps(p) && tailnetV6.Bits() <= p.Bits() {
-				continue
+			inTailnet := (tailnetV4.Overlaps(p) && tailnetV4.Bits() <= p.Bits()) ||
+				(tailnetV6.Overlaps(p) && tailnetV6.Bits() <= p.Bits())
+			if !ok || p.Bits() == 0 || inTailnet {
+				continue // default routes (exit nodes) and tailnet hosts (covered already)
 			}
 			if slices.ContainsFunc(lan, p.Overlaps) || slices.Contains(want, p) {
 				continue
