@@ -57,8 +57,8 @@ func InNetNS(t *testing.T) bool {
 	return false
 }
 
-// NewNetNS creates a network namespace with a unique name and loopback up, deleted when the
-// test ends, and returns its name.
+// NewNetNS creates a network namespace with a unique name, loopback up and 127.0.0.1 as its
+// resolver (for `ip netns exec`), all removed when the test ends, and returns its name.
 func NewNetNS(t testing.TB, ip string) string {
 	t.Helper()
 	b := make([]byte, 4)
@@ -70,6 +70,16 @@ func NewNetNS(t testing.TB, ip string) string {
 	t.Cleanup(func() { exec.Command(ip, "netns", "delete", ns).Run() })
 	if out, err := exec.Command(ip, "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		t.Fatalf("loopback up in %s: %v: %s", ns, err, out)
+	}
+	// `ip netns exec` bind-mounts /etc/netns/<ns>/* over /etc: processes in the namespace
+	// resolve names through 127.0.0.1 there (StartBIND9), never through the host's resolver.
+	etc := filepath.Join("/etc/netns", ns)
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(etc) })
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	return ns
 }
@@ -114,7 +124,11 @@ func StartBIND9(t testing.TB, zones ...string) *BIND9 {
 	managed-keys-directory %[1]q;
 	listen-on port 53 { 127.0.0.1; };
 	listen-on-v6 { none; };
-	recursion no;
+	// Recursion (for loopback clients) makes named chase a CNAME from one of its zones into
+	// another as public resolvers and CA validators do; the namespace has no route out, so
+	// nothing else is ever reached.
+	recursion yes;
+	allow-recursion { 127.0.0.0/8; };
 	allow-query { any; };
 	dnssec-validation no;
 	notify no;
@@ -232,4 +246,28 @@ func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Update applies a TSIG-signed RFC 2136 update adding the records given in zone-file syntax
+// (e.g. "x.example.test. 60 IN CNAME y.other.test.") to zone.
+func (b *BIND9) Update(zone string, records ...string) error {
+	m := new(dns.Msg)
+	m.SetUpdate(dns.Fqdn(zone))
+	for _, s := range records {
+		rr, err := dns.NewRR(s)
+		if err != nil {
+			return fmt.Errorf("record %q: %w", s, err)
+		}
+		m.Insert([]dns.RR{rr})
+	}
+	m.SetTsig(b.KeyName, dns.HmacSHA256, 300, time.Now().Unix())
+	c := &dns.Client{Net: "tcp", TsigSecret: map[string]string{b.KeyName: b.Key}, Timeout: 5 * time.Second}
+	r, _, err := c.Exchange(m, b.Addr)
+	if err != nil {
+		return err
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return fmt.Errorf("update refused: %s", dns.RcodeToString[r.Rcode])
+	}
+	return nil
 }
