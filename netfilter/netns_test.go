@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -35,7 +34,6 @@ type topo struct {
 	rtrLAN4, rtrLAN6  string // router's LAN address
 	peerIP4, peerIP6  string
 	fw4Dir, fw4Reload string
-	extraYAML         string
 }
 
 func randName() string {
@@ -370,8 +368,6 @@ func reachable(ns, addr string) (string, bool) {
 	seen, err := dial(ns, addr)
 	return seen, err == nil
 }
-
-var errUnreachable = errors.New("unreachable")
 
 func sysctlIn(t *testing.T, ns, key string) string {
 	return strings.TrimSpace(nsRun(t, ns, "sysctl", "-n", key))
