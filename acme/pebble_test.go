@@ -2,21 +2,29 @@ package acme
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-acme/lego/v4/certificate"
 	"github.com/miekg/dns"
 
 	"github.com/edgerelay/edgerelay/agent/config"
@@ -36,16 +44,32 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// counter counts requests to the CA by kind.
+// counter counts requests to the CA by kind and keeps the "replaces" field of each new
+// order (decoded from the JWS payload).
 type counter struct {
 	rt              http.RoundTripper
 	orders, account atomic.Int32
+	mu              sync.Mutex
+	replaces        []string
 }
 
 func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
 	switch {
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/order-plz"):
 		c.orders.Add(1)
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var jws struct{ Payload string }
+		var order struct{ Replaces string }
+		json.Unmarshal(body, &jws)
+		payload, _ := base64.RawURLEncoding.DecodeString(jws.Payload)
+		json.Unmarshal(payload, &order)
+		c.mu.Lock()
+		c.replaces = append(c.replaces, order.Replaces)
+		c.mu.Unlock()
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/sign-me-up"):
 		c.account.Add(1)
 	}
@@ -66,7 +90,7 @@ func TestPebble(t *testing.T) {
 	if err := ns.Update("example.test", "_acme-challenge.alt.example.test. 60 IN CNAME _acme-challenge.alt.delegated.test."); err != nil {
 		t.Fatal(err)
 	}
-	peb := testenv.StartPebble(t, ns.Addr, nil)
+	peb := testenv.StartPebble(t, ns.Addr, testenv.PebbleOptions{})
 	dnsp, err := provider.New(config.Provider{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +276,7 @@ func TestPebbleEAB(t *testing.T) {
 	}
 	ns := testenv.StartBIND9(t, "example.test")
 	const kid, hmac = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
-	peb := testenv.StartPebble(t, ns.Addr, map[string]string{kid: hmac})
+	peb := testenv.StartPebble(t, ns.Addr, testenv.PebbleOptions{EABKeys: map[string]string{kid: hmac}})
 	dnsp, err := provider.New(config.Provider{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -286,5 +310,79 @@ func TestPebbleEAB(t *testing.T) {
 	}
 	if m.Leaf() == nil || m.Leaf().DNSNames[0] != "derp.example.test" {
 		t.Fatalf("no certificate after EAB registration")
+	}
+}
+
+// TestPebbleARI renews on the CA's ARI window: Pebble v2.8.0 (built from the tool
+// dependency; Debian's 2.4.0 has no ARI) first answers with a window months away, so
+// nothing happens; once the window is moved to now, Run renews by itself with an order that
+// names the certificate it replaces.
+func TestPebbleARI(t *testing.T) {
+	bin := testenv.BuildPebble(t)
+	if !testenv.InNetNS(t) {
+		return
+	}
+	ns := testenv.StartBIND9(t, "example.test")
+	peb := testenv.StartPebble(t, ns.Addr, testenv.PebbleOptions{Binary: bin})
+	dnsp, err := provider.New(config.Provider{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.ACME{
+		Email: "admin@example.test", Directory: peb.DirectoryURL, Domains: []string{"derp.example.test"},
+		Resolvers: []string{ns.Addr}, PropagationTimeout: config.Duration(30 * time.Second), CACertFile: peb.CACertFile,
+	}
+	cnt := &counter{}
+	log, logBuf := testLog(t)
+	m, err := New(cfg, dnsp, t.TempDir(), log,
+		WithTiming(Timing{PollInterval: 200 * time.Millisecond, CheckInterval: 500 * time.Millisecond, RetryMin: time.Second}),
+		WithRoundTripper(func(rt http.RoundTripper) http.RoundTripper { cnt.rt = rt; return cnt }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Run(ctx)
+	waitLeaf := func(not string) *x509.Certificate {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if l := m.Leaf(); l != nil && hex.EncodeToString(l.SerialNumber.Bytes()) != not {
+				return l
+			}
+		}
+		t.Fatalf("no new certificate within 60 s")
+		return nil
+	}
+	first := waitLeaf("")
+	time.Sleep(2 * time.Second) // several ARI checks while the window is far away
+	if n := cnt.orders.Load(); n != 1 {
+		t.Fatalf("%d orders before the ARI window opened, want 1", n)
+	}
+	if !strings.Contains(logBuf.String(), "ARI window not open yet") {
+		t.Errorf("the CA's ARI window was not consulted")
+	}
+
+	now := time.Now().UTC()
+	window := fmt.Sprintf(`{"suggestedWindow":{"start":%q,"end":%q}}`,
+		now.Add(-time.Hour).Format(time.RFC3339), now.Add(-time.Minute).Format(time.RFC3339))
+	if err := peb.SetRenewalInfo(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: first.Raw}), window); err != nil {
+		t.Fatal(err)
+	}
+	moved := time.Now()
+	second := waitLeaf(hex.EncodeToString(first.SerialNumber.Bytes()))
+	t.Logf("FIGURE acme ARI renewal: new certificate %v after the window was moved to now", time.Since(moved).Round(time.Millisecond))
+	wantID, _ := certificate.MakeARICertID(first)
+	cnt.mu.Lock()
+	replaces := slices.Clone(cnt.replaces)
+	cnt.mu.Unlock()
+	if len(replaces) != 2 || replaces[0] != "" || replaces[1] != wantID {
+		t.Errorf("orders carried replaces=%q, want [\"\" %q]", replaces, wantID)
+	}
+	time.Sleep(2 * time.Second)
+	if n := cnt.orders.Load(); n != 2 {
+		t.Errorf("%d orders after the renewal settled, want 2", n)
+	}
+	if second.NotAfter.Before(first.NotAfter) {
+		t.Errorf("renewed certificate expires earlier")
 	}
 }

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -34,16 +35,42 @@ type Pebble struct {
 	log  *LockedBuffer
 }
 
+// PebbleOptions select the Pebble build and its account policy.
+type PebbleOptions struct {
+	// EABKeys (key ID → base64url HMAC key) makes Pebble require External Account Binding.
+	EABKeys map[string]string
+	// Binary runs this pebble instead of Debian's /usr/bin/pebble (2.4.0, which has no ARI);
+	// see BuildPebble.
+	Binary string
+}
+
+// BuildPebble builds Pebble v2.8.0 (ARI, profiles) from the module's tool dependency and
+// returns its path. Call it once before InNetNS too, so the module download happens in the
+// host namespace and the build inside the namespace is a cache hit.
+func BuildPebble(t testing.TB) string {
+	t.Helper()
+	goBin := RequireCommand(t, "go")
+	out := filepath.Join(t.TempDir(), "pebble")
+	cmd := exec.Command(goBin, "build", "-o", out, "github.com/letsencrypt/pebble/v2/cmd/pebble")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building pebble from the tool dependency: %v\n%s", err, b)
+	}
+	return out
+}
+
 // StartPebble starts pebble with -dnsserver dnsServer, no validation sleep and no nonce
-// rejection. With eabKeys (key ID → base64url HMAC key) it requires External Account
-// Binding.
-func StartPebble(t testing.TB, dnsServer string, eabKeys map[string]string) *Pebble {
+// rejection.
+func StartPebble(t testing.TB, dnsServer string, opts PebbleOptions) *Pebble {
 	t.Helper()
 	RequireRoot(t)
 	if os.Getenv(netnsEnv) == "" {
 		t.Fatal("StartPebble binds fixed ports: call it only inside InNetNS")
 	}
-	bin := RequireCommand(t, "pebble")
+	bin := opts.Binary
+	if bin == "" {
+		bin = RequireCommand(t, "pebble")
+	}
+	eabKeys := opts.EABKeys
 	dir := t.TempDir()
 	caPEM, certPEM, keyPEM := serverCert(t, "localhost", net.IPv4(127, 0, 0, 1))
 	p := &Pebble{
@@ -150,4 +177,19 @@ func serverCert(t testing.TB, name string, ip net.IP) (caPEM, certPEM, keyPEM []
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// SetRenewalInfo makes Pebble's ARI answer for cert (PEM) be ariJSON (v2.8.0 only).
+func (p *Pebble) SetRenewalInfo(certPEM []byte, ariJSON string) error {
+	body, _ := json.Marshal(map[string]string{"Certificate": string(certPEM), "ARIResponse": ariJSON})
+	resp, err := p.Client().Post(p.ManagementURL+"/set-renewal-info/", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("set-renewal-info: HTTP %d: %s", resp.StatusCode, b)
+	}
+	return nil
 }
