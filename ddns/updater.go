@@ -101,6 +101,9 @@ type Updater struct {
 	mu      sync.Mutex // guards records' exported state for Current
 	records []*record
 	state   savedState
+
+	zoneRecs []libdns.Record // last listing of the zone, reused within one pass
+	zoneAt   time.Time
 }
 
 type record struct {
@@ -453,6 +456,7 @@ func (u *Updater) reconcile(ctx context.Context, r *record, verify bool) {
 	if getErr == nil {
 		old = fmtAddrs(inDNS)
 	}
+	u.zoneRecs = nil // the zone is about to change
 	err := u.write(ctx, r, want, inDNS)
 	if err != nil {
 		u.failed(r, err)
@@ -483,12 +487,17 @@ func (u *Updater) write(ctx context.Context, r *record, want netip.Addr, inDNS [
 	return err
 }
 
-// lookup returns the addresses DNS (the provider's API) holds for r.
+// lookup returns the addresses DNS (the provider's API) holds for r. One listing of the
+// zone (an AXFR for RFC 2136) serves every record checked in the same pass.
 func (u *Updater) lookup(ctx context.Context, r *record) ([]netip.Addr, error) {
-	recs, err := u.prov.GetRecords(ctx, u.zone)
-	if err != nil {
-		return nil, err
+	if u.zoneRecs == nil || time.Since(u.zoneAt) > 2*time.Second {
+		recs, err := u.prov.GetRecords(ctx, u.zone)
+		if err != nil {
+			return nil, err
+		}
+		u.zoneRecs, u.zoneAt = recs, time.Now()
 	}
+	recs := u.zoneRecs
 	var out []netip.Addr
 	for _, rec := range recs {
 		rr := rec.RR()
