@@ -430,6 +430,9 @@ func (u *Updater) explain(r *record, msg string) {
 func (u *Updater) reconcile(ctx context.Context, r *record, verify bool) {
 	want := r.selected
 	if !want.IsValid() {
+		u.mu.Lock()
+		r.nextTry = time.Time{} // nothing to retry until an address comes back
+		u.mu.Unlock()
 		return
 	}
 	if want == r.published && !verify && !r.verified.IsZero() {
