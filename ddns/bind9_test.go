@@ -228,6 +228,19 @@ func TestBIND9(t *testing.T) {
 	}
 	ipCmd(t, "addr", "add", "2001:db8:6::60/64", "dev", "er0", "nodad")
 	waitFor(t, ns, "derp."+zone, dns.TypeAAAA, []string{"2001:db8:6::60"}, 10*time.Second)
+
+	// The WAN interface goes away (a PPPoE redial) and comes back with a new prefix.
+	ipCmd(t, "link", "del", "er0")
+	time.Sleep(time.Second)
+	if got := addrs(t, ns, "derp."+zone, dns.TypeAAAA); !slices.Equal(got, []string{"2001:db8:6::60"}) {
+		t.Errorf("while the interface is gone: AAAA = %v, want the last one kept", got)
+	}
+	ipCmd(t, "link", "add", "er0", "type", "veth", "peer", "name", "er1")
+	ipCmd(t, "link", "set", "er1", "up")
+	ipCmd(t, "link", "set", "er0", "up")
+	ipCmd(t, "addr", "add", "2001:db8:7::70/64", "dev", "er0", "nodad")
+	d4 := waitFor(t, ns, "derp."+zone, dns.TypeAAAA, []string{"2001:db8:7::70"}, 10*time.Second)
+	t.Logf("FIGURE ddns interface re-created: %v from the new address to the AAAA answered by named", d4)
 	stop()
 
 	close(evc)
@@ -240,7 +253,8 @@ func TestBIND9(t *testing.T) {
 			seq = append(seq, fmtAddr(e.Old)+">"+fmtAddr(e.New))
 		}
 	}
-	wantSeq := []string{"none>2001:db8:1::10", "2001:db8:1::10>2001:db8:2::20", "2001:db8:2::20>2001:db8:3::30", "2001:db8:3::30>none", "none>2001:db8:6::60"}
+	wantSeq := []string{"none>2001:db8:1::10", "2001:db8:1::10>2001:db8:2::20", "2001:db8:2::20>2001:db8:3::30",
+		"2001:db8:3::30>none", "none>2001:db8:6::60", "2001:db8:6::60>none", "none>2001:db8:7::70"}
 	if !slices.Equal(seq, wantSeq) {
 		t.Errorf("address events %v, want %v", seq, wantSeq)
 	}
@@ -264,7 +278,7 @@ func TestBIND9(t *testing.T) {
 	if strings.Contains(logBuf2.String(), "record updated") {
 		t.Errorf("restart rewrote records that were already right:\n%s", logBuf2)
 	}
-	if st := stateOf(u2, "derp."+zone, "AAAA"); st.Published != netip.MustParseAddr("2001:db8:6::60") {
+	if st := stateOf(u2, "derp."+zone, "AAAA"); st.Published != netip.MustParseAddr("2001:db8:7::70") {
 		t.Errorf("after restart: %+v", st)
 	}
 }
