@@ -49,6 +49,8 @@ type Server struct {
 	watchers map[*sclient]struct{}         // mesh peers subscribed to presence changes
 	health   string                        // sent to clients as a Health frame
 	closing  bool
+
+	mesh meshState // keys reachable through other relays of the region (mesh.go)
 }
 
 // clientSet is every connection of one key. With duplicates, the one that most recently
@@ -230,10 +232,9 @@ func (s *Server) unregister(c *sclient) {
 	switch len(set.conns) {
 	case 0:
 		s.clients.Delete(c.key)
-		for r := range s.sentTo[c.key] {
-			r.queueGone(c.key, PeerGoneDisconnected)
+		if s.loadFwd(c.key) == nil { // still in the region through the mesh: not gone yet
+			s.notePeerGoneLocked(c.key)
 		}
-		delete(s.sentTo, c.key)
 		for w := range s.watchers {
 			w.queueGone(c.key, PeerGoneDisconnected)
 		}
@@ -244,6 +245,15 @@ func (s *Server) unregister(c *sclient) {
 	default:
 		set.active.Store(set.conns[len(set.conns)-1])
 	}
+}
+
+// notePeerGoneLocked tells the clients that received packets from k that k left the region
+// (neither local nor reachable through the mesh any more).
+func (s *Server) notePeerGoneLocked(k Key) {
+	for r := range s.sentTo[k] {
+		r.queueGone(k, PeerGoneDisconnected)
+	}
+	delete(s.sentTo, k)
 }
 
 func (s *Server) loadSet(k Key) *clientSet {
@@ -275,8 +285,8 @@ func (s *Server) noteActive(c *sclient) {
 func (s *Server) notePeerSend(src Key, dst *sclient) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.loadSet(src) == nil {
-		return // already gone; nothing to subscribe to
+	if s.loadSet(src) == nil && s.loadFwd(src) == nil {
+		return // already gone from the region; nothing to subscribe to
 	}
 	rs := s.sentTo[src]
 	if rs == nil {
@@ -337,13 +347,18 @@ func (s *Server) Close() {
 	}
 }
 
-// deliver routes a packet from src to the active connection of dst, or drops it.
+// deliver routes a packet from src to the active connection of dst, or to the mesh peer
+// that has dst, or drops it.
 func (s *Server) deliver(from *sclient, dst Key, p packet) {
 	if set := s.loadSet(dst); set != nil {
 		if c := set.active.Load(); c != nil {
 			c.enqueue(p)
 			return
 		}
+	}
+	if f := s.meshForwarder(dst); f != nil {
+		f.forward(dst, p)
+		return
 	}
 	s.stats.drop(dropUnknownDest, p.len())
 	if p.disco && from != nil {
