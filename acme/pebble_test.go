@@ -241,6 +241,32 @@ func TestPebble(t *testing.T) {
 	if o, a := cnt2.orders.Load(), cnt2.account.Load(); o != 0 || a != 0 {
 		t.Errorf("restart sent %d orders and %d registrations, want none", o, a)
 	}
+
+	// A first start while the DNS server is down: Run keeps retrying with backoff and gets
+	// its certificate once named is back.
+	ns.Stop()
+	log3, logBuf3 := testLog(t)
+	m3, err := New(cfg, dnsp, t.TempDir(), log3, WithTiming(timing))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go m3.Run(ctx)
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logBuf3.String(), "certificate order failed"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no failed order reported while named is down")
+		}
+	}
+	ns.Start()
+	back := time.Now()
+	for m3.Leaf() == nil {
+		if time.Since(back) > 60*time.Second {
+			t.Fatal("no certificate 60 s after named came back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("FIGURE acme retry: certificate %v after named came back", time.Since(back).Round(time.Millisecond))
 }
 
 func echoServer(ln net.Listener) {
