@@ -306,6 +306,52 @@ func TestMeshRelaysBetweenNodes(t *testing.T) {
 	}
 }
 
+// TestMeshClientOnTwoRelays: a key connected to two peers is reached through the one that
+// announced it first; when it leaves that one, traffic moves to the other and the sender
+// hears nothing about it going away, because it never left the region.
+func TestMeshClientOnTwoRelays(t *testing.T) {
+	mk := testMeshKey(1)
+	a := startNode(t, "a", newPriv(t), mk, "")
+	b := startNode(t, "b", newPriv(t), mk, "")
+	c := startNode(t, "c", newPriv(t), mk, "")
+	meshWith(t, a.srv, b.url)
+	meshWith(t, a.srv, c.url)
+	meshWith(t, b.srv, a.url)
+	meshWith(t, c.srv, a.url)
+	keysVia := func(n *testNode) int {
+		for _, st := range a.srv.MeshPeers() {
+			if st.URL == n.url {
+				return st.Keys
+			}
+		}
+		return -1
+	}
+	ca := derptest.Connect(t, a.region, key.NewNode())
+	xk := key.NewNode()
+	xb := derptest.Connect(t, b.region, xk)
+	waitFor(t, "A to learn x on B", func() bool { return keysVia(b) == 1 })
+	xc := derptest.Connect(t, c.region, xk)
+	waitFor(t, "A to learn x on C", func() bool { return keysVia(c) == 1 })
+
+	for range 3 {
+		ca.Send(xk.Public(), []byte("to the first announcer"))
+		xb.ExpectPacket(ca.Pub(), []byte("to the first announcer"))
+	}
+	xb.Send(ca.Pub(), []byte("from x on B"))
+	ca.ExpectPacket(xk.Public(), []byte("from x on B"))
+
+	xb.Client.Close()
+	waitFor(t, "A to withdraw B's forwarder", func() bool { return keysVia(b) == 0 })
+	ca.Send(xk.Public(), []byte("now through C"))
+	xc.ExpectPacket(ca.Pub(), []byte("now through C"))
+	if got := c.srv.stats.PacketsForwardedIn.Load(); got != 1 {
+		t.Fatalf("C got %d forwarded packets, want 1", got)
+	}
+	// Nothing but the next packet reaches ca: no PeerGone for a key still in the region.
+	xc.Send(ca.Pub(), []byte("from x on C"))
+	ca.ExpectPacket(xk.Public(), []byte("from x on C"))
+}
+
 func TestMeshNeverReforwards(t *testing.T) {
 	a, b := meshPair(t)
 	ya := derptest.Connect(t, a.region, key.NewNode())
@@ -375,6 +421,92 @@ func TestMeshPeerRestart(t *testing.T) {
 		a.srv.MeshPeers()[0])
 	if st := a.srv.MeshPeers()[0]; st.Connects < 2 {
 		t.Fatalf("A's link connected %d times, want a reconnect", st.Connects)
+	}
+}
+
+// stuckPeer is a hostile mesh peer: it completes the handshake, announces one key, and then
+// never reads again.
+func stuckPeer(t *testing.T, announce Key) (url string) {
+	t.Helper()
+	cert, err := testCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() { close(quit); ln.Close(); <-done })
+	priv := newPriv(t)
+	go func() {
+		defer close(done)
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		br, bw := bufio.NewReader(nc), bufio.NewWriter(nc)
+		if _, err := http.ReadRequest(br); err != nil {
+			t.Errorf("stuck peer: %v", err)
+			return
+		}
+		bw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n")
+		if err := writeServerKey(bw, priv.Public()); err != nil {
+			return
+		}
+		ck, _, err := readClientInfo(br, priv)
+		if err != nil {
+			t.Errorf("stuck peer: %v", err)
+			return
+		}
+		writeServerInfo(bw, priv, ck, serverInfo{Version: ProtocolVersion})
+		if typ, _, err := readFrameHeader(br); err != nil || typ != frameWatchConns {
+			t.Errorf("stuck peer: frame 0x%02x (%v), want WatchConns", typ, err)
+			return
+		}
+		var pp [peerPresentLen]byte
+		copy(pp[:], announce[:])
+		writeFrame(bw, framePeerPresent, pp[:])
+		bw.Flush()
+		<-quit // never read again
+	}()
+	return "https://" + ln.Addr().String() + "/derp"
+}
+
+// TestMeshStuckPeer: a peer that stops reading costs its own link only. Senders are never
+// blocked (the link's queue drops), local traffic flows, and the link is dropped when its
+// write deadline passes.
+func TestMeshStuckPeer(t *testing.T) {
+	a := startNode(t, "a", newPriv(t), testMeshKey(1), "")
+	x := key.NewNode().Public()
+	meshWith(t, a.srv, stuckPeer(t, ourKey(x)))
+	waitFor(t, "A to learn the stuck peer's key", func() bool { return knows(a.srv, x) })
+
+	ca := derptest.Connect(t, a.region, key.NewNode())
+	ya := derptest.Connect(t, a.region, key.NewNode())
+	pkt := derptest.Pattern(1200, 3)
+	start := time.Now()
+	const n = 20000 // far more than loopback socket buffers and the link queue hold
+	for range n {
+		ca.Send(x, pkt)
+	}
+	ca.Send(ya.Pub(), []byte("local traffic flows"))
+	ya.ExpectPacket(ca.Pub(), []byte("local traffic flows"))
+	t.Logf("%d packets to a stuck peer sent and a local packet delivered in %v", n, time.Since(start).Round(time.Millisecond))
+
+	waitFor(t, "the stuck link to be dropped", func() bool {
+		return !knows(a.srv, x) && a.srv.MeshPeers()[0].State != "connected"
+	})
+	st := a.srv.MeshPeers()[0]
+	t.Logf("stuck link after %v: %+v; write timeouts %d", time.Since(start).Round(time.Millisecond), st,
+		a.srv.stats.WriteTimeouts.Load())
+	if st.Dropped == 0 || a.srv.stats.WriteTimeouts.Load() == 0 || !strings.Contains(st.LastError, "writing to peer") {
+		t.Fatalf("no drops or write timeout counted for the stuck link: %+v", st)
+	}
+	if got := st.Forwarded + st.Dropped; got != n {
+		t.Fatalf("link accounted for %d packets (forwarded+dropped), want %d", got, n)
 	}
 }
 

@@ -281,24 +281,22 @@ func (l *meshLink) connectOnce(ctx context.Context) (watched bool, err error) {
 
 	done := make(chan struct{})
 	pongs := make(chan [8]byte, 1)
-	writerDone := make(chan struct{})
+	writerDone := make(chan error, 1)
 	l.up.Store(true)
-	go func() {
-		defer close(writerDone)
-		l.writeLoop(nc, done, pongs)
-	}()
-	defer func() {
-		// Withdraw everything this peer announced first, so no new packets are queued for a
-		// link that is gone, then stop the writer and drop what it did not send.
-		l.up.Store(false)
-		l.removeAll()
-		close(done)
-		nc.Close()
-		<-writerDone
-		l.drain()
-	}()
+	go func() { writerDone <- l.writeLoop(nc, done, pongs) }()
 	lc := &meshConn{l: l, nc: nc, pongs: pongs}
 	err = lc.readFrames(br)
+
+	// Withdraw everything this peer announced first, so no new packets are queued for a
+	// link that is gone, then stop the writer and drop what it did not send.
+	l.up.Store(false)
+	l.removeAll()
+	close(done)
+	nc.Close()
+	if werr := <-writerDone; werr != nil {
+		err = fmt.Errorf("writing to peer: %w", werr) // the reader only saw the close
+	}
+	l.drain()
 	if !lc.watched && (err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, io.ErrUnexpectedEOF)) {
 		err = errClosedBeforeWatch
@@ -603,30 +601,36 @@ func (l *meshLink) drain() {
 }
 
 // writeLoop writes queued ForwardPacket frames and pongs, batching whatever is ready into
-// one flush. A write error or timeout closes the connection, which ends the reader.
-func (l *meshLink) writeLoop(nc net.Conn, done <-chan struct{}, pongs <-chan [8]byte) {
+// one flush. A write error or timeout closes the connection (which ends the reader) and is
+// returned; a stop through done returns nil.
+func (l *meshLink) writeLoop(nc net.Conn, done <-chan struct{}, pongs <-chan [8]byte) error {
 	defer nc.Close()
 	bw := bufio.NewWriterSize(nc, 32<<10)
 	for {
+		var err error
 		select {
 		case <-done:
-			return
+			return nil
 		case it := <-l.q:
 			nc.SetWriteDeadline(time.Now().Add(meshFwdWriteTimeout))
-			if err := l.writeForward(bw, it); err != nil {
-				l.writeFailed(err)
-				return
-			}
+			err = l.writeForward(bw, it)
 		case d := <-pongs:
 			nc.SetWriteDeadline(time.Now().Add(meshFwdWriteTimeout))
-			if err := writeFrame(bw, framePong, d[:]); err != nil {
-				l.writeFailed(err)
-				return
-			}
+			err = writeFrame(bw, framePong, d[:])
 		}
-		if err := l.writeReady(bw, pongs); err != nil {
-			l.writeFailed(err)
-			return
+		if err == nil {
+			err = l.writeReady(bw, pongs)
+		}
+		if err != nil {
+			select {
+			case <-done:
+				return nil // closed under us on purpose
+			default:
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				l.s.stats.WriteTimeouts.Add(1)
+			}
+			return err
 		}
 	}
 }
@@ -659,11 +663,4 @@ func (l *meshLink) writeForward(bw *bufio.Writer, it fwdPacket) error {
 	l.forwarded.Add(1)
 	l.s.stats.PacketsForwardedOut.Add(1)
 	return nil
-}
-
-func (l *meshLink) writeFailed(err error) {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		l.s.stats.WriteTimeouts.Add(1)
-	}
-	l.log.Debug("derp: mesh: write failed, closing link", "url", l.url, "err", err)
 }
