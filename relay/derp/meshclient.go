@@ -218,6 +218,7 @@ func (l *meshLink) status() MeshPeerStatus {
 func (l *meshLink) run(ctx context.Context) (self bool, _ error) {
 	defer l.drain() // packets that raced with the last disconnect
 	backoff := meshMinBackoff
+	lastLogged := ""
 	for {
 		watched, err := l.connectOnce(ctx)
 		if ctx.Err() != nil {
@@ -235,15 +236,24 @@ func (l *meshLink) run(ctx context.Context) (self bool, _ error) {
 		if err == nil {
 			err = errors.New("connection closed")
 		}
-		if !watched && errors.Is(err, errClosedBeforeWatch) {
-			l.log.Warn("derp: mesh: peer closed the link before sending any connection list; "+
-				"do both relays use the same mesh key?", "url", l.url)
-		} else {
-			l.log.Warn("derp: mesh: link down", "url", l.url, "err", err, "retry_in", backoff)
-		}
-		l.setState("backoff", err)
 		wait := backoff/2 + rand.N(backoff/2+1)
 		backoff = min(2*backoff, meshMaxBackoff)
+		// The same failure over and over is logged once at Warn, then at Debug.
+		level := slog.LevelWarn
+		if err.Error() == lastLogged {
+			level = slog.LevelDebug
+		}
+		lastLogged = err.Error()
+		if watched {
+			lastLogged = "" // a working link in between: the next failure is news
+		}
+		msg := "derp: mesh: link down"
+		if !watched && errors.Is(err, errClosedBeforeWatch) {
+			msg = "derp: mesh: peer closed the link before sending its connection list; " +
+				"do both relays use the same mesh key?"
+		}
+		l.log.Log(context.Background(), level, msg, "url", l.url, "err", err, "retry_in", wait.Round(time.Millisecond))
+		l.setState("backoff", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -322,7 +332,7 @@ func (l *meshLink) dial(ctx context.Context) (net.Conn, *bufio.Reader, Key, erro
 		raw.Close()
 		return nil, nil, serverKey, fmt.Errorf("TLS: %w", err)
 	}
-	// Once the handshake fails, ctx ending must also unblock the reads below.
+	// From here on ctx ending must also unblock the reads of the DERP handshake.
 	stop := context.AfterFunc(hctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	br := bufio.NewReaderSize(nc, 16<<10)
