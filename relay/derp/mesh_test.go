@@ -188,22 +188,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func ourKey(k key.NodePublic) Key { return Key(k.Raw32()) }
+func ourKey(k key.NodePublic) Key {
+	var o Key
+	copy(o[:], k.AppendTo(nil))
+	return o
+}
 
 // knows reports whether s reaches k through the mesh.
 func knows(s *Server, k key.NodePublic) bool { return s.meshForwarder(ourKey(k)) != nil }
-
-// nextPacket waits for the next packet (skipping keepalives, pongs and other frames are
-// failures) on p.
-func nextPacket(t *testing.T, p *derptest.Peer) tsderp.ReceivedPacket {
-	t.Helper()
-	m := p.Next()
-	rp, ok := m.(tsderp.ReceivedPacket)
-	if !ok {
-		t.Fatalf("got %T %+v, want a packet", m, m)
-	}
-	return rp
-}
 
 // sendUntilReceived resends data from → to until it arrives (a link may still be
 // reconnecting) and returns how long that took.
@@ -695,7 +687,7 @@ func TestMeshWithReferenceDerper(t *testing.T) {
 	co := derptest.Connect(t, ours.region, key.NewNode())
 	cd := derptest.Connect(t, dregion, key.NewNode())
 	waitFor(t, "our relay to learn derper's client", func() bool { return knows(ours.srv, cd.Pub()) })
-	if st := ours.srv.MeshPeers()[0]; st.ServerKey != Key(ds.PublicKey().Raw32()).String() {
+	if st := ours.srv.MeshPeers()[0]; st.ServerKey != ourKey(ds.PublicKey()).String() {
 		t.Fatalf("our link reports server key %s", st.ServerKey)
 	}
 	sendUntilReceived(t, co, cd, []byte("ours → derper"))
