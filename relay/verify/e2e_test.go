@@ -30,6 +30,16 @@ import (
 // (with the meta cert, so TLS 1.3 clients use fast start) and returns its region.
 func startDERP(t *testing.T, v *Verifier) (*derp.Server, *tailcfg.DERPRegion) {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveDERP(t, v, ln)
+}
+
+// serveDERP serves on ln (which may live in another network namespace).
+func serveDERP(t *testing.T, v *Verifier, ln net.Listener) (*derp.Server, *tailcfg.DERPRegion) {
+	t.Helper()
 	priv, err := derp.NewPrivateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -43,12 +53,9 @@ func startDERP(t *testing.T, v *Verifier) (*derp.Server, *tailcfg.DERPRegion) {
 	}
 	cert := selfSigned(t)
 	withMeta := s.WithMetaCert(&cert)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	mux := http.NewServeMux()
 	mux.Handle("/derp", s)
+	mux.HandleFunc("/derp/latency-check", func(http.ResponseWriter, *http.Request) {}) // netcheck's HTTPS fallback
 	srv := &http.Server{Handler: mux, TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
 	go srv.Serve(tls.NewListener(ln, &tls.Config{
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return withMeta, nil },

@@ -47,9 +47,22 @@ var tailscaledBin = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
+// tailscaledStateDir is a short state directory (unix socket paths are limited to 108 bytes)
+// and the socket path in it.
+func tailscaledStateDir(t *testing.T) (dir, sock string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "erv-ts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir, filepath.Join(dir, "ts.sock")
+}
+
 // realTailscaled runs the real tailscaled in userspace-networking mode inside a network
-// namespace holding only loopback (so it can reach nothing) and returns its socket path.
-func realTailscaled(t *testing.T, ns string) (string, *local.Client) {
+// namespace holding only loopback (so it can reach nothing), with its state and socket in
+// dir (from tailscaledStateDir), and waits for its LocalAPI.
+func realTailscaled(t *testing.T, ns, dir string) *local.Client {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "go")
@@ -58,11 +71,6 @@ func realTailscaled(t *testing.T, ns string) (string, *local.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "erv-ts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
 	sock := filepath.Join(dir, "ts.sock")
 	logPath := filepath.Join(dir, "tailscaled.log")
 	logf, err := os.Create(logPath)
@@ -72,6 +80,7 @@ func realTailscaled(t *testing.T, ns string) (string, *local.Client) {
 	cmd := exec.Command("ip", "netns", "exec", ns, bin, "--tun=userspace-networking", "--statedir="+dir,
 		"--socket="+sock, "--no-logs-no-support", "--port=0")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), "TS_LOGS_DIR="+dir) // not /var/lib/tailscale
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +103,7 @@ func realTailscaled(t *testing.T, ns string) (string, *local.Client) {
 		_, err := lc.StatusWithoutPeers(ctx)
 		cancel()
 		if err == nil {
-			return sock, lc
+			return lc
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("tailscaled LocalAPI not up: %v", err)
@@ -120,13 +129,32 @@ func newNetns(t *testing.T) string {
 	return ns
 }
 
+// fakeUplink gives namespace ns a default route over a veth pair whose both ends stay in ns
+// (the gateway never answers, so nothing leaves), so tailscaled sees a network that is up
+// and does not pause its control client.
+func fakeUplink(t *testing.T, ns string) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"link", "add", "up0", "type", "veth", "peer", "name", "up1"},
+		{"addr", "add", "10.99.0.2/24", "dev", "up0"},
+		{"link", "set", "up0", "up"},
+		{"link", "set", "up1", "up"},
+		{"route", "add", "default", "via", "10.99.0.1", "dev", "up0"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip -n %s %s: %v\n%s", ns, strings.Join(args, " "), err, out)
+		}
+	}
+}
+
 // TestRealTailscaledWhois asks a real, logged-out tailscaled v1.102.0 (no netmap): our
 // request is what its LocalAPI expects (a nodekey-capable whois answers 404, not 400), and
 // the refusal says the key is not in the netmap. Tailscale's own LocalAPI client gets the
 // same answer.
 func TestRealTailscaledWhois(t *testing.T) {
 	ns := newNetns(t)
-	sock, lc := realTailscaled(t, ns)
+	dir, sock := tailscaledStateDir(t)
+	lc := realTailscaled(t, ns, dir)
 	v := newSocketVerifier(t, sock)
 	ctx := context.Background()
 	if err := v.Preflight(ctx); err != nil {
