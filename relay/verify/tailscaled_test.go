@@ -38,7 +38,7 @@ type localAPI struct {
 	caps  []string
 }
 
-func newLocalAPI(t *testing.T, mode string) *localAPI {
+func newLocalAPI(t testing.TB, mode string) *localAPI {
 	t.Helper()
 	// Unix socket paths are limited to 108 bytes; test temp dirs can be longer.
 	dir, err := os.MkdirTemp("", "erv")

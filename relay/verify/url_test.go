@@ -35,7 +35,7 @@ type admissionServer struct {
 	override http.HandlerFunc
 }
 
-func newAdmissionServer(t *testing.T) *admissionServer {
+func newAdmissionServer(t testing.TB) *admissionServer {
 	s := &admissionServer{registered: map[key.NodePublic]bool{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)

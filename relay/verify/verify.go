@@ -156,7 +156,9 @@ func (v *Verifier) Checks() []string {
 
 // Check admits (nil) or refuses (an error saying why) the client with node key from source
 // (the zero Addr when unknown). The first check that says yes admits; the others are not
-// asked. A refusal is a *RefusedError listing every check's reason.
+// asked. With fail_open, an unreachable admission URL counts as the URL check's yes (as with
+// derper, only for transport errors and timeouts). A refusal is a *RefusedError listing
+// every check's reason.
 func (v *Verifier) Check(ctx context.Context, key [32]byte, source netip.Addr) error {
 	if len(v.checks) == 0 {
 		v.stats.admitted.Add(1)
@@ -184,7 +186,9 @@ func (v *Verifier) Check(ctx context.Context, key [32]byte, source netip.Addr) e
 		case yes:
 			cs.admitted.Add(1)
 			v.stats.admitted.Add(1)
-			v.log.Debug("client admitted", "key", nk, "source", source.String(), "check", c.name(), "detail", vd.detail)
+			if v.log.Enabled(ctx, slog.LevelDebug) {
+				v.log.Debug("client admitted", "key", nk, "source", source.String(), "check", c.name(), "detail", vd.detail)
+			}
 			return nil
 		case failed:
 			cs.errors.Add(1)
