@@ -175,3 +175,5 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+func (t *tailscaled) closeIdle() { t.client.CloseIdleConnections() }

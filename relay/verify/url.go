@@ -203,3 +203,5 @@ func parseAdmitResponse(r io.Reader) (bool, error) {
 	}
 	return res.Allow, nil
 }
+
+func (a *admissionURL) closeIdle() { a.client.CloseIdleConnections() }

@@ -59,6 +59,19 @@ type check interface {
 	preflight(ctx context.Context) error
 }
 
+// idleCloser is a check holding idle connections (to tailscaled or the URL).
+type idleCloser interface{ closeIdle() }
+
+// Close drops idle connections to tailscaled and the admission URL, e.g. when a reloaded
+// config replaces this Verifier. Checks still in flight finish.
+func (v *Verifier) Close() {
+	for _, c := range v.checks {
+		if ic, ok := c.(idleCloser); ok {
+			ic.closeIdle()
+		}
+	}
+}
+
 // verdict is one check's answer.
 type verdict struct {
 	yes bool

@@ -132,6 +132,10 @@ func TestBrokenCheckDoesNotBlockOthers(t *testing.T) {
 	if err := v.Preflight(context.Background()); !errors.Is(err, ErrNoTailscaled) || !strings.HasPrefix(err.Error(), "tailscaled: ") {
 		t.Errorf("preflight: %v", err)
 	}
+	v.Close()
+	if err := v.Check(context.Background(), k, src1); err != nil {
+		t.Errorf("after Close (idle connections only): %v", err)
+	}
 }
 
 func TestNodeKeyString(t *testing.T) {
