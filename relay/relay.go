@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -15,7 +17,9 @@ import (
 
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/relay/derp"
+	"github.com/edgerelay/edgerelay/relay/ratelimit"
 	"github.com/edgerelay/edgerelay/relay/stun"
+	"github.com/edgerelay/edgerelay/relay/verify"
 )
 
 // Options build a Relay.
@@ -40,9 +44,11 @@ type Relay struct {
 	lastSrc  *tls.Certificate
 	lastMeta *tls.Certificate
 
-	tcpAddr  atomic.Pointer[net.TCPAddr] // bound addresses, once Run listens
-	stunAddr atomic.Pointer[net.UDPAddr]
-	stun     atomic.Pointer[stun.Server]
+	verify      *verify.Verifier
+	listenStats ListenerStats
+	tcpAddr     atomic.Pointer[net.TCPAddr] // bound addresses, once Run listens
+	stunAddr    atomic.Pointer[net.UDPAddr]
+	stun        atomic.Pointer[stun.Server]
 }
 
 // New loads (or creates) the server key and the certificate source.
@@ -73,11 +79,28 @@ func New(opts Options) (*Relay, error) {
 			return nil, fmt.Errorf("relay: tls mode %q needs a certificate source", cfg.TLS.Mode)
 		}
 	}
+	var meshKey derp.MeshKey
+	if cfg.Mesh.KeyFile != "" {
+		b, err := os.ReadFile(cfg.Mesh.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("relay.mesh.key_file: %w", err)
+		}
+		if meshKey, err = derp.ParseMeshKey(string(b)); err != nil {
+			return nil, fmt.Errorf("relay.mesh.key_file %s: %w", cfg.Mesh.KeyFile, err)
+		}
+	}
+	if r.verify, err = verify.New(cfg.VerifyClients, log); err != nil {
+		return nil, fmt.Errorf("relay.verify_clients: %w", err)
+	}
 	r.derp, err = derp.NewServer(priv, derp.Options{
+		Verify:           func(ctx context.Context, k derp.Key, src netip.Addr) error { return r.verify.Check(ctx, k, src) },
+		MeshKey:          meshKey,
 		KeepAlive:        cfg.KeepAlive.D(),
 		WriteTimeout:     cfg.WriteTimeout.D(),
 		HandshakeTimeout: cfg.HandshakeTimeout.D(),
 		QueueDepth:       cfg.QueueDepth,
+		ClientRate:       cfg.ClientRate,
+		ClientBurst:      cfg.ClientBurst,
 		Logger:           log,
 	})
 	if err != nil {
@@ -88,6 +111,9 @@ func New(opts Options) (*Relay, error) {
 
 // DERP is the protocol server (for stats and tests).
 func (r *Relay) DERP() *derp.Server { return r.derp }
+
+// ListenerStats are the accept counters.
+func (r *Relay) ListenerStats() *ListenerStats { return &r.listenStats }
 
 // CertPin is the CertName pin for self-signed mode ("" otherwise).
 func (r *Relay) CertPin() string { return r.pin }
@@ -127,8 +153,7 @@ func (r *Relay) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 // Run listens and serves until ctx ends, then tells clients the server is restarting and
 // closes everything. A bind failure is returned at once.
 func (r *Relay) Run(ctx context.Context) error {
-	lc := net.ListenConfig{KeepAlive: 10 * time.Minute}
-	ln, err := lc.Listen(ctx, "tcp", r.cfg.Listen)
+	ln, err := listenTCP(ctx, r.cfg.Listen, r.cfg.TCPKeepAlive.D(), r.cfg.TCPUserTimeout.D())
 	if err != nil {
 		return fmt.Errorf("relay: listen %s: %w", r.cfg.Listen, err)
 	}
@@ -164,10 +189,21 @@ func (r *Relay) Run(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
 	}
+	if err := r.startMesh(ctx, &wg); err != nil {
+		ln.Close()
+		return err
+	}
+	verify.WarnIfOpen(ln.Addr().String(), r.verify, r.log)
+	if err := r.verify.Preflight(ctx); err != nil {
+		r.log.Warn("client verification cannot answer yet", "err", err)
+	}
+	defer r.verify.Close()
 	r.log.Info("relay listening", "derp", ln.Addr().String(), "stun", r.cfg.STUNAddr(), "tls", r.cfg.TLS.Mode,
 		"server_key", r.derp.PublicKey().String())
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(tls.NewListener(ln, tlsCfg)) }()
+	guarded := &guardedListener{Listener: ln, max: int64(r.cfg.MaxClients), stats: &r.listenStats,
+		accept: ratelimit.New(float64(r.cfg.AcceptRate), r.cfg.AcceptBurst)}
+	go func() { errc <- srv.Serve(tls.NewListener(guarded, tlsCfg)) }()
 	select {
 	case <-ctx.Done():
 	case err := <-errc:

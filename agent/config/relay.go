@@ -32,6 +32,20 @@ type Relay struct {
 	HandshakeTimeout Duration `yaml:"handshake_timeout"`
 	// QueueDepth is the per-client queue length (data and disco queues each).
 	QueueDepth int `yaml:"queue_depth"`
+	// MaxClients caps open connections (0 = no cap); more are accepted and closed at once.
+	MaxClients int `yaml:"max_clients"`
+	// AcceptRate limits new connections per second, with AcceptBurst (0 = unlimited).
+	AcceptRate  int `yaml:"accept_rate"`
+	AcceptBurst int `yaml:"accept_burst"`
+	// ClientRate limits what one client may send, in bytes per second, with ClientBurst
+	// (0 = unlimited). Clients learn it from ServerInfo and pace themselves; mesh peers are
+	// exempt.
+	ClientRate  int `yaml:"client_rate"`
+	ClientBurst int `yaml:"client_burst"`
+	// TCPKeepAlive is the idle time before TCP keepalive probes; TCPUserTimeout drops a
+	// connection whose sent data stays unacknowledged this long (dead peers).
+	TCPKeepAlive   Duration `yaml:"tcp_keepalive"`
+	TCPUserTimeout Duration `yaml:"tcp_user_timeout"`
 }
 
 // Region is the DERP region this node belongs to.
@@ -58,8 +72,13 @@ type VerifyClients struct {
 
 // Mesh joins several relays into one region.
 type Mesh struct {
-	KeyFile string   `yaml:"key_file"`
-	Peers   []string `yaml:"peers"`
+	KeyFile string   `yaml:"key_file"` // 64 hex digits, shared by every relay of the region
+	Peers   []string `yaml:"peers"`    // host, host:port (default: our DERP port) or https URL
+	// Peers' certificates are checked against the system roots plus CAFile, or, when Pins
+	// are given (self-signed peers), against Pins[i] for Peers[i] (sha256-raw:…, as the
+	// peer's `edgerelay derpmap` prints it).
+	CAFile string   `yaml:"ca_file"`
+	Pins   []string `yaml:"pins"`
 }
 
 func (r *Relay) setDefaults(acmeOn bool) {
@@ -96,6 +115,25 @@ func (r *Relay) setDefaults(acmeOn bool) {
 	}
 	if r.QueueDepth == 0 {
 		r.QueueDepth = 32
+	}
+	// Safe for a 128 MB router: 1,000 clients fit in about 40 MB.
+	if r.MaxClients == 0 {
+		r.MaxClients = 1000
+	}
+	if r.AcceptRate == 0 {
+		r.AcceptRate = 100
+	}
+	if r.AcceptBurst == 0 {
+		r.AcceptBurst = 2 * r.AcceptRate
+	}
+	if r.ClientRate > 0 && r.ClientBurst == 0 {
+		r.ClientBurst = max(r.ClientRate, 65536+32) // at least one largest packet
+	}
+	if r.TCPKeepAlive == 0 {
+		r.TCPKeepAlive = Duration(10 * time.Minute)
+	}
+	if r.TCPUserTimeout == 0 {
+		r.TCPUserTimeout = Duration(15 * time.Second)
 	}
 }
 
@@ -144,6 +182,21 @@ func (r *Relay) check(c *checker, cfg *Config) {
 	if len(r.Mesh.Peers) > 0 && r.Mesh.KeyFile == "" {
 		c.add("relay.mesh.key_file", "required when relay.mesh.peers is set")
 	}
+	if r.Mesh.KeyFile != "" {
+		if b, err := os.ReadFile(r.Mesh.KeyFile); err != nil {
+			c.add("relay.mesh.key_file", "cannot read %q: %v", r.Mesh.KeyFile, errors.Unwrap(err))
+		} else if k := strings.TrimSpace(string(b)); len(k) != 64 || !isHex(k) {
+			c.add("relay.mesh.key_file", "%s must hold 64 hex digits", r.Mesh.KeyFile)
+		}
+	}
+	if len(r.Mesh.Pins) > 0 && len(r.Mesh.Pins) != len(r.Mesh.Peers) {
+		c.add("relay.mesh.pins", "one pin per peer, in the order of relay.mesh.peers (%d pins, %d peers)", len(r.Mesh.Pins), len(r.Mesh.Peers))
+	}
+	for i, p := range r.Mesh.Pins {
+		if h, ok := strings.CutPrefix(p, "sha256-raw:"); !ok || len(h) != 64 || !isHex(h) {
+			c.add(fmt.Sprintf("relay.mesh.pins[%d]", i), "expected sha256-raw: followed by 64 hex digits, got %q", p)
+		}
+	}
 	for key, v := range map[string]string{"relay.ipv4": r.IPv4, "relay.ipv6": r.IPv6} {
 		if v != "" && v != "none" && net.ParseIP(v) == nil {
 			c.add(key, "expected an IP address or \"none\", got %q", v)
@@ -151,6 +204,15 @@ func (r *Relay) check(c *checker, cfg *Config) {
 	}
 	if r.QueueDepth < 1 || r.QueueDepth > 4096 {
 		c.add("relay.queue_depth", "must be between 1 and 4096, got %d", r.QueueDepth)
+	}
+	for key, v := range map[string]int{"relay.max_clients": r.MaxClients, "relay.accept_rate": r.AcceptRate,
+		"relay.accept_burst": r.AcceptBurst, "relay.client_rate": r.ClientRate, "relay.client_burst": r.ClientBurst} {
+		if v < 0 {
+			c.add(key, "must not be negative, got %d", v)
+		}
+	}
+	if r.ClientRate > 0 && r.ClientBurst < 65536+32 {
+		c.add("relay.client_burst", "must hold at least one largest packet (65568 bytes), got %d", r.ClientBurst)
 	}
 	if r.KeepAlive.D() < time.Second || r.KeepAlive.D() > 100*time.Second {
 		c.add("relay.keepalive", "must be between 1s and 100s (clients give up after 120s), got %s", r.KeepAlive.D())
@@ -163,6 +225,11 @@ func (r *Relay) STUNAddr() string {
 		return ""
 	}
 	return *r.STUNListen
+}
+
+func isHex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 func validNodeKey(s string) bool {

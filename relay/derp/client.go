@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerelay/edgerelay/relay/ratelimit"
 )
 
 // sclient is one connection from a client: a reader loop (the caller's goroutine) and a
@@ -47,6 +49,8 @@ type sclient struct {
 
 	notHereTokens float64 // rate limit for PeerGone(NotHere); reader goroutine only
 	notHereLast   time.Time
+
+	recvLimit *ratelimit.Bucket // nil: unlimited (and always for mesh peers)
 }
 
 type peerGone struct {
@@ -61,7 +65,7 @@ type peerPresence struct {
 }
 
 func (s *Server) newClient(nc net.Conn, br *bufio.Reader, key Key, info *clientInfo, remote netip.AddrPort) *sclient {
-	return &sclient{
+	c := &sclient{
 		s:             s,
 		nc:            nc,
 		br:            br,
@@ -78,6 +82,19 @@ func (s *Server) newClient(nc net.Conn, br *bufio.Reader, key Key, info *clientI
 		notify:        make(chan struct{}, 1),
 		sawSrc:        map[Key]struct{}{},
 		notHereTokens: 3,
+	}
+	if !c.canMesh {
+		c.recvLimit = ratelimit.New(float64(s.opts.ClientRate), s.opts.ClientBurst)
+	}
+	return c
+}
+
+// serverInfo is what ServerInfo tells this client, including its send budget.
+func (c *sclient) serverInfo() serverInfo {
+	return serverInfo{
+		Version:                   ProtocolVersion,
+		TokenBucketBytesPerSecond: int(c.recvLimit.Rate()),
+		TokenBucketBytesBurst:     c.recvLimit.Burst(),
 	}
 }
 
@@ -116,6 +133,10 @@ func (c *sclient) run(ctx context.Context) error {
 		}
 		if c.isDup.Load() {
 			c.s.noteActive(c)
+		}
+		// Over its budget, a client waits here: TCP pushes back, nothing is dropped.
+		if err := c.recvLimit.Wait(ctx, int(min(n, keyLen+MaxPacketSize))); err != nil {
+			return nil
 		}
 		if err := c.handleFrame(typ, n); err != nil {
 			return fmt.Errorf("derp: %v: %w", c.key, err)

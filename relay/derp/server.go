@@ -19,6 +19,11 @@ type Options struct {
 	WriteTimeout     time.Duration
 	HandshakeTimeout time.Duration
 	QueueDepth       int
+	// ClientRate and ClientBurst, when set, limit what each non-mesh client may send in
+	// bytes per second. The reader waits rather than drops (TCP pushes back), and
+	// ServerInfo tells clients so they pace themselves.
+	ClientRate  int
+	ClientBurst int
 	// MeshKey, when set, lets relays holding the same key forward packets and watch
 	// connections.
 	MeshKey MeshKey
@@ -48,6 +53,7 @@ type Server struct {
 	sentTo   map[Key]map[*sclient]struct{} // src → receivers to tell when src leaves
 	watchers map[*sclient]struct{}         // mesh peers subscribed to presence changes
 	health   string                        // sent to clients as a Health frame
+	refused  map[string]time.Time          // key+source → when its refusal was last logged
 	closing  bool
 
 	mesh meshState // keys reachable through other relays of the region (mesh.go)
@@ -86,6 +92,7 @@ func NewServer(priv PrivateKey, opts Options) (*Server, error) {
 		conns:    map[*sclient]struct{}{},
 		sentTo:   map[Key]map[*sclient]struct{}{},
 		watchers: map[*sclient]struct{}{},
+		refused:  map[string]time.Time{},
 	}
 	var err error
 	if s.metaCert, err = newMetaCert(s.pub); err != nil {
@@ -131,7 +138,7 @@ func (s *Server) HandleConn(ctx context.Context, nc net.Conn, br *bufio.Reader, 
 
 	// ServerInfo must be the first frame after ServerKey: written before the send loop runs.
 	nc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
-	if err := writeServerInfo(bw, s.priv, key, serverInfo{Version: ProtocolVersion}); err != nil {
+	if err := writeServerInfo(bw, s.priv, key, c.serverInfo()); err != nil {
 		return fmt.Errorf("derp: %v: writing ServerInfo: %w", key, err)
 	}
 	nc.SetWriteDeadline(time.Time{})
@@ -151,6 +158,7 @@ func (s *Server) handshake(ctx context.Context, nc net.Conn, br *bufio.Reader, b
 	if !s.isMeshPeer(info) && s.opts.Verify != nil {
 		if err := s.opts.Verify(ctx, key, remote.Addr().Unmap()); err != nil {
 			s.stats.Rejected.Add(1)
+			s.logRefusal(key, remote.Addr().Unmap(), err)
 			return key, nil, fmt.Errorf("derp: %v from %v refused: %w", key, remote.Addr(), err)
 		}
 	}
@@ -366,3 +374,24 @@ func (s *Server) deliver(from *sclient, dst Key, p packet) {
 	}
 	p.release()
 }
+
+// logRefusal logs a refused client once per key and source in refusalLogEvery, so a client
+// retrying every few seconds does not flood the log.
+func (s *Server) logRefusal(key Key, src netip.Addr, err error) {
+	id := key.String() + " " + src.String()
+	now := time.Now()
+	s.mu.Lock()
+	last, seen := s.refused[id]
+	if !seen || now.Sub(last) > refusalLogEvery {
+		if len(s.refused) >= 1024 { // bounded: forget everyone rather than grow
+			clear(s.refused)
+		}
+		s.refused[id] = now
+	}
+	s.mu.Unlock()
+	if !seen || now.Sub(last) > refusalLogEvery {
+		s.log.Warn("client refused", "key", key.String(), "source", src.String(), "reason", err.Error())
+	}
+}
+
+const refusalLogEvery = 10 * time.Minute

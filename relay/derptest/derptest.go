@@ -336,3 +336,33 @@ func URL(node *tailcfg.DERPNode) string {
 	}
 	return fmt.Sprintf("https://%s", net.JoinHostPort(host, strconv.Itoa(node.DERPPort)))
 }
+
+// DialRaw does the HTTP upgrade by hand over TLS and runs Tailscale's DERP client on the
+// connection, without derphttp's reconnect logic: for tests that need the socket itself.
+// The caller reads ServerInfo (or not).
+func DialRaw(t testing.TB, node *tailcfg.DERPNode, priv key.NodePrivate, dialer *net.Dialer) (*derp.Client, *tls.Conn) {
+	t.Helper()
+	if dialer == nil {
+		dialer = &net.Dialer{Timeout: Timeout}
+	}
+	addr := strings.TrimPrefix(URL(node), "https://")
+	conn, err := tls.DialWithDialer(dialer, "tcp", addr, TLSConfig(node, nil))
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET /derp HTTP/1.1\r\nHost: %s\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n", node.HostName)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: status %d", resp.StatusCode)
+	}
+	dc, err := derp.NewClient(priv, conn, bufio.NewReadWriter(br, bufio.NewWriter(conn)), t.Logf, derp.CanAckPings(true))
+	if err != nil {
+		t.Fatalf("derp handshake: %v", err)
+	}
+	return dc, conn
+}

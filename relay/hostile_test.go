@@ -1,0 +1,192 @@
+package relay_test
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"tailscale.com/derp"
+	"tailscale.com/types/key"
+
+	"github.com/edgerelay/edgerelay/relay/derptest"
+)
+
+// waitFor polls cond for up to 20 s; tests wait for outcomes, they never assert on timing.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// closedWithin reports whether the server closes conn (read hits EOF or reset) in 20 s.
+func closedWithin(conn net.Conn) bool {
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err := io.Copy(io.Discard, conn)
+	ne, isNet := err.(net.Error)
+	return err == nil || !(isNet && ne.Timeout())
+}
+
+func TestSlowlorisUpgrade(t *testing.T) {
+	_, region := startRelay(t, selfSignedYAML+"  handshake_timeout: 1s\n")
+	node := region.Nodes[0]
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(derptest.URL(node), "https://"), derptest.TLSConfig(node, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("GET /derp HTTP/1.1\r\nHost: x\r\nUpgr")) // and then nothing
+	if !closedWithin(conn) {
+		t.Fatal("a half-sent upgrade kept its connection open")
+	}
+}
+
+func TestGarbageAfterUpgrade(t *testing.T) {
+	r, region := startRelay(t, selfSignedYAML)
+	node := region.Nodes[0]
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(derptest.URL(node), "https://"), derptest.TLSConfig(node, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n")
+	conn.Write([]byte("\x02\x00\x00\x00\x40this is not a sealed ClientInfo, just 64 bytes of junk......"))
+	br := bufio.NewReader(conn)
+	got, _ := io.ReadAll(br)
+	if strings.Contains(string(got), "\x03\x00\x00") && r.DERP().Stats().Accepts.Load() > 0 {
+		t.Fatal("garbage ClientInfo got a ServerInfo")
+	}
+	if r.DERP().Stats().HandshakeFailures.Load() == 0 {
+		t.Fatal("handshake failure not counted")
+	}
+}
+
+// A client that never reads must be dropped by the write deadline, and must not slow
+// anyone else down meanwhile.
+func TestClientThatNeverReads(t *testing.T) {
+	r, region := startRelay(t, selfSignedYAML)
+	node := region.Nodes[0]
+	// A small receive buffer so the server's writes block soon.
+	dialer := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	lazyKey := key.NewNode()
+	_, lazyConn := derptest.DialRaw(t, node, lazyKey, dialer)
+	_ = lazyConn // never read from
+
+	flooder := derptest.Connect(t, region, key.NewNode())
+	a, b := derptest.Connect(t, region, key.NewNode()), derptest.Connect(t, region, key.NewNode())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pkt := make([]byte, 1200)
+		for i := 0; i < 20000 && r.DERP().Stats().WriteTimeouts.Load() == 0; i++ {
+			if flooder.Client.Send(lazyKey.Public(), pkt) != nil {
+				return
+			}
+		}
+	}()
+	// Meanwhile a and b keep talking.
+	for i := range 20 {
+		a.Send(b.Pub(), []byte(fmt.Sprintf("still here %d", i)))
+		b.ExpectPacket(a.Pub(), []byte(fmt.Sprintf("still here %d", i)))
+	}
+	waitFor(t, "the write deadline to drop the non-reader", func() bool { return r.DERP().Stats().WriteTimeouts.Load() > 0 })
+	<-done
+	a.Send(b.Pub(), []byte("after"))
+	b.ExpectPacket(a.Pub(), []byte("after"))
+}
+
+func TestLimits(t *testing.T) {
+	t.Run("max_clients", func(t *testing.T) {
+		r, region := startRelay(t, selfSignedYAML+"  max_clients: 2\n")
+		node := region.Nodes[0]
+		derptest.Connect(t, region, key.NewNode())
+		derptest.Connect(t, region, key.NewNode())
+		conn, err := net.Dial("tcp", strings.TrimPrefix(derptest.URL(node), "https://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if !closedWithin(conn) {
+			t.Fatal("third connection was not closed")
+		}
+		if r.ListenerStats().RejectedFull.Load() != 1 {
+			t.Fatalf("RejectedFull = %d", r.ListenerStats().RejectedFull.Load())
+		}
+	})
+	t.Run("accept_rate", func(t *testing.T) {
+		r, region := startRelay(t, selfSignedYAML+"  accept_rate: 1\n  accept_burst: 3\n")
+		addr := strings.TrimPrefix(derptest.URL(region.Nodes[0]), "https://")
+		for range 10 {
+			if c, err := net.Dial("tcp", addr); err == nil {
+				c.Close()
+			}
+		}
+		waitFor(t, "rejections over the accept rate", func() bool { return r.ListenerStats().RejectedRate.Load() >= 5 })
+	})
+	t.Run("client_rate is advertised in ServerInfo", func(t *testing.T) {
+		_, region := startRelay(t, selfSignedYAML+"  client_rate: 100000\n")
+		dc, _ := derptest.DialRaw(t, region.Nodes[0], key.NewNode(), nil)
+		m, err := dc.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		si, ok := m.(derp.ServerInfoMessage)
+		if !ok || si.TokenBucketBytesPerSecond != 100000 || si.TokenBucketBytesBurst < 65568 {
+			t.Fatalf("ServerInfo %+v", m)
+		}
+	})
+}
+
+func openFDs() int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	return len(ents)
+}
+
+// TestConnectChurnLeaks connects and disconnects 5,000 clients and checks that goroutines
+// and file descriptors come back to where they started.
+func TestConnectChurnLeaks(t *testing.T) {
+	r, region := startRelay(t, selfSignedYAML+"  accept_rate: 1000000\n  max_clients: 100000\n")
+	node := region.Nodes[0]
+	// Warm up once so pools and lazily started goroutines exist before the baseline.
+	dc, conn := derptest.DialRaw(t, node, key.NewNode(), nil)
+	dc.Recv()
+	conn.Close()
+	waitFor(t, "warm-up connection to go", func() bool { return r.DERP().Stats().CurrentConns.Load() == 0 })
+	runtime.GC()
+	g0, fd0 := runtime.NumGoroutine(), openFDs()
+
+	const cycles = 5000
+	for i := range cycles {
+		dc, conn := derptest.DialRaw(t, node, key.NewNode(), nil)
+		if i%2 == 0 { // half of them finish the handshake, half vanish right after ClientInfo
+			if _, err := dc.Recv(); err != nil {
+				t.Fatalf("cycle %d: %v", i, err)
+			}
+		}
+		conn.Close()
+	}
+	waitFor(t, "all connections to be gone", func() bool {
+		return r.DERP().Stats().CurrentConns.Load() == 0 && r.ListenerStats().Open.Load() == 0
+	})
+	var g1, fd1 int
+	waitFor(t, "goroutines and fds to settle", func() bool {
+		runtime.GC()
+		g1, fd1 = runtime.NumGoroutine(), openFDs()
+		return g1 <= g0+2 && fd1 <= fd0+2
+	})
+	t.Logf("after %d cycles: goroutines %d → %d, fds %d → %d, accepts %d", cycles, g0, g1, fd0, fd1, r.ListenerStats().Accepted.Load())
+}
