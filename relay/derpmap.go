@@ -11,32 +11,30 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/edgerelay/edgerelay/agent/config"
 )
 
 // DERPRegion and DERPNode mirror the JSON of Tailscale's tailcfg.DERPRegion / DERPNode, the
 // shape both the Tailscale ACL derpMap and headscale's derp.urls take.
 type DERPRegion struct {
-	RegionID   int        `json:"RegionID" yaml:"regionid"`
-	RegionCode string     `json:"RegionCode" yaml:"regioncode"`
-	RegionName string     `json:"RegionName" yaml:"regionname"`
-	Nodes      []DERPNode `json:"Nodes" yaml:"nodes"`
+	RegionID   int        `json:"RegionID"`
+	RegionCode string     `json:"RegionCode"`
+	RegionName string     `json:"RegionName"`
+	Nodes      []DERPNode `json:"Nodes"`
 }
 
 // DERPNode is one relay of a region.
 type DERPNode struct {
-	Name     string `json:"Name" yaml:"name"`
-	RegionID int    `json:"RegionID" yaml:"regionid"`
-	HostName string `json:"HostName" yaml:"hostname"`
-	CertName string `json:"CertName,omitempty" yaml:"certname,omitempty"`
-	IPv4     string `json:"IPv4,omitempty" yaml:"ipv4,omitempty"`
-	IPv6     string `json:"IPv6,omitempty" yaml:"ipv6,omitempty"`
-	STUNPort int    `json:"STUNPort" yaml:"stunport"`
-	DERPPort int    `json:"DERPPort" yaml:"derpport"`
+	Name     string `json:"Name"`
+	RegionID int    `json:"RegionID"`
+	HostName string `json:"HostName"`
+	CertName string `json:"CertName,omitempty"`
+	IPv4     string `json:"IPv4,omitempty"`
+	IPv6     string `json:"IPv6,omitempty"`
+	STUNPort int    `json:"STUNPort"`
+	DERPPort int    `json:"DERPPort"`
 	// InsecureForTests is only ever set by tests; the self-signed mode pins instead.
-	InsecureForTests bool `json:"InsecureForTests,omitempty" yaml:"insecurefortests,omitempty"`
+	InsecureForTests bool `json:"InsecureForTests,omitempty"`
 }
 
 // Addrs are the node's current public addresses, as the agent knows them (from ddns or
@@ -155,6 +153,40 @@ func portOf(hostport string, def int) int {
 	return n
 }
 
+// MeshNodes are the region's other relays (relay.mesh.peers) as DERP map nodes, with their
+// pins when given; addresses are left to DNS (or the peer's own derpmap output).
+func MeshNodes(cfg config.Relay) []DERPNode {
+	var nodes []DERPNode
+	for i, p := range cfg.Mesh.Peers {
+		host, port := p, portOf(cfg.Listen, 443)
+		if h, _, err := net.SplitHostPort(p); err == nil {
+			host, port = h, portOf(p, port)
+		}
+		n := DERPNode{
+			Name:     fmt.Sprintf("%d%c", cfg.Region.ID, 'b'+rune(i%25)),
+			RegionID: cfg.Region.ID,
+			HostName: host,
+			DERPPort: port,
+			STUNPort: -1,
+		}
+		if s := cfg.STUNAddr(); s != "" {
+			n.STUNPort = portOf(s, 3478) // the region's relays are set up alike
+		}
+		if ip, err := netip.ParseAddr(host); err == nil {
+			if ip.Is4() {
+				n.IPv4 = host
+			} else {
+				n.IPv6 = host
+			}
+		}
+		if i < len(cfg.Mesh.Pins) {
+			n.CertName = cfg.Mesh.Pins[i]
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes
+}
+
 // Region is this node's region with the given nodes.
 func Region(cfg config.Relay, nodes ...DERPNode) DERPRegion {
 	return DERPRegion{RegionID: cfg.Region.ID, RegionCode: cfg.Region.Code, RegionName: cfg.Region.Name, Nodes: nodes}
@@ -188,12 +220,32 @@ func WriteDERPMap(w io.Writer, format string, r DERPRegion) error {
 		_, err = fmt.Fprintf(w, "%s\n", b)
 		return err
 	case "headscale":
-		enc := yaml.NewEncoder(w)
-		enc.SetIndent(2)
-		if err := enc.Encode(map[string]any{"regions": map[int]DERPRegion{r.RegionID: r}}); err != nil {
-			return err
-		}
-		return enc.Close()
+		return writeHeadscaleYAML(w, r)
 	}
 	return fmt.Errorf("unknown derpmap format %q (one of %s)", format, strings.Join(DERPMapFormats, ", "))
+}
+
+// writeHeadscaleYAML writes the region in the form headscale's derp.paths reads: yaml.v3
+// decoding into tailcfg.DERPMap, so keys are the lower-cased Go field names. Written by hand
+// (strings double-quoted, JSON-style escapes are valid YAML) to keep a YAML emitter out of
+// the binary.
+func writeHeadscaleYAML(w io.Writer, r DERPRegion) error {
+	q := strconv.Quote
+	var b strings.Builder
+	fmt.Fprintf(&b, "regions:\n  %d:\n    regionid: %d\n    regioncode: %s\n    regionname: %s\n    nodes:\n",
+		r.RegionID, r.RegionID, q(r.RegionCode), q(r.RegionName))
+	for _, n := range r.Nodes {
+		fmt.Fprintf(&b, "      - name: %s\n        regionid: %d\n        hostname: %s\n", q(n.Name), n.RegionID, q(n.HostName))
+		for _, kv := range [][2]string{{"certname", n.CertName}, {"ipv4", n.IPv4}, {"ipv6", n.IPv6}} {
+			if kv[1] != "" {
+				fmt.Fprintf(&b, "        %s: %s\n", kv[0], q(kv[1]))
+			}
+		}
+		fmt.Fprintf(&b, "        stunport: %d\n        derpport: %d\n", n.STUNPort, n.DERPPort)
+		if n.InsecureForTests {
+			b.WriteString("        insecurefortests: true\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

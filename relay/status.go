@@ -1,0 +1,90 @@
+package relay
+
+import (
+	"crypto/tls"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay/derp"
+	"github.com/edgerelay/edgerelay/relay/stun"
+	"github.com/edgerelay/edgerelay/relay/verify"
+)
+
+// Status is the relay's part of `edgerelay status`.
+type Status struct {
+	ServerKey     string                `json:"server_key"`
+	Listen        string                `json:"listen"`
+	STUNListen    string                `json:"stun_listen,omitempty"`
+	TLSMode       string                `json:"tls_mode"`
+	CertNotAfter  time.Time             `json:"cert_not_after,omitzero"`
+	CertPin       string                `json:"cert_pin,omitempty"`
+	Clients       int64                 `json:"clients"`
+	HomeClients   int64                 `json:"home_clients"`
+	Accepted      int64                 `json:"connections_accepted"`
+	RejectedRate  int64                 `json:"connections_rejected_rate"`
+	RejectedFull  int64                 `json:"connections_rejected_full"`
+	Refused       int64                 `json:"clients_refused"` // by client verification
+	PacketsIn     int64                 `json:"packets_received"`
+	BytesIn       int64                 `json:"bytes_received"`
+	PacketsOut    int64                 `json:"packets_sent"`
+	BytesOut      int64                 `json:"bytes_sent"`
+	Dropped       map[string]int64      `json:"packets_dropped,omitempty"` // by reason
+	WriteTimeouts int64                 `json:"write_timeouts"`
+	STUN          stun.Stats            `json:"stun"`
+	Mesh          []derp.MeshPeerStatus `json:"mesh,omitempty"`
+	Verification  verify.Stats          `json:"verification"`
+	Warning       string                `json:"warning,omitempty"`
+}
+
+// Status snapshots the counters.
+func (r *Relay) Status() Status {
+	st := r.derp.Stats()
+	s := Status{
+		ServerKey:     r.derp.PublicKey().String(),
+		Listen:        r.cfg.Listen,
+		STUNListen:    r.cfg.STUNAddr(),
+		TLSMode:       r.cfg.TLS.Mode,
+		CertPin:       r.pin,
+		Clients:       st.CurrentConns.Load(),
+		HomeClients:   st.CurrentHome.Load(),
+		Accepted:      r.listenStats.Accepted.Load(),
+		RejectedRate:  r.listenStats.RejectedRate.Load(),
+		RejectedFull:  r.listenStats.RejectedFull.Load(),
+		Refused:       st.Rejected.Load(),
+		PacketsIn:     st.PacketsRecv.Load(),
+		BytesIn:       st.BytesRecv.Load(),
+		PacketsOut:    st.PacketsSent.Load(),
+		BytesOut:      st.BytesSent.Load(),
+		WriteTimeouts: st.WriteTimeouts.Load(),
+		STUN:          r.STUNStats(),
+		Mesh:          r.derp.MeshPeers(),
+		Verification:  r.verify.Stats(),
+		Warning:       r.OpenRelayWarning(),
+	}
+	if a := r.Addr(); a != nil {
+		s.Listen = a.String()
+	}
+	for i, name := range derp.DropReasonNames {
+		if n := st.PacketsDropped[i].Load(); n > 0 {
+			if s.Dropped == nil {
+				s.Dropped = map[string]int64{}
+			}
+			s.Dropped[name] = n
+		}
+	}
+	if c, err := r.certs.GetCertificate(&tls.ClientHelloInfo{}); err == nil {
+		if leaf := Leaf(c); leaf != nil {
+			s.CertNotAfter = leaf.NotAfter
+		}
+	}
+	return s
+}
+
+// OpenRelayWarning warns, for status, when anyone on the network can relay through this
+// node: no client verification on a listener that is not loopback-only.
+func (r *Relay) OpenRelayWarning() string {
+	listen := r.cfg.Listen
+	if a := r.Addr(); a != nil {
+		listen = a.String()
+	}
+	return verify.OpenWarning(listen, r.verify)
+}
