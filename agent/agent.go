@@ -11,25 +11,39 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgerelay/edgerelay/acme"
 	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/ddns"
+	"github.com/edgerelay/edgerelay/netfilter"
 	"github.com/edgerelay/edgerelay/relay"
 )
 
 // Agent supervises the parts built from one config.
 type Agent struct {
 	log *slog.Logger
+	// Version is reported by status.
+	Version string
 	// OnRelayStart, if set, is called each time the relay part has started listening (the
 	// CLI prints the DERP map from it in the embedded default mode).
 	OnRelayStart func(*relay.Relay)
 
+	certs certSwitch // the relay's certificate source in acme mode
+
 	mu    sync.Mutex
 	cfg   *config.Config
 	relay *relay.Relay
+	addrs relay.Addrs // the line's current addresses, as ddns last saw them
+	ddns  *ddns.Updater
+	acme  *acme.Manager
+	net   *netfilter.Reconciler
+
+	started time.Time
+	partErr map[string]error // running parts: nil, or the error of their last failure
 }
 
 // New returns an agent for cfg.
 func New(cfg *config.Config, log *slog.Logger) *Agent {
-	return &Agent{cfg: cfg, log: log}
+	return &Agent{cfg: cfg, log: log, started: time.Now(), partErr: map[string]error{}}
 }
 
 // Relay returns the running relay (nil when off or not started).
@@ -99,39 +113,6 @@ func (a *Agent) apply(ctx context.Context, running map[string]*runningPart) {
 	}
 }
 
-func (a *Agent) parts() []part {
-	cfg := a.cfg
-	var ps []part
-	if config.On(cfg.Relay.Enabled, true) {
-		rcfg, stateDir := cfg.Relay, cfg.StateDir
-		ps = append(ps, part{
-			name:    "relay",
-			section: []any{rcfg, stateDir},
-			run: func(ctx context.Context) error {
-				r, err := relay.New(relay.Options{Config: rcfg, StateDir: stateDir, Logger: a.log.With("component", "relay")})
-				if err != nil {
-					return err
-				}
-				a.mu.Lock()
-				a.relay = r
-				a.mu.Unlock()
-				if a.OnRelayStart != nil {
-					go func() {
-						for r.Addr() == nil && ctx.Err() == nil {
-							time.Sleep(20 * time.Millisecond)
-						}
-						if ctx.Err() == nil {
-							a.OnRelayStart(r)
-						}
-					}()
-				}
-				return r.Run(ctx)
-			},
-		})
-	}
-	return ps
-}
-
 type runningPart struct {
 	section any
 	cancel  context.CancelFunc
@@ -152,8 +133,14 @@ func (a *Agent) start(ctx context.Context, p part) *runningPart {
 	go func() {
 		defer close(rp.done)
 		backoff := time.Second
+		defer func() {
+			a.mu.Lock()
+			delete(a.partErr, p.name)
+			a.mu.Unlock()
+		}()
 		for {
 			started := time.Now()
+			a.setPartErr(p.name, nil)
 			err := p.run(ctx)
 			if ctx.Err() != nil {
 				return
@@ -164,6 +151,7 @@ func (a *Agent) start(ctx context.Context, p part) *runningPart {
 			if time.Since(started) > 2*time.Minute {
 				backoff = time.Second // it ran fine for a while: start over
 			}
+			a.setPartErr(p.name, err)
 			log.Error("part failed; restarting", "err", err, "in", backoff)
 			select {
 			case <-ctx.Done():
@@ -174,4 +162,10 @@ func (a *Agent) start(ctx context.Context, p part) *runningPart {
 		}
 	}()
 	return rp
+}
+
+func (a *Agent) setPartErr(name string, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.partErr[name] = err
 }

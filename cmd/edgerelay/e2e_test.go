@@ -23,6 +23,7 @@ import (
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
 
+	"github.com/edgerelay/edgerelay/packaging"
 	"github.com/edgerelay/edgerelay/relay/derptest"
 )
 
@@ -35,7 +36,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binPath = filepath.Join(dir, "edgerelay")
-	build := exec.Command("go", "build", "-tags", "nethttpomithttp2", "-trimpath", "-o", binPath, ".")
+	build := exec.Command("go", append(append([]string{"build"}, packaging.BuildFlags("e2e-test")...), "-o", binPath, ".")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building edgerelay:", err)

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/edgerelay/edgerelay/agent"
 	"github.com/edgerelay/edgerelay/agent/config"
@@ -30,6 +31,10 @@ Usage:
   edgerelay check   [-c FILE]     validate the config; print every problem; exit 1 if any
   edgerelay derpmap [-c FILE] [--format tailscale|headscale|json]
                                   print this node's DERP map entry
+  edgerelay status  [-c FILE] [--json]
+                                  ask the running daemon: clients, traffic, cert, ddns, subnet
+  edgerelay subnet apply|remove|show [-c FILE]
+                                  reconcile, undo or list the subnet-router setup
   edgerelay version               print the version
 
 FILE is a YAML file or an OpenWrt UCI file. Without -c, run looks for
@@ -51,7 +56,11 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", "", "config file (YAML or UCI)")
 	format := fs.String("format", "tailscale", "derpmap output: "+strings.Join(relay.DERPMapFormats, ", "))
-	var err error
+	asJSON := fs.Bool("json", false, "status: print the daemon's JSON")
+	var (
+		err        error
+		subnetArgs []string
+	)
 	switch cmd {
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "edgerelay %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
@@ -59,15 +68,25 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
-	case "run", "check", "derpmap":
+	case "run", "check", "derpmap", "status":
 		if err := fs.Parse(args); err != nil {
 			return 2
 		}
+	case "subnet":
+		// The action may come before or after the flags: `subnet apply -c F` or `subnet -c F apply`.
+		var action []string
+		if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			action, args = args[:1], args[1:]
+		}
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		subnetArgs = append(action, fs.Args()...)
 	default:
 		fmt.Fprintf(stderr, "edgerelay: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
-	cfg, err := loadConfig(*cfgPath, cmd == "run")
+	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		var probs config.Problems
 		if errors.As(err, &probs) {
@@ -89,6 +108,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err = printDERPMap(ctx, stdout, cfg, *format)
 	case "run":
 		err = run(ctx, cfg, stdout, stderr)
+	case "subnet":
+		err = cmdSubnet(ctx, cfg, subnetArgs, stdout)
+	case "status":
+		err = printStatus(ctx, stdout, cfg, *asJSON)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "edgerelay %s: %v\n", cmd, err)
@@ -104,9 +127,8 @@ func sourceName(path string) string {
 	return path
 }
 
-// loadConfig reads -c, or (for run, check and derpmap alike) the default locations, or the
-// embedded default.
-func loadConfig(path string, _ bool) (*config.Config, error) {
+// loadConfig reads -c, or the default locations, or the embedded default.
+func loadConfig(path string) (*config.Config, error) {
 	if path != "" {
 		return config.Load(path)
 	}
@@ -128,6 +150,7 @@ func run(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	log := newLogger(cfg.LogLevel, stderr)
 	log.Info("edgerelay starting", "version", version, "config", sourceName(cfg.Source), "state_dir", cfg.StateDir)
 	a := agent.New(cfg, log)
+	a.Version = version
 	if cfg.Source == "" {
 		// The embedded default: print what to paste so a client can use this relay at once.
 		a.OnRelayStart = func(r *relay.Relay) {
@@ -158,6 +181,8 @@ func run(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	return err
 }
 
+// printDERPMap prints this node's region. The current addresses come from the running
+// daemon when one answers (ddns follows the line), else from the config and DNS.
 func printDERPMap(ctx context.Context, w io.Writer, cfg *config.Config, format string) error {
 	pin := ""
 	if cfg.Relay.TLS.Mode == "self-signed" {
@@ -167,5 +192,12 @@ func printDERPMap(ctx context.Context, w io.Writer, cfg *config.Config, format s
 		}
 		pin = ss.Pin()
 	}
-	return relay.WriteDERPMap(w, format, relay.Region(cfg.Relay, relay.Node(ctx, cfg.Relay, relay.Addrs{}, pin)))
+	var cur relay.Addrs
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if st, err := agent.QueryStatus(qctx, cfg.StateDir); err == nil {
+		cur = st.Addrs
+	}
+	cancel()
+	nodes := append([]relay.DERPNode{relay.Node(ctx, cfg.Relay, cur, pin)}, relay.MeshNodes(cfg.Relay)...)
+	return relay.WriteDERPMap(w, format, relay.Region(cfg.Relay, nodes...))
 }

@@ -1,0 +1,125 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"tailscale.com/derp/derphttp"
+	"tailscale.com/tailcfg"
+	"tailscale.com/types/key"
+
+	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/agent/testenv"
+	"github.com/edgerelay/edgerelay/relay/derptest"
+)
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestACMECertificateSwap: the agent obtains a certificate from Pebble by DNS-01 against
+// BIND9, the relay serves it to Tailscale clients, and a renewal swaps it in while those
+// clients stay connected; new clients see the new certificate.
+func TestACMECertificateSwap(t *testing.T) {
+	pebbleBin := testenv.BuildPebble(t) // in the host namespace: module download, build cache
+	if !testenv.InNetNS(t) {
+		return
+	}
+	ns := testenv.StartBIND9(t, "example.test")
+	peb := testenv.StartPebble(t, ns.Addr, testenv.PebbleOptions{Binary: pebbleBin})
+	root, err := peb.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := fmt.Sprintf(`state_dir: %s
+relay:
+  hostname: derp.example.test
+  listen: 127.0.0.1:0
+  stun_listen: ""
+  tls: {mode: acme}
+acme:
+  email: admin@example.test
+  directory: %s
+  ca_cert_file: %s
+  resolvers: [%q]
+  propagation_timeout: 30s
+  dns_provider: {type: rfc2136, server: %q, key_name: %q, key_alg: %q, key: %q}
+`, t.TempDir(), peb.DirectoryURL, peb.CACertFile, ns.Addr, ns.Addr, ns.KeyName, ns.KeyAlg, ns.Key)
+	cfg, err := config.Parse([]byte(yaml), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, nil) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor(t, "the first certificate", 2*time.Minute, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.acme != nil && !a.acme.Expiry().IsZero() && a.relay != nil && a.relay.Addr() != nil
+	})
+	a.mu.Lock()
+	m, r := a.acme, a.relay
+	a.mu.Unlock()
+
+	region := &tailcfg.DERPRegion{RegionID: 900, RegionCode: "home", Nodes: []*tailcfg.DERPNode{{
+		Name: "900a", RegionID: 900, HostName: "derp.example.test", IPv4: "127.0.0.1", DERPPort: r.Addr().Port,
+	}}}
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	trustPebble := func(c *derphttp.Client) { c.TLSConfig = &tls.Config{RootCAs: pool} }
+	serial := func(p *derptest.Peer) string {
+		st, ok := p.Client.TLSConnectionState()
+		if !ok {
+			t.Fatal("no TLS state")
+		}
+		return st.PeerCertificates[0].SerialNumber.String()
+	}
+	a1 := derptest.Connect(t, region, key.NewNode(), trustPebble)
+	b1 := derptest.Connect(t, region, key.NewNode(), trustPebble)
+	a1.Send(b1.Pub(), []byte("before renewal"))
+	b1.ExpectPacket(a1.Pub(), []byte("before renewal"))
+	first := serial(a1)
+
+	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer rcancel()
+	if err := m.Renew(rctx); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	// The old connections still relay: no restart, no drop (a dropped connection closes Msgs).
+	b1.Send(a1.Pub(), []byte("after renewal"))
+	a1.ExpectPacket(b1.Pub(), []byte("after renewal"))
+	c := derptest.Connect(t, region, key.NewNode(), trustPebble)
+	if got := serial(c); got == first {
+		t.Fatalf("a new client still gets the old certificate %s", got)
+	}
+	c.Send(a1.Pub(), []byte("new cert"))
+	a1.ExpectPacket(c.Pub(), []byte("new cert"))
+	if st := a.Status(ctx); st.ACME == nil || st.Relay == nil || st.Relay.CertNotAfter.IsZero() {
+		t.Fatalf("status lacks the certificate: %+v", st)
+	}
+}

@@ -1,0 +1,193 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgerelay/edgerelay/acme"
+	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/ddns"
+	"github.com/edgerelay/edgerelay/ddns/provider"
+	"github.com/edgerelay/edgerelay/netfilter"
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// parts lists the enabled parts of the current config. Each captures its own section, so a
+// reload restarts only the parts whose section changed.
+func (a *Agent) parts() []part {
+	cfg := a.cfg
+	ps := []part{{
+		name:    "status",
+		section: []any{cfg.StateDir, cfg.MetricsListen},
+		run:     func(ctx context.Context) error { return a.serveStatus(ctx, cfg.StateDir, cfg.MetricsListen) },
+	}}
+	if config.On(cfg.Relay.Enabled, true) {
+		ps = append(ps, a.relayPart(cfg.Relay, cfg.StateDir))
+	}
+	if cfg.DDNS != nil && config.On(cfg.DDNS.Enabled, true) {
+		ps = append(ps, a.ddnsPart(*cfg.DDNS, cfg.StateDir, cfg.Relay.Hostname))
+	}
+	if cfg.ACME != nil && config.On(cfg.ACME.Enabled, true) {
+		ps = append(ps, a.acmePart(*cfg.ACME, cfg.StateDir))
+	}
+	if cfg.Subnet != nil && config.On(cfg.Subnet.Enabled, true) {
+		ps = append(ps, a.subnetPart(*cfg.Subnet, cfg.StateDir))
+	}
+	return ps
+}
+
+func (a *Agent) relayPart(rc config.Relay, stateDir string) part {
+	return part{
+		name:    "relay",
+		section: []any{rc, stateDir},
+		run: func(ctx context.Context) error {
+			opts := relay.Options{Config: rc, StateDir: stateDir, Logger: a.log.With("component", "relay")}
+			if rc.TLS.Mode == "acme" {
+				opts.Certs = &a.certs
+			}
+			r, err := relay.New(opts)
+			if err != nil {
+				return err
+			}
+			a.mu.Lock()
+			a.relay = r
+			a.mu.Unlock()
+			if a.OnRelayStart != nil {
+				go func() {
+					for r.Addr() == nil && ctx.Err() == nil {
+						time.Sleep(20 * time.Millisecond)
+					}
+					if ctx.Err() == nil {
+						a.OnRelayStart(r)
+					}
+				}()
+			}
+			return r.Run(ctx)
+		},
+	}
+}
+
+func (a *Agent) ddnsPart(dc config.DDNS, stateDir, relayHost string) part {
+	return part{
+		name:    "ddns",
+		section: []any{dc, stateDir, relayHost},
+		run: func(ctx context.Context) error {
+			rr := relayRecord(dc, relayHost)
+			u, err := ddns.New(dc, stateDir, a.log,
+				ddns.WithSubscriber(func(ch ddns.AddressChange) { a.noteAddress(ch, rr) }))
+			if err != nil {
+				return err
+			}
+			a.mu.Lock()
+			a.ddns = u
+			a.mu.Unlock()
+			return u.Run(ctx)
+		},
+	}
+}
+
+// noteAddress keeps the relay's current addresses (for derpmap and status) from the ddns
+// record that publishes the relay's hostname, or from any record when none does.
+func (a *Agent) noteAddress(ch ddns.AddressChange, relayRecord string) {
+	if relayRecord != "" && ch.Record != relayRecord {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch ch.Type {
+	case "A":
+		a.addrs.IPv4 = ch.New
+	case "AAAA":
+		a.addrs.IPv6 = ch.New
+	}
+}
+
+// relayRecord is the fully qualified ddns record that publishes host, or "".
+func relayRecord(dc config.DDNS, host string) string {
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	zone := strings.TrimSuffix(strings.ToLower(dc.Zone), ".")
+	for _, r := range dc.Records {
+		name := strings.TrimSuffix(strings.ToLower(r.Name), ".")
+		fqdn := name + "." + zone
+		if name == "@" {
+			fqdn = zone
+		} else if name == zone || strings.HasSuffix(name, "."+zone) {
+			fqdn = name
+		}
+		if fqdn == host {
+			return fqdn
+		}
+	}
+	return ""
+}
+
+func (a *Agent) acmePart(ac config.ACME, stateDir string) part {
+	return part{
+		name:    "acme",
+		section: []any{ac, stateDir},
+		run: func(ctx context.Context) error {
+			dns, err := provider.New(ac.DNSProvider, provider.Options{})
+			if err != nil {
+				return fmt.Errorf("acme.dns_provider: %w", err)
+			}
+			m, err := acme.New(ac, dns, stateDir, a.log)
+			if err != nil {
+				return err
+			}
+			a.mu.Lock()
+			a.acme = m
+			a.mu.Unlock()
+			a.certs.set(m)
+			return m.Run(ctx)
+		},
+	}
+}
+
+func (a *Agent) subnetPart(sc config.Subnet, stateDir string) part {
+	return part{
+		name:    "subnet",
+		section: []any{sc, stateDir},
+		run: func(ctx context.Context) error {
+			r, err := netfilter.New(sc, stateDir, a.log)
+			if err != nil {
+				return err
+			}
+			a.mu.Lock()
+			a.net = r
+			a.mu.Unlock()
+			return r.Run(ctx)
+		},
+	}
+}
+
+// certSwitch is the relay's certificate source in acme mode: it serves whatever the current
+// ACME manager holds, so the acme part can restart (new config, new manager) without
+// restarting the relay or dropping its connections.
+type certSwitch struct {
+	cur atomic.Pointer[acme.Manager]
+}
+
+func (s *certSwitch) set(m *acme.Manager) { s.cur.Store(m) }
+
+var errNoACME = errors.New("acme: no certificate yet")
+
+// GetCertificate implements relay.CertSource.
+func (s *certSwitch) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	m := s.cur.Load()
+	if m == nil {
+		return nil, errNoACME
+	}
+	return m.GetCertificate(hello)
+}
+
+// Addrs returns the line's current addresses as ddns last saw them (zero when unknown).
+func (a *Agent) Addrs() relay.Addrs {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.addrs
+}

@@ -1,0 +1,208 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/edgerelay/edgerelay/ddns"
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// Status is what `edgerelay status` shows: the state the agent owns and each part's own.
+type Status struct {
+	Version  string             `json:"version"`
+	Config   string             `json:"config"`
+	Started  time.Time          `json:"started"`
+	Uptime   string             `json:"uptime"`
+	Warnings []string           `json:"warnings,omitempty"`
+	Addrs    relay.Addrs        `json:"addresses"` // the line's current addresses (from ddns)
+	Relay    *relay.Status      `json:"relay,omitempty"`
+	DDNS     []ddns.RecordState `json:"ddns,omitempty"`
+	ACME     *ACMEStatus        `json:"acme,omitempty"`
+	Subnet   *SubnetStatus      `json:"subnet,omitempty"`
+	Parts    map[string]string  `json:"parts"` // name → "running" or the last error
+	Memory   MemoryStatus       `json:"memory"`
+}
+
+// ACMEStatus is the certificate the acme part holds.
+type ACMEStatus struct {
+	Domains  []string  `json:"domains"`
+	NotAfter time.Time `json:"not_after,omitzero"`
+}
+
+// SubnetStatus is the last reconcile of the subnet part.
+type SubnetStatus struct {
+	Items   []string `json:"items"`
+	InPlace bool     `json:"in_place"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// MemoryStatus is the Go runtime's view of the process.
+type MemoryStatus struct {
+	HeapBytes  uint64 `json:"heap_bytes"`
+	SysBytes   uint64 `json:"sys_bytes"`
+	Goroutines int    `json:"goroutines"`
+}
+
+// StatusSocket is where the daemon answers `edgerelay status`.
+func StatusSocket(stateDir string) string { return filepath.Join(stateDir, "status.sock") }
+
+// Status gathers the current state.
+func (a *Agent) Status(ctx context.Context) Status {
+	a.mu.Lock()
+	cfg, r, u, m, nf := a.cfg, a.relay, a.ddns, a.acme, a.net
+	st := Status{
+		Version: a.Version, Config: cfg.Source, Started: a.started, Addrs: a.addrs,
+		Uptime: time.Since(a.started).Round(time.Second).String(), Parts: map[string]string{},
+	}
+	for name, err := range a.partErr {
+		st.Parts[name] = "running"
+		if err != nil {
+			st.Parts[name] = err.Error()
+		}
+	}
+	a.mu.Unlock()
+	if st.Config == "" {
+		st.Config = "built-in default"
+	}
+	if r != nil {
+		rs := r.Status()
+		st.Relay = &rs
+		if w := r.OpenRelayWarning(); w != "" {
+			st.Warnings = append(st.Warnings, w)
+		}
+	}
+	if u != nil {
+		st.DDNS = u.Current()
+	}
+	if m != nil {
+		st.ACME = &ACMEStatus{Domains: cfg.ACME.Domains, NotAfter: m.Expiry()}
+	}
+	if nf != nil {
+		ss := &SubnetStatus{}
+		if rep, err := nf.Show(ctx); err != nil {
+			ss.Error = err.Error()
+		} else {
+			ss.InPlace = rep.InPlace()
+			for _, it := range rep.Items {
+				state := "in place"
+				if !it.InPlace {
+					state = fmt.Sprintf("NOT in place (want %s, have %s)", it.Want, it.Have)
+				}
+				ss.Items = append(ss.Items, fmt.Sprintf("%s %s: %s", it.Kind, it.Name, state))
+			}
+		}
+		st.Subnet = ss
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st.Memory = MemoryStatus{HeapBytes: ms.HeapAlloc, SysBytes: ms.Sys, Goroutines: runtime.NumGoroutine()}
+	return st
+}
+
+// serveStatus answers on the unix socket (0600: status shows keys and addresses) until ctx
+// ends, and on metrics_listen with Prometheus text when configured.
+func (a *Agent) serveStatus(ctx context.Context, stateDir, metricsListen string) error {
+	path := StatusSocket(stateDir)
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return err
+	}
+	os.Remove(path) // a stale socket from a crash
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("status socket: %w", err)
+	}
+	os.Chmod(path, 0o600)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/status", func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(a.Status(req.Context()))
+	})
+	mux.HandleFunc("/metrics", a.writeMetrics)
+	srvs := []*http.Server{{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+	lns := []net.Listener{ln}
+	if metricsListen != "" {
+		mln, err := net.Listen("tcp", metricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics_listen: %w", err)
+		}
+		m := http.NewServeMux()
+		m.HandleFunc("/metrics", a.writeMetrics)
+		srvs = append(srvs, &http.Server{Handler: m, ReadHeaderTimeout: 5 * time.Second})
+		lns = append(lns, mln)
+	}
+	errc := make(chan error, len(srvs))
+	for i, s := range srvs {
+		go func() { errc <- s.Serve(lns[i]) }()
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	for _, s := range srvs {
+		s.Close()
+	}
+	os.Remove(path)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (a *Agent) writeMetrics(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	a.mu.Lock()
+	r, m := a.relay, a.acme
+	started := a.started
+	a.mu.Unlock()
+	if r != nil {
+		r.WriteMetrics(w)
+	}
+	if m != nil {
+		if exp := m.Expiry(); !exp.IsZero() {
+			fmt.Fprintf(w, "# HELP edgerelay_cert_not_after_seconds Expiry of the ACME certificate.\n# TYPE edgerelay_cert_not_after_seconds gauge\nedgerelay_cert_not_after_seconds %d\n", exp.Unix())
+		}
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(w, "# TYPE go_goroutines gauge\ngo_goroutines %d\n", runtime.NumGoroutine())
+	fmt.Fprintf(w, "# TYPE go_memstats_sys_bytes gauge\ngo_memstats_sys_bytes %d\n", ms.Sys)
+	fmt.Fprintf(w, "# TYPE go_memstats_heap_alloc_bytes gauge\ngo_memstats_heap_alloc_bytes %d\n", ms.HeapAlloc)
+	fmt.Fprintf(w, "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %d\n", started.Unix())
+}
+
+// QueryStatus asks the daemon whose state dir is stateDir for its status.
+func QueryStatus(ctx context.Context, stateDir string) (*Status, error) {
+	path := StatusSocket(stateDir)
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}}
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://edgerelay/status", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("is the daemon running? %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	var st Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("status reply: %w", err)
+	}
+	return &st, nil
+}
