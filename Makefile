@@ -2,20 +2,18 @@
 SHELL   := /bin/bash
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
-# nethttpomithttp2 drops net/http's bundled HTTP/2 (~0.4 MB on mipsle): DERP is HTTP/1.1.
-TAGS    := nethttpomithttp2
 BIN     := bin/edgerelay
 CONFIG  ?=
 
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build run test test-deps bench size-native cross package size lint clean
+.PHONY: all build run test test-deps bench soak cross package size lint clean
 
 all: build
 
+# Build flags live in packaging.BuildFlags: the same for make build, make cross and the tests.
 build:
-	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/edgerelay
+	$(GO) run ./packaging/cmd/pkgbuild -version $(VERSION) -o $(BIN) build
 
 # Start the daemon in the foreground: the embedded default (relay + STUN on loopback,
 # self-signed) unless CONFIG=path names a YAML or UCI file.
@@ -38,12 +36,12 @@ test-deps:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./relay/...
 	EDGERELAY_BENCH=1 $(GO) test -count=1 -run '^TestLoad$$' -v -timeout 20m ./cmd/edgerelay | grep -v '^=== RUN'
-	@$(MAKE) --no-print-directory size-native
+	$(GO) run ./packaging/cmd/pkgbuild -version $(VERSION) -targets mipsle-softfloat size
 
-# Size of the stripped linux/mipsle (softfloat) build, the budget's reference (≤ 10 MB).
-size-native:
-	@CGO_ENABLED=0 GOOS=linux GOARCH=mipsle GOMIPS=softfloat $(GO) build -tags $(TAGS) -trimpath -ldflags '$(LDFLAGS)' -o bin/edgerelay-mipsle ./cmd/edgerelay
-	@echo "stripped linux/mipsle softfloat: $$(stat -c %s bin/edgerelay-mipsle) bytes (budget 10485760)"
+# Long-running churn test of the built daemon (not in make test): SOAK_MINUTES=30 make soak
+SOAK_MINUTES ?= 30
+soak:
+	EDGERELAY_SOAK_MINUTES=$(SOAK_MINUTES) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout $$(( $(SOAK_MINUTES) + 10 ))m ./cmd/edgerelay
 
 cross:
 	$(GO) run ./packaging/cmd/pkgbuild -version $(VERSION) cross

@@ -17,12 +17,33 @@ func BinaryName(t Target) string { return "edgerelay-linux-" + t.Name }
 // SizeBudget is the largest binary design.md allows (stripped linux/mipsle softfloat).
 const SizeBudget = 10_000_000
 
-// CrossBuild compiles mainPkg (relative to the module in dir) for t into out: static
-// (CGO_ENABLED=0), stripped (-s -w), -trimpath, no build id, version stamped into
-// main.version.
+// BuildFlags are the `go build` flags of every shipped binary (and of the binaries the tests
+// run), so what is measured and tested is what ships:
+//   - static and stripped, -trimpath, no build id, version stamped into main.version;
+//   - nethttpomithttp2: DERP is HTTP/1.1, net/http's bundled HTTP/2 is dead weight;
+//   - no inlining except on the relay's packet path (our relay packages, runtime, TLS and
+//     its ciphers, bufio, sync, the poller): inlining everywhere costs about 1.2 MB on
+//     mipsle, which the 10 MB budget cannot carry, and buys nothing off the hot path.
+func BuildFlags(version string) []string {
+	flags := []string{"-trimpath", "-buildvcs=false", "-tags", "nethttpomithttp2",
+		"-ldflags", "-s -w -buildid= -X main.version=" + version, "-gcflags=all=-l"}
+	for _, p := range inlinedPackages {
+		flags = append(flags, "-gcflags="+p+"=")
+	}
+	return flags
+}
+
+var inlinedPackages = []string{
+	"github.com/edgerelay/edgerelay/relay/...", "runtime", "sync", "bufio", "internal/poll",
+	"crypto/tls", "crypto/internal/fips140/aes/...", "crypto/internal/fips140/subtle",
+	"vendor/golang.org/x/crypto/chacha20...", "vendor/golang.org/x/crypto/internal/poly1305",
+}
+
+// CrossBuild compiles mainPkg (relative to the module in dir) for t into out with
+// BuildFlags.
 func CrossBuild(ctx context.Context, goBin, dir, mainPkg string, t Target, version, out string) error {
-	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-buildvcs=false",
-		"-ldflags", "-s -w -buildid= -X main.version="+version, "-o", out, mainPkg)
+	args := append(append([]string{"build"}, BuildFlags(version)...), "-o", out, mainPkg)
+	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(filterEnv(os.Environ(), "GOOS", "GOARCH", "GOARM", "GOMIPS", "GO386", "GOAMD64", "CGO_ENABLED"), t.Env()...)
 	if b, err := cmd.CombinedOutput(); err != nil {

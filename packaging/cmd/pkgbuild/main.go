@@ -5,6 +5,7 @@
 //	pkgbuild -version V [-dist dist] cross     static, stripped binaries in dist/bin
 //	pkgbuild -version V [-dist dist] package   the binaries plus every package
 //	pkgbuild -version V [-dist dist] size      each binary's size against the budget
+//	pkgbuild -version V -o FILE build          one binary for this machine (make build)
 package main
 
 import (
@@ -36,11 +37,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	version := fs.String("version", "", "version to stamp (git describe output, e.g. v1.2.3-4-gabcdef0)")
 	dist := fs.String("dist", "dist", "output directory")
 	only := fs.String("targets", "", "comma-separated target names to build (default: all)")
+	out := fs.String("o", "bin/edgerelay", "build: the output file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *version == "" || fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: pkgbuild -version V [-dist DIR] [-targets a,b] cross|package|size")
+		fmt.Fprintln(stderr, "usage: pkgbuild -version V [-dist DIR] [-targets a,b] [-o FILE] cross|package|size|build")
 		return 2
 	}
 	vers, err := packaging.ParseVersion(*version)
@@ -55,6 +57,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if fs.Arg(0) == "build" {
+		if err := buildNative(ctx, *out, vers.Binary); err != nil {
+			fmt.Fprintln(stderr, "pkgbuild:", err)
+			return 1
+		}
+		return 0
+	}
 
 	bins, err := cross(ctx, *dist, targets, vers.Binary, stdout)
 	if err != nil {
@@ -75,6 +84,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "pkgbuild: unknown command %q (cross, package, size)\n", fs.Arg(0))
 	return 2
+}
+
+// buildNative builds the binary for this machine with the shipped flags.
+func buildNative(ctx context.Context, out, version string) error {
+	args := append(append([]string{"build"}, packaging.BuildFlags(version)...), "-o", out, packaging.MainPackage)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
 }
 
 func pick(only string) ([]packaging.Target, error) {
