@@ -110,16 +110,8 @@ func (a *Agent) noteAddress(ch ddns.AddressChange, relayRecord string) {
 // relayRecord is the fully qualified ddns record that publishes host, or "".
 func relayRecord(dc config.DDNS, host string) string {
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
-	zone := strings.TrimSuffix(strings.ToLower(dc.Zone), ".")
 	for _, r := range dc.Records {
-		name := strings.TrimSuffix(strings.ToLower(r.Name), ".")
-		fqdn := name + "." + zone
-		if name == "@" {
-			fqdn = zone
-		} else if name == zone || strings.HasSuffix(name, "."+zone) {
-			fqdn = name
-		}
-		if fqdn == host {
+		if fqdn := ddns.RecordFQDN(r.Name, dc.Zone); fqdn != "" && fqdn == host {
 			return fqdn
 		}
 	}

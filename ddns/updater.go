@@ -213,6 +213,16 @@ func newRecord(rc config.Record, zone string) (*record, error) {
 
 // relativeName accepts a record name relative to the zone ("derp", "@") or absolute
 // ("derp.example.com" or with a trailing dot) and returns it relative to zone.
+// RecordFQDN is the fully qualified name (no trailing dot) a record of zone publishes, or ""
+// when the name is invalid or outside the zone.
+func RecordFQDN(name, zone string) string {
+	rel, err := relativeName(name, zone)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(libdns.AbsoluteName(rel, provider.Fqdn(zone)), ".")
+}
+
 func relativeName(name, zone string) (string, error) {
 	name = strings.ToLower(strings.TrimSpace(name))
 	z := strings.ToLower(strings.TrimSuffix(zone, "."))

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,33 +18,13 @@ import (
 	"tailscale.com/ipn"
 )
 
-// tailscaledBin builds the real tailscaled from the tailscale.com module once per test run.
-// Its directory is removed by TestMain when the tests end.
-var tailscaledDir string
-
-var tailscaledBin = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "edgerelay-tailscaled")
-	if err != nil {
-		return "", err
-	}
-	tailscaledDir = dir
-	bin := filepath.Join(dir, "tailscaled")
-	start := time.Now()
-	out, err := exec.Command("go", "build", "-o", bin, "tailscale.com/cmd/tailscaled").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build tailscaled: %v\n%s", err, out)
-	}
-	fmt.Fprintf(os.Stderr, "built tailscaled in %v\n", time.Since(start).Round(time.Millisecond))
-	return bin, nil
-})
-
 // startTailscaled runs tailscaled in userspace-networking mode inside a namespace of its
 // own that holds only loopback: it can reach nothing, and needs no login for prefs.
 func startTailscaled(t *testing.T) (*local.Client, string) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "go")
-	bin, err := tailscaledBin()
+	bin, err := testenv.BuildTailscaled()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/agent/testenv"
 )
 
 // The code under test must run inside the router namespace as a whole process (sysctls under
@@ -23,9 +24,7 @@ func TestMain(m *testing.M) {
 		os.Exit(helperMain(mode))
 	}
 	code := m.Run()
-	if tailscaledDir != "" {
-		os.RemoveAll(tailscaledDir)
-	}
+	testenv.CleanupTools()
 	os.Exit(code)
 }
 

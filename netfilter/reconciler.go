@@ -51,24 +51,7 @@ func New(cfg config.Subnet, stateDir string, log *slog.Logger, opts ...Option) (
 		log = slog.New(slog.DiscardHandler)
 	}
 	// The loaded config has its defaults; fill them again for callers building one by hand.
-	if len(cfg.Routes) == 0 {
-		cfg.Routes = []string{"auto"}
-	}
-	if len(cfg.LANInterfaces) == 0 {
-		cfg.LANInterfaces = []string{"br-lan"}
-	}
-	if cfg.TailscaleInterface == "" {
-		cfg.TailscaleInterface = "tailscale0"
-	}
-	if cfg.Firewall == "" {
-		cfg.Firewall = "auto"
-	}
-	if cfg.TailscaledSocket == "" {
-		cfg.TailscaledSocket = "/var/run/tailscale/tailscaled.sock"
-	}
-	if cfg.RulePriority == 0 {
-		cfg.RulePriority = 1250
-	}
+	cfg.SetDefaults()
 	if stateDir == "" {
 		return nil, errors.New("netfilter: no state dir (state_dir)")
 	}

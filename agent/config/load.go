@@ -111,7 +111,7 @@ func (cfg *Config) setDefaults() {
 		cfg.ACME.setDefaults(cfg)
 	}
 	if cfg.Subnet != nil {
-		cfg.Subnet.setDefaults()
+		cfg.Subnet.SetDefaults()
 	}
 }
 

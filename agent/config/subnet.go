@@ -27,7 +27,9 @@ type Headscale struct {
 	APIKeyFile string `yaml:"api_key_file"`
 }
 
-func (s *Subnet) setDefaults() {
+// SetDefaults fills unset keys with their defaults (Load does this; callers that build a
+// Subnet by hand call it too).
+func (s *Subnet) SetDefaults() {
 	if len(s.Routes) == 0 {
 		s.Routes = []string{"auto"}
 	}

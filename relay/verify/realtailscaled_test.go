@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,30 +20,9 @@ import (
 // TestMain removes the tailscaled built for the tests.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if tailscaledDir != "" {
-		os.RemoveAll(tailscaledDir)
-	}
+	testenv.CleanupTools()
 	os.Exit(code)
 }
-
-var tailscaledDir string
-
-// tailscaledBin builds the real tailscaled from the tailscale.com module (v1.102.0) once.
-var tailscaledBin = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "erv-tailscaled")
-	if err != nil {
-		return "", err
-	}
-	tailscaledDir = dir
-	bin := filepath.Join(dir, "tailscaled")
-	start := time.Now()
-	out, err := exec.Command("go", "build", "-o", bin, "tailscale.com/cmd/tailscaled").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build tailscaled: %v\n%s", err, out)
-	}
-	fmt.Fprintf(os.Stderr, "built tailscaled in %v\n", time.Since(start).Round(time.Millisecond))
-	return bin, nil
-})
 
 // tailscaledStateDir is a short state directory (unix socket paths are limited to 108 bytes)
 // and the socket path in it.
@@ -67,7 +44,7 @@ func realTailscaled(t *testing.T, ns, dir string) *local.Client {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "go")
 	testenv.RequireCommand(t, "ip")
-	bin, err := tailscaledBin()
+	bin, err := testenv.BuildTailscaled()
 	if err != nil {
 		t.Fatal(err)
 	}
