@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 )
 
@@ -44,6 +45,11 @@ func Parse(data []byte, uci bool) (*Config, error) {
 	cfg.setDefaults()
 	cfg.check(c)
 	if len(c.probs) > 0 {
+		// In file order; problems without a line (defaults, cross-key) last.
+		sort.SliceStable(c.probs, func(i, j int) bool {
+			li, lj := c.probs[i].Line, c.probs[j].Line
+			return li != 0 && (lj == 0 || li < lj)
+		})
 		return cfg, c.probs
 	}
 	return cfg, nil

@@ -1,0 +1,187 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestUCIGrammar(t *testing.T) {
+	src := `# comment line
+package edgerelay
+config relay 'relay' # trailing comment
+	option hostname "derp."'example'.com
+	option listen ':12345' ; option stun_listen ''
+	o region_name 'Home
+Lab'
+	option region_code "a\"b\\c"
+	list verify_clients_allow 'nodekey:` + strings.Repeat("ab", 32) + `'
+	l verify_clients_allow nodekey:` + strings.Repeat("cd", 32) + `
+c record
+	option name derp
+	option type AAAA
+	option interface eth0.2
+config record
+	option name '@'
+	option type A
+	option value 203.0.113.9
+`
+	secs, err := parseUCI([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(secs) != 3 || secs[0].typ != "relay" || secs[0].name != "relay" || secs[1].name != "" {
+		t.Fatalf("sections %+v", secs)
+	}
+	opts := map[string][]string{}
+	for _, o := range secs[0].opts {
+		opts[o.name] = o.values
+	}
+	want := map[string][]string{
+		"hostname":             {"derp.example.com"}, // pieces concatenate
+		"listen":               {":12345"},
+		"region_name":          {"Home\nLab"}, // single quotes span lines
+		"region_code":          {`a"b\c`},
+		"verify_clients_allow": {"nodekey:" + strings.Repeat("ab", 32), "nodekey:" + strings.Repeat("cd", 32)},
+	}
+	if !reflect.DeepEqual(opts, want) {
+		t.Fatalf("options\n got %q\nwant %q", opts, want)
+	}
+	if secs[0].opts[2].line != 5 && secs[0].opts[1].line != 5 {
+		t.Errorf("line numbers off: %+v", secs[0].opts)
+	}
+	cfg, err := Parse([]byte(src+"config ddns\n\toption provider_type rfc2136\n\toption provider_server ns:53\n\toption provider_key_name k.\n\toption provider_key x\n\toption zone example.com\n"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Relay.Hostname != "derp.example.com" || cfg.Relay.STUNAddr() != ":3478" || len(cfg.DDNS.Records) != 2 ||
+		cfg.DDNS.Records[0].Interface != "eth0.2" || cfg.DDNS.Records[1].Value != "203.0.113.9" {
+		t.Fatalf("decoded %+v / %+v", cfg.Relay, cfg.DDNS)
+	}
+}
+
+func TestUCIErrors(t *testing.T) {
+	for src, want := range map[string]string{
+		"option x 1\n":                           "before the first section",
+		"config relay\n\toption 'bad name' 1\n":  "letters, digits",
+		"config relay\n\toption x 'unterminated": "unterminated single quote",
+		"config relay\n\toption x \"open":        "unterminated double quote",
+		"bogus relay\n":                          "unknown command",
+		"config relay 'bad-name'\n":              "invalid section name",
+	} {
+		_, err := Parse([]byte(src), true)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", src, err, want)
+		}
+	}
+}
+
+// Every problem is reported at once, each with its key path and line, in both formats.
+func TestEveryProblemWithLine(t *testing.T) {
+	yaml := `state_dir: relative/path
+log_level: chatty
+relay:
+  listen: "nope"
+  region: {id: -4}
+  tls: {mode: letsencrypt}
+  verify_clients:
+    url: "ftp://x"
+    allow: [nodekey:short]
+  colour: blue
+ddns:
+  provider: {type: route53}
+  zone: example.com
+  records:
+    - {name: derp, type: MX, interface: wan, value: 1.2.3.4}
+subnet:
+  routes: [10.0.0.0/33]
+  firewall: pf
+  rule_priority: 5210
+`
+	_, err := Parse([]byte(yaml), false)
+	var probs Problems
+	if !errors.As(err, &probs) {
+		t.Fatalf("error %v is not Problems", err)
+	}
+	want := []string{
+		"line 1: state_dir", "line 2: log_level", "line 4: relay.listen", "line 5: relay.region.id",
+		"line 6: relay.tls.mode", "line 8: relay.verify_clients.url", "line 9: relay.verify_clients.allow[0]",
+		"line 10: relay.colour: unknown key", "line 12: ddns.provider.type", "line 15: ddns.records[0].type",
+		"line 15: ddns.records[0]: set exactly one address source", "line 17: subnet.routes[0]",
+		"line 18: subnet.firewall", "line 19: subnet.rule_priority",
+	}
+	text := err.Error()
+	for _, w := range want {
+		if !strings.Contains(text, w) {
+			t.Errorf("missing %q in:\n%s", w, text)
+		}
+	}
+}
+
+func TestDefaultsAndParts(t *testing.T) {
+	cfg, err := Parse([]byte("relay: {hostname: derp.example.com}\nacme: {email: a@example.com, dns_provider: {type: cloudflare, api_token: t}}\n"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Relay.TLS.Mode != "acme" || cfg.ACME.Domains[0] != "derp.example.com" || cfg.DDNS != nil || cfg.Subnet != nil {
+		t.Fatalf("defaults: %+v %+v", cfg.Relay.TLS, cfg.ACME)
+	}
+	if cfg.Relay.KeepAlive.D().Seconds() != 60 || cfg.Relay.QueueDepth != 32 || cfg.Relay.Region.ID != 900 {
+		t.Fatalf("relay defaults %+v", cfg.Relay)
+	}
+	cfg, err = Parse([]byte("relay: {enabled: false}\nddns:\n  enabled: no\n"), false)
+	if err != nil || On(cfg.Relay.Enabled, true) || On(cfg.DDNS.Enabled, true) {
+		t.Fatalf("parts off: %v %+v", err, cfg)
+	}
+	if Default().Relay.TLS.Mode != "self-signed" {
+		t.Fatal("the embedded default is not self-signed")
+	}
+}
+
+func TestSecretsFromFiles(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(f, []byte("  s3cret\n"), 0o600)
+	if s, err := ReadSecret("inline", f, "api_token"); err != nil || s != "s3cret" {
+		t.Fatalf("%q %v", s, err)
+	}
+	if _, err := ReadSecret("", filepath.Join(t.TempDir(), "missing"), "api_token"); err == nil || !strings.Contains(err.Error(), "api_token_file") {
+		t.Fatalf("missing file error %v", err)
+	}
+}
+
+func TestLoadDetectsFormat(t *testing.T) {
+	dir := t.TempDir()
+	uci := filepath.Join(dir, "edgerelay")
+	os.WriteFile(uci, []byte("# c\nconfig relay 'relay'\n\toption listen ':1'\n"), 0o600)
+	yml := filepath.Join(dir, "c.yaml")
+	os.WriteFile(yml, []byte("relay:\n  listen: ':2'\n"), 0o600)
+	a, err := Load(uci)
+	if err != nil || a.Relay.Listen != ":1" {
+		t.Fatalf("uci: %v", err)
+	}
+	b, err := Load(yml)
+	if err != nil || b.Relay.Listen != ":2" || b.Source != yml {
+		t.Fatalf("yaml: %v", err)
+	}
+}
+
+func FuzzUCI(f *testing.F) {
+	f.Add([]byte("config relay 'relay'\n\toption listen ':12345'\n\tlist mesh_peers 'a' ; list mesh_peers b\n"))
+	f.Add([]byte("c record\n\to name \"x\\\ny\"'z'\n# c\n"))
+	f.Add([]byte("config edgerelay main\n\toption state_dir /etc/edgerelay\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		Parse(b, true) // must not panic; problems are errors
+	})
+}
+
+func FuzzYAML(f *testing.F) {
+	f.Add([]byte("relay:\n  listen: ':1'\n  region: {id: 901}\nddns:\n  records: [{name: a, type: A, value: 1.2.3.4}]\n"))
+	f.Add([]byte("relay: [1, 2]\n"))
+	f.Add([]byte("a: &x 1\nb: *x\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		Parse(b, false)
+	})
+}
