@@ -85,15 +85,16 @@ relay:
 	ca := derptest.Connect(t, region(nodes[0]), key.NewNode())
 	bKey := key.NewNode()
 	cb := derptest.Connect(t, region(nodes[1]), bKey)
-	// The mesh link learns of cb within moments; send until it arrives.
-	deliver := func(to *derptest.Peer, payload string) {
+	// Each mesh link learns of the other node's clients within moments (and a link may still
+	// be dialling): send until the packet arrives.
+	deliver := func(from, to *derptest.Peer, payload string) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			ca.Send(bKey.Public(), []byte(payload))
+			from.Send(to.Pub(), []byte(payload))
 			select {
 			case m := <-to.Msgs:
-				if rp, ok := m.(derp.ReceivedPacket); ok && string(rp.Data) == payload && rp.Source == ca.Pub() {
+				if rp, ok := m.(derp.ReceivedPacket); ok && string(rp.Data) == payload && rp.Source == from.Pub() {
 					return
 				}
 			case <-time.After(200 * time.Millisecond):
@@ -103,9 +104,8 @@ relay:
 			}
 		}
 	}
-	deliver(cb, "A to B across the mesh")
-	cb.Send(ca.Pub(), []byte("B to A"))
-	ca.ExpectPacket(bKey.Public(), []byte("B to A"))
+	deliver(ca, cb, "A to B across the mesh")
+	deliver(cb, ca, "B to A across the mesh")
 
 	// Kill B and start it again: same key, same port.
 	b.cmd.Process.Kill()
@@ -114,5 +114,6 @@ relay:
 	startDaemon(t, nil, "-c", nodes[1].cfg)
 	waitTCP(t, nodes[1].addr)
 	cb2 := derptest.Connect(t, region(nodes[1]), bKey)
-	deliver(cb2, "after B restarted")
+	deliver(ca, cb2, "after B restarted")
+	deliver(cb2, ca, "and back")
 }
