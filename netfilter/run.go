@@ -105,7 +105,8 @@ func (r *Reconciler) watch(ctx context.Context, events chan<- struct{}) {
 				if !ok {
 					break loop
 				}
-				if u.Table == tailscaleTable && u.Type == unix.RTN_UNICAST {
+				// u.Type is the netlink message type (new/del); the route's own type is u.Route.Type.
+				if u.Table == tailscaleTable && u.Route.Type == unix.RTN_UNICAST {
 					signal()
 				}
 			}
