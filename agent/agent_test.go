@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
+	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/derptest"
 )
 
@@ -121,5 +123,65 @@ acme:
 	a1.ExpectPacket(c.Pub(), []byte("new cert"))
 	if st := a.Status(ctx); st.ACME == nil || st.Relay == nil || st.Relay.CertNotAfter.IsZero() {
 		t.Fatalf("status lacks the certificate: %+v", st)
+	}
+}
+
+// TestAddressesFollowDDNS: the agent passes ddns's address changes on, so status and the
+// DERP map show the line's current address, and follow it when it changes.
+func TestAddressesFollowDDNS(t *testing.T) {
+	if !testenv.InNetNS(t) {
+		return
+	}
+	ns := testenv.StartBIND9(t, "example.test")
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+	}
+	ip("link", "add", "wan0", "type", "veth", "peer", "name", "wan0p")
+	ip("link", "set", "wan0p", "up")
+	ip("link", "set", "wan0", "up")
+	ip("addr", "add", "2001:db8:1::10/64", "dev", "wan0", "nodad")
+	stateDir := t.TempDir()
+	yaml := fmt.Sprintf(`state_dir: %s
+relay:
+  hostname: derp.example.test
+  listen: 127.0.0.1:0
+  stun_listen: ""
+ddns:
+  provider: {type: rfc2136, server: %q, key_name: %q, key_alg: %q, key: %q}
+  zone: example.test
+  records: [{name: derp, type: AAAA, interface: wan0}]
+`, stateDir, ns.Addr, ns.KeyName, ns.KeyAlg, ns.Key)
+	cfg, err := config.Parse([]byte(yaml), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, nil) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor(t, "the first address", time.Minute, func() bool { return a.Addrs().IPv6.String() == "2001:db8:1::10" })
+	ip("addr", "add", "2001:db8:2::20/64", "dev", "wan0", "nodad")
+	ip("addr", "del", "2001:db8:1::10/64", "dev", "wan0")
+	waitFor(t, "the new address", time.Minute, func() bool { return a.Addrs().IPv6.String() == "2001:db8:2::20" })
+
+	// What `edgerelay status` and `edgerelay derpmap` read: the daemon's socket.
+	var st *Status
+	waitFor(t, "status to show the record published", time.Minute, func() bool {
+		st, err = QueryStatus(ctx, stateDir)
+		return err == nil && len(st.DDNS) == 1 && st.DDNS[0].Published.String() == "2001:db8:2::20"
+	})
+	if st.Addrs.IPv6.String() != "2001:db8:2::20" {
+		t.Fatalf("status addresses %+v", st.Addrs)
+	}
+	node := relay.Node(ctx, cfg.Relay, st.Addrs, "")
+	if node.IPv6 != "2001:db8:2::20" || node.HostName != "derp.example.test" {
+		t.Fatalf("derpmap node %+v", node)
 	}
 }
