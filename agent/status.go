@@ -48,7 +48,9 @@ type SubnetStatus struct {
 
 // MemoryStatus is the Go runtime's view of the process.
 type MemoryStatus struct {
-	HeapBytes  uint64 `json:"heap_bytes"`
+	HeapBytes  uint64 `json:"heap_bytes"`  // live and not yet collected
+	HeapInuse  uint64 `json:"heap_inuse"`  // in spans holding objects
+	StackBytes uint64 `json:"stack_bytes"` // goroutine stacks
 	SysBytes   uint64 `json:"sys_bytes"`
 	Goroutines int    `json:"goroutines"`
 }
@@ -105,7 +107,8 @@ func (a *Agent) Status(ctx context.Context) Status {
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	st.Memory = MemoryStatus{HeapBytes: ms.HeapAlloc, SysBytes: ms.Sys, Goroutines: runtime.NumGoroutine()}
+	st.Memory = MemoryStatus{HeapBytes: ms.HeapAlloc, HeapInuse: ms.HeapInuse, StackBytes: ms.StackInuse,
+		SysBytes: ms.Sys, Goroutines: runtime.NumGoroutine()}
 	return st
 }
 
