@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,15 +157,17 @@ func TestBinaryWithTailscaleClients(t *testing.T) {
 	derpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	stunAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
 	cfgPath := filepath.Join(dir, "config.yaml")
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	cfgText := fmt.Sprintf(`state_dir: %s
 log_level: debug
+metrics_listen: %q
 relay:
   hostname: 127.0.0.1
   listen: %q
   stun_listen: %q
   region: {id: 901, code: test, name: "Test"}
   tls: {mode: self-signed}
-`, filepath.Join(dir, "state"), derpAddr, stunAddr)
+`, filepath.Join(dir, "state"), metricsAddr, derpAddr, stunAddr)
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -202,6 +205,37 @@ relay:
 		if !r.UDP || r.PreferredDERP != 901 {
 			t.Fatalf("netcheck: UDP=%v preferred=%d latency=%v", r.UDP, r.PreferredDERP, r.RegionLatency)
 		}
+	})
+
+	t.Run("status and metrics", func(t *testing.T) {
+		a := derptest.Connect(t, region, key.NewNode())
+		out, err := edgerelay(t, "status", "-c", cfgPath)
+		if err != nil {
+			t.Fatalf("status: %v\n%s", err, out)
+		}
+		for _, want := range []string{"part relay", "running", "clients ", "relayed", "stun:", "memory:"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("status output lacks %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "WARNING") {
+			t.Errorf("a loopback-only relay got an open-relay warning:\n%s", out)
+		}
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{"derp_current_connections ", "derp_packets_sent ", `derp_packets_dropped{reason="queue_head"}`, `stun_counter_requests{disposition="success"}`} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("metrics lack %q", want)
+			}
+		}
+		if strings.Contains(string(body), "derp_packets_sent 0\n") {
+			t.Error("metrics say no packet was relayed")
+		}
+		a.Client.Close()
 	})
 
 	t.Run("SIGHUP reload keeps serving", func(t *testing.T) {
