@@ -133,7 +133,7 @@ func (a *Agent) serveStatus(ctx context.Context, stateDir, metricsListen string)
 		enc.Encode(a.Status(req.Context()))
 	})
 	mux.HandleFunc("/metrics", a.writeMetrics)
-	srvs := []*http.Server{{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+	srvs := []*http.Server{{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}}
 	lns := []net.Listener{ln}
 	if metricsListen != "" {
 		mln, err := net.Listen("tcp", metricsListen)
@@ -143,7 +143,7 @@ func (a *Agent) serveStatus(ctx context.Context, stateDir, metricsListen string)
 		}
 		m := http.NewServeMux()
 		m.HandleFunc("/metrics", a.writeMetrics)
-		srvs = append(srvs, &http.Server{Handler: m, ReadHeaderTimeout: 5 * time.Second})
+		srvs = append(srvs, &http.Server{Handler: m, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute})
 		lns = append(lns, mln)
 	}
 	errc := make(chan error, len(srvs))
@@ -189,10 +189,12 @@ func (a *Agent) writeMetrics(w http.ResponseWriter, _ *http.Request) {
 // QueryStatus asks the daemon whose state dir is stateDir for its status.
 func QueryStatus(ctx context.Context, stateDir string) (*Status, error) {
 	path := StatusSocket(stateDir)
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
-	}}}
+	hc := &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true, // one question per call; no idle connection left on the daemon
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}}}
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://edgerelay/status", nil)
 	resp, err := hc.Do(req)
 	if err != nil {
