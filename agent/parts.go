@@ -46,7 +46,7 @@ func (a *Agent) relayPart(rc config.Relay, stateDir string) part {
 		name:    "relay",
 		section: []any{rc, stateDir},
 		run: func(ctx context.Context) error {
-			opts := relay.Options{Config: rc, StateDir: stateDir, Logger: a.log.With("component", "relay")}
+			opts := relay.Options{Config: rc, StateDir: stateDir, Logger: a.log}
 			if rc.TLS.Mode == "acme" {
 				opts.Certs = &a.certs
 			}

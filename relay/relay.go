@@ -36,6 +36,7 @@ type Options struct {
 type Relay struct {
 	cfg   config.Relay
 	log   *slog.Logger
+	base  *slog.Logger // without our component, for sub-parts that name their own
 	derp  *derp.Server
 	certs CertSource
 	pin   string // sha256-raw pin in self-signed mode
@@ -53,16 +54,17 @@ type Relay struct {
 
 // New loads (or creates) the server key and the certificate source.
 func New(opts Options) (*Relay, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	base := opts.Logger
+	if base == nil {
+		base = slog.New(slog.DiscardHandler)
 	}
+	log := base.With("component", "relay")
 	cfg := opts.Config
 	priv, err := LoadOrCreateKey(filepath.Join(opts.StateDir, "derp.key"))
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{cfg: cfg, log: log, certs: opts.Certs}
+	r := &Relay{cfg: cfg, log: log, base: base, certs: opts.Certs}
 	if r.certs == nil {
 		switch cfg.TLS.Mode {
 		case "manual":
@@ -89,7 +91,7 @@ func New(opts Options) (*Relay, error) {
 			return nil, fmt.Errorf("relay.mesh.key_file %s: %w", cfg.Mesh.KeyFile, err)
 		}
 	}
-	if r.verify, err = verify.New(cfg.VerifyClients, log); err != nil {
+	if r.verify, err = verify.New(cfg.VerifyClients, base); err != nil {
 		return nil, fmt.Errorf("relay.verify_clients: %w", err)
 	}
 	r.derp, err = derp.NewServer(priv, derp.Options{
@@ -161,7 +163,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	if addr := r.cfg.STUNAddr(); addr != "" {
-		st, err := stun.Listen(addr, r.log.With("component", "stun"))
+		st, err := stun.Listen(addr, r.base)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("relay: stun: %w", err)
@@ -193,7 +195,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	verify.WarnIfOpen(ln.Addr().String(), r.verify, r.log)
+	verify.WarnIfOpen(ln.Addr().String(), r.verify, r.base)
 	if err := r.verify.Preflight(ctx); err != nil {
 		r.log.Warn("client verification cannot answer yet", "err", err)
 	}
