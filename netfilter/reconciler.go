@@ -120,6 +120,12 @@ func needAdmin() error {
 // Apply makes the system match the config. Each step runs even if an earlier one failed, so
 // one problem (say, tailscaled not running) does not hold back the others.
 func (r *Reconciler) Apply(ctx context.Context) error {
+	return r.withState(func(st *state) error { return r.apply(ctx, st) })
+}
+
+// withState runs fn as root with the reconciler and the state dir locked (the daemon's loop
+// and a hotplug `subnet apply` may race) and the recorded state loaded.
+func (r *Reconciler) withState(fn func(st *state) error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := needAdmin(); err != nil {
@@ -134,6 +140,10 @@ func (r *Reconciler) Apply(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return fn(st)
+}
+
+func (r *Reconciler) apply(ctx context.Context, st *state) error {
 	var errs []error
 	if err := r.applySysctls(st); err != nil {
 		errs = append(errs, err)
@@ -190,20 +200,10 @@ func (r *Reconciler) applyFirewall(ctx context.Context, st *state) error {
 // Remove undoes everything the agent owns: routes it advertised, firewall rules, ip rules,
 // and sysctls (restored to their recorded values).
 func (r *Reconciler) Remove(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := needAdmin(); err != nil {
-		return err
-	}
-	unlock, err := lockState(r.stateDir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	st, err := loadState(r.stateDir)
-	if err != nil {
-		return err
-	}
+	return r.withState(func(st *state) error { return r.remove(ctx, st) })
+}
+
+func (r *Reconciler) remove(ctx context.Context, st *state) error {
 	var errs []error
 	if err := r.removeAdvertise(ctx, st); err != nil {
 		errs = append(errs, fmt.Errorf("withdraw routes: %w", err))
