@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/edgerelay/edgerelay/agent/atomicfile"
 )
 
 // nftTable is the agent's own table for hosts with nftables but neither fw4 nor iptables.
@@ -315,7 +317,7 @@ func (f *fw4FW) apply(ctx context.Context, st *state) error {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return fmt.Errorf("fw4: %w", err)
 		}
-		if err := writeFileAtomic(p, []byte(content), 0o644); err != nil {
+		if err := atomicfile.Write(p, []byte(content), 0o644); err != nil {
 			return fmt.Errorf("fw4: %w", err)
 		}
 		if !containsStr(st.FW4Files, p) {
