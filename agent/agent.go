@@ -58,6 +58,8 @@ type part struct {
 	name    string
 	section any // compared across reloads: the part restarts only when it changed
 	run     func(ctx context.Context) error
+	// retire, if set, undoes the part's changes to the system when a reload turns it off.
+	retire func(ctx context.Context) error
 }
 
 // Run runs the parts until ctx ends. Each receive on reload re-reads the config file; a
@@ -100,10 +102,17 @@ func (a *Agent) apply(ctx context.Context, running map[string]*runningPart) {
 		want[p.name] = p
 	}
 	for name, rp := range running {
-		if p, ok := want[name]; !ok || !reflect.DeepEqual(p.section, rp.section) {
-			a.log.Info("stopping part", "part", name)
-			rp.stop()
-			delete(running, name)
+		p, ok := want[name]
+		if ok && reflect.DeepEqual(p.section, rp.section) {
+			continue
+		}
+		a.log.Info("stopping part", "part", name)
+		rp.stop()
+		delete(running, name)
+		if !ok && rp.retire != nil { // turned off, not just changed: undo what it set up
+			if err := rp.retire(ctx); err != nil {
+				a.log.Error("undoing the part's changes failed", "part", name, "err", err)
+			}
 		}
 	}
 	for name, p := range want {
@@ -115,6 +124,7 @@ func (a *Agent) apply(ctx context.Context, running map[string]*runningPart) {
 
 type runningPart struct {
 	section any
+	retire  func(context.Context) error
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -128,7 +138,7 @@ func (rp *runningPart) stop() {
 // when it fails: one part's failure never stops another.
 func (a *Agent) start(ctx context.Context, p part) *runningPart {
 	ctx, cancel := context.WithCancel(ctx)
-	rp := &runningPart{section: p.section, cancel: cancel, done: make(chan struct{})}
+	rp := &runningPart{section: p.section, retire: p.retire, cancel: cancel, done: make(chan struct{})}
 	log := a.log.With("part", p.name)
 	go func() {
 		defer close(rp.done)

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -184,4 +185,44 @@ ddns:
 	if node.IPv6 != "2001:db8:2::20" || node.HostName != "derp.example.test" {
 		t.Fatalf("derpmap node %+v", node)
 	}
+}
+
+// TestSubnetTurnedOffIsUndone: a reload that removes the subnet section undoes the rules
+// and sysctls the subnet part had set up (in a namespace of the test's own).
+func TestSubnetTurnedOffIsUndone(t *testing.T) {
+	if !testenv.InNetNS(t) {
+		return
+	}
+	if out, err := exec.Command("ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan0p").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	path := dir + "/config.yaml"
+	base := fmt.Sprintf("state_dir: %s\nrelay: {enabled: false}\n", dir)
+	os.WriteFile(path, []byte(base+"subnet: {lan_interfaces: [lan0], firewall: none, advertise: false}\n"), 0o600)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	reload := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, reload) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	rules := func() string {
+		out, _ := exec.Command("ip", "rule", "show", "pref", "1250").CombinedOutput()
+		return string(out)
+	}
+	forward := func() string {
+		b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+		return strings.TrimSpace(string(b))
+	}
+	waitFor(t, "the subnet rules", time.Minute, func() bool { return strings.Contains(rules(), "100.64.0.0/10") && forward() == "1" })
+	os.WriteFile(path, []byte(base), 0o600)
+	reload <- struct{}{}
+	waitFor(t, "the rules and forwarding to be undone", time.Minute, func() bool { return rules() == "" && forward() == "0" })
 }

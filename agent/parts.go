@@ -144,6 +144,13 @@ func (a *Agent) subnetPart(sc config.Subnet, stateDir string) part {
 	return part{
 		name:    "subnet",
 		section: []any{sc, stateDir},
+		retire: func(ctx context.Context) error {
+			r, err := netfilter.New(sc, stateDir, a.log)
+			if err != nil {
+				return err
+			}
+			return r.Remove(ctx)
+		},
 		run: func(ctx context.Context) error {
 			r, err := netfilter.New(sc, stateDir, a.log)
 			if err != nil {
