@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/edgerelay/edgerelay/acme"
 	"github.com/edgerelay/edgerelay/agent/config"
@@ -54,16 +53,13 @@ func (a *Agent) relayPart(rc config.Relay, stateDir string) part {
 			if err != nil {
 				return err
 			}
-			a.mu.Lock()
-			a.relay = r
-			a.mu.Unlock()
+			defer publish(a, &a.relay, r)()
 			if a.OnRelayStart != nil {
 				go func() {
-					for r.Addr() == nil && ctx.Err() == nil {
-						time.Sleep(20 * time.Millisecond)
-					}
-					if ctx.Err() == nil {
+					select {
+					case <-r.Ready():
 						a.OnRelayStart(r)
+					case <-ctx.Done():
 					}
 				}()
 			}
@@ -83,9 +79,7 @@ func (a *Agent) ddnsPart(dc config.DDNS, stateDir, relayHost string) part {
 			if err != nil {
 				return err
 			}
-			a.mu.Lock()
-			a.ddns = u
-			a.mu.Unlock()
+			defer publish(a, &a.ddns, u)()
 			return u.Run(ctx)
 		},
 	}
@@ -131,9 +125,7 @@ func (a *Agent) acmePart(ac config.ACME, stateDir string) part {
 			if err != nil {
 				return err
 			}
-			a.mu.Lock()
-			a.acme = m
-			a.mu.Unlock()
+			defer publish(a, &a.acme, m)()
 			a.certs.set(m)
 			return m.Run(ctx)
 		},
@@ -156,9 +148,7 @@ func (a *Agent) subnetPart(sc config.Subnet, stateDir string) part {
 			if err != nil {
 				return err
 			}
-			a.mu.Lock()
-			a.net = r
-			a.mu.Unlock()
+			defer publish(a, &a.net, r)()
 			return r.Run(ctx)
 		},
 	}
@@ -189,4 +179,20 @@ func (a *Agent) Addrs() relay.Addrs {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.addrs
+}
+
+// publish makes a running part visible to status (and the other parts) for as long as its
+// run lasts: the returned func takes it back unless a newer one replaced it.
+func publish[T comparable](a *Agent, field *T, v T) (unpublish func()) {
+	a.mu.Lock()
+	*field = v
+	a.mu.Unlock()
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if *field == v {
+			var zero T
+			*field = zero
+		}
+	}
 }

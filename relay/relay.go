@@ -47,6 +47,7 @@ type Relay struct {
 
 	verify      *verify.Verifier
 	listenStats ListenerStats
+	ready       chan struct{}               // closed once Run listens
 	tcpAddr     atomic.Pointer[net.TCPAddr] // bound addresses, once Run listens
 	stunAddr    atomic.Pointer[net.UDPAddr]
 	stun        atomic.Pointer[stun.Server]
@@ -64,7 +65,7 @@ func New(opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{cfg: cfg, log: log, base: base, certs: opts.Certs}
+	r := &Relay{cfg: cfg, log: log, base: base, certs: opts.Certs, ready: make(chan struct{})}
 	if r.certs == nil {
 		switch cfg.TLS.Mode {
 		case "manual":
@@ -119,6 +120,9 @@ func (r *Relay) ListenerStats() *ListenerStats { return &r.listenStats }
 
 // CertPin is the CertName pin for self-signed mode ("" otherwise).
 func (r *Relay) CertPin() string { return r.pin }
+
+// Ready is closed once Run has bound its listeners.
+func (r *Relay) Ready() <-chan struct{} { return r.ready }
 
 // Addr is the bound DERP listener address (nil before Run listens).
 func (r *Relay) Addr() *net.TCPAddr { return r.tcpAddr.Load() }
@@ -200,6 +204,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.log.Warn("client verification cannot answer yet", "err", err)
 	}
 	defer r.verify.Close()
+	close(r.ready)
 	r.log.Info("relay listening", "derp", ln.Addr().String(), "stun", r.cfg.STUNAddr(), "tls", r.cfg.TLS.Mode,
 		"server_key", r.derp.PublicKey().String())
 	errc := make(chan error, 1)

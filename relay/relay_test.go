@@ -10,7 +10,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"tailscale.com/tailcfg"
 
@@ -42,8 +41,11 @@ func startRelay(t *testing.T, yaml string) (*relay.Relay, *tailcfg.DERPRegion) {
 			t.Errorf("relay run: %v", err)
 		}
 	})
-	for r.Addr() == nil {
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-r.Ready():
+	case err := <-done:
+		done <- err // for the cleanup
+		t.Fatalf("relay run: %v", err)
 	}
 	rc := cfg.Relay
 	rc.Listen = r.Addr().String()
