@@ -19,7 +19,8 @@ import (
 )
 
 // sclient is one connection from a client: a reader loop (the caller's goroutine) and a
-// send loop (its own goroutine) that owns all writes to the socket.
+// sender that owns all writes to the socket. The sender is a goroutine that exists only
+// while there is something to write, so an idle connection costs one goroutine, not two.
 type sclient struct {
 	s         *Server
 	nc        net.Conn
@@ -32,12 +33,21 @@ type sclient struct {
 	isDup     atomic.Bool
 	preferred atomic.Bool
 
-	done     chan struct{} // closed when the reader loop ends
-	sendDone chan struct{} // closed when the send loop ends
-	dataQ    chan packet
-	discoQ   chan packet   // disco gets its own queue so control survives bulk data
-	pongQ    chan [8]byte  // depth 1: pings faster than pongs go out are dropped
-	notify   chan struct{} // depth 1: pending control frames below are waiting
+	done   chan struct{} // closed when the reader loop ends
+	dataQ  chan packet
+	discoQ chan packet   // disco gets its own queue so control survives bulk data
+	pongQ  chan [8]byte  // depth 1: pings faster than pongs go out are dropped
+	notify chan struct{} // depth 1: pending control frames below are waiting
+	kaDue  atomic.Bool   // a KeepAlive frame is due
+	ka     *time.Timer   // fires every KeepAlive interval (plus per-connection jitter)
+
+	// sender state: at most one sender goroutine runs; sendActive mirrors sending so the
+	// packet path can skip the lock when a sender is already on its way.
+	sendActive atomic.Bool
+	sendMu     sync.Mutex
+	sendCond   *sync.Cond // signalled when a sender ends
+	sending    bool
+	closed     bool // the reader has ended: start no more senders
 
 	mu          sync.Mutex // guards the pending control frames
 	pendingGone []peerGone
@@ -75,7 +85,6 @@ func (s *Server) newClient(nc net.Conn, br *bufio.Reader, key Key, info *clientI
 		canMesh:       s.isMeshPeer(info),
 		connNum:       s.nextConn.Add(1),
 		done:          make(chan struct{}),
-		sendDone:      make(chan struct{}),
 		dataQ:         make(chan packet, s.opts.QueueDepth),
 		discoQ:        make(chan packet, s.opts.QueueDepth),
 		pongQ:         make(chan [8]byte, 1),
@@ -86,6 +95,7 @@ func (s *Server) newClient(nc net.Conn, br *bufio.Reader, key Key, info *clientI
 	if !c.canMesh {
 		c.recvLimit = ratelimit.New(float64(s.opts.ClientRate), s.opts.ClientBurst)
 	}
+	c.sendCond = sync.NewCond(&c.sendMu)
 	return c
 }
 
@@ -114,11 +124,22 @@ func (c *sclient) presence() peerPresence {
 
 // run is the reader loop; it returns when the connection ends.
 func (c *sclient) run(ctx context.Context) error {
-	go c.sendLoop()
+	interval := c.s.opts.KeepAlive + rand.N(5*time.Second)
+	c.ka = time.AfterFunc(interval, func() {
+		select {
+		case <-c.done:
+			return // the connection ended: let the timer go
+		default:
+		}
+		c.kaDue.Store(true)
+		c.kick()
+		c.ka.Reset(interval)
+	})
 	defer func() {
 		close(c.done)
 		c.nc.Close()
-		<-c.sendDone
+		c.ka.Stop()
+		c.stopSender()
 		c.drainQueues()
 	}()
 	stop := context.AfterFunc(ctx, func() { c.nc.Close() })
@@ -173,6 +194,7 @@ func (c *sclient) handleFrame(typ byte, n uint32) error {
 		c.s.stats.GotPing.Add(1)
 		select {
 		case c.pongQ <- data:
+			c.kick()
 		default:
 		}
 	case frameWatchConns:
@@ -312,6 +334,7 @@ func (c *sclient) enqueue(p packet) {
 		}
 		select {
 		case q <- p:
+			c.kick()
 			return
 		default:
 		}
@@ -346,6 +369,7 @@ func (c *sclient) signal() {
 	case c.notify <- struct{}{}:
 	default:
 	}
+	c.kick()
 }
 
 func (c *sclient) queueGone(k Key, reason byte) {
@@ -380,84 +404,84 @@ func (c *sclient) queueRestarting() {
 // has frames to write, so idle connections cost no write buffer.
 var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
 
-// sendLoop owns every write to the socket after ServerInfo. It blocks for one item, then
-// writes whatever else is ready and flushes once.
-func (c *sclient) sendLoop() {
-	defer close(c.sendDone)
-	defer c.nc.Close()
-	jitter := rand.N(5 * time.Second)
-	keepAlive := time.NewTicker(c.s.opts.KeepAlive + jitter)
-	defer keepAlive.Stop()
+// kick makes sure a sender runs to write what was just queued.
+func (c *sclient) kick() {
+	if c.sendActive.Load() {
+		return // the running sender re-checks the queues before it ends
+	}
+	c.sendMu.Lock()
+	if c.sending || c.closed {
+		c.sendMu.Unlock()
+		return
+	}
+	c.sending = true
+	c.sendActive.Store(true)
+	c.sendMu.Unlock()
+	go c.send()
+}
+
+// hasWork reports whether anything is waiting to be written.
+func (c *sclient) hasWork() bool {
+	return len(c.dataQ) > 0 || len(c.discoQ) > 0 || len(c.pongQ) > 0 || len(c.notify) > 0 || c.kaDue.Load()
+}
+
+// stopSender keeps new senders from starting and waits for a running one to end.
+func (c *sclient) stopSender() {
+	c.sendMu.Lock()
+	c.closed = true
+	for c.sending {
+		c.sendCond.Wait()
+	}
+	c.sendMu.Unlock()
+}
+
+// send owns every write to the socket after ServerInfo while it runs: it writes whatever
+// is ready, flushes once, and repeats until nothing is left. A pooled writer is held only
+// meanwhile, so idle connections hold no write buffer and no sender goroutine.
+func (c *sclient) send() {
 	timeout := c.s.opts.WriteTimeout
 	if c.canMesh {
 		timeout = meshWriteTimeout
 	}
-	for {
-		// Block for the first item, so idle connections hold no write buffer.
-		var (
-			kind itemKind
-			pkt  packet
-			pong [8]byte
-		)
-		select {
-		case <-c.done:
-			return
-		case pkt = <-c.discoQ:
-			kind = itemPacket
-		case pkt = <-c.dataQ:
-			kind = itemPacket
-		case pong = <-c.pongQ:
-			kind = itemPong
-		case <-c.notify:
-			kind = itemPending
-		case <-keepAlive.C:
-			kind = itemKeepAlive
-		}
-		bw := writerPool.Get().(*bufio.Writer)
-		bw.Reset(c.nc)
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(c.nc)
+	var err error
+	for err == nil && c.hasWork() {
 		c.nc.SetWriteDeadline(time.Now().Add(timeout))
-		var err error
-		switch kind {
-		case itemPacket:
-			err = c.writePacket(bw, pkt)
-		case itemPong:
-			err = c.writePong(bw, pong)
-		case itemPending:
-			err = c.writePending(bw)
-		case itemKeepAlive:
-			err = writeFrameHeader(bw, frameKeepAlive, 0)
-		}
-		if err == nil {
-			err = c.writeReady(bw)
-		}
-		if err == nil {
+		if err = c.writeReady(bw); err == nil {
 			err = bw.Flush()
 		}
-		bw.Reset(nil)
-		writerPool.Put(bw)
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				c.s.stats.WriteTimeouts.Add(1)
-			}
-			if !errors.Is(err, errRestarting) {
-				c.s.log.Debug("derp: write failed, closing", "client", c.key.String(), "err", err)
-			}
-			return
+	}
+	bw.Reset(nil)
+	writerPool.Put(bw)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.s.stats.WriteTimeouts.Add(1)
 		}
+		if !errors.Is(err, errRestarting) {
+			c.s.log.Debug("derp: write failed, closing", "client", c.key.String(), "err", err)
+		}
+		c.nc.Close() // ends the reader, which stops everything else
+	}
+	c.sendMu.Lock()
+	c.sending = false
+	c.sendActive.Store(false)
+	c.sendCond.Broadcast()
+	c.sendMu.Unlock()
+	// Work queued after the last check but before sendActive went false found a sender
+	// still active and did not start one: pick it up.
+	if err == nil && c.hasWork() {
+		c.kick()
 	}
 }
 
-type itemKind int
-
-const (
-	itemPacket itemKind = iota
-	itemPong
-	itemPending
-	itemKeepAlive
-)
-
 // writeReady writes every frame that is ready without blocking.
 func (c *sclient) writeReady(bw *bufio.Writer) error {
+	if c.kaDue.Swap(false) {
+		if err := writeFrameHeader(bw, frameKeepAlive, 0); err != nil {
+			return err
+		}
+	}
 	for {
 		var err error
 		select {

@@ -2,35 +2,38 @@ package derp
 
 import "sync"
 
-// packet is one relayed packet waiting in a receiver's queue. Its bytes come from a pool
-// and go back after they are written (or dropped), so relaying allocates nothing per packet.
-type packet struct {
+// packet is one relayed packet waiting in a receiver's queue. Packets (header and bytes
+// together) come from a pool and go back after they are written or dropped, so relaying
+// allocates nothing per packet; queues hold pointers, so an idle client's two queues cost
+// 8 bytes a slot.
+type packet = *pbuf
+
+type pbuf struct {
 	src   Key
-	buf   *[]byte
 	disco bool
+	b     []byte
 }
 
 // pooledSize covers every WireGuard packet on a 1500-byte path; larger ones (up to 64 KiB,
 // rare) get their own allocation.
 const pooledSize = 2048
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, pooledSize); return &b }}
+var packetPool = sync.Pool{New: func() any { return &pbuf{b: make([]byte, 0, pooledSize)} }}
 
 func newPacket(n int) packet {
 	if n <= pooledSize {
-		b := bufPool.Get().(*[]byte)
-		*b = (*b)[:n]
-		return packet{buf: b}
+		p := packetPool.Get().(*pbuf)
+		p.b, p.disco = p.b[:n], false
+		return p
 	}
-	b := make([]byte, n)
-	return packet{buf: &b}
+	return &pbuf{b: make([]byte, n)}
 }
 
-func (p packet) data() []byte { return *p.buf }
-func (p packet) len() int     { return len(*p.buf) }
+func (p *pbuf) data() []byte { return p.b }
+func (p *pbuf) len() int     { return len(p.b) }
 
-func (p packet) release() {
-	if cap(*p.buf) == pooledSize {
-		bufPool.Put(p.buf)
+func (p *pbuf) release() {
+	if cap(p.b) == pooledSize {
+		packetPool.Put(p)
 	}
 }

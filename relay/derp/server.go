@@ -345,11 +345,10 @@ func (s *Server) Close() {
 		c.queueRestarting()
 	}
 	s.mu.Unlock()
-	deadline := time.After(time.Second)
+	deadline := time.Now().Add(time.Second)
 	for _, c := range cs {
-		select {
-		case <-c.sendDone:
-		case <-deadline:
+		for (c.sendActive.Load() || c.hasWork()) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
 		}
 		c.nc.Close()
 	}
