@@ -23,55 +23,9 @@ import (
 func startTailscaled(t *testing.T) (*local.Client, string) {
 	t.Helper()
 	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "go")
-	bin, err := testenv.BuildTailscaled()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := randName() + "-ts"
-	run(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	nsRun(t, ns, "ip", "link", "set", "lo", "up")
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "ts.sock")
-	cmd := exec.Command("ip", "netns", "exec", ns, bin, "--tun=userspace-networking", "--statedir="+dir,
-		"--socket="+sock, "--no-logs-no-support", "--port=0")
-	logf, _ := os.Create(filepath.Join(dir, "tailscaled.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "tailscaled.log"))
-			t.Logf("tailscaled log (tail):\n%s", tail(string(b), 3000))
-		}
-	})
-	lc := &local.Client{Socket: sock, UseSocketOnly: true}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := lc.GetPrefs(ctx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tailscaled LocalAPI not up: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return lc, sock
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
+	ns := testenv.NewNetNS(t, testenv.RequireCommand(t, "ip"))
+	dir, sock := testenv.TailscaledDir(t)
+	return testenv.StartTailscaled(t, ns, dir), sock
 }
 
 func mustPrefixes(ss ...string) []netip.Prefix {

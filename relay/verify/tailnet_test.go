@@ -16,6 +16,7 @@ import (
 	"tailscale.com/types/key"
 
 	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/agent/testenv"
 )
 
 // listenIn opens a TCP listener on loopback inside namespace ns. It runs on a goroutine of
@@ -57,9 +58,10 @@ func listenIn(t *testing.T, ns string) net.Listener {
 // that tailscaled: its own key and its peer's are admitted from real 200 whois answers, a
 // stranger is refused, and tailscaled's own DERP connection is admitted.
 func TestRealTailnet(t *testing.T) {
-	ns := newNetns(t)
+	testenv.RequireRoot(t)
+	ns := testenv.NewNetNS(t, testenv.RequireCommand(t, "ip"))
 	fakeUplink(t, ns)
-	dir, sock := tailscaledStateDir(t)
+	dir, sock := testenv.TailscaledDir(t)
 	v, err := New(config.VerifyClients{TailscaledSocket: sock}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +80,7 @@ func TestRealTailnet(t *testing.T) {
 	go ctlSrv.Serve(ctlLn)
 	t.Cleanup(func() { ctlSrv.Close() })
 
-	lc := realTailscaled(t, ns, dir)
+	lc := testenv.StartTailscaled(t, ns, dir)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
