@@ -4,11 +4,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	"github.com/edgerelay/edgerelay/agent/atomicfile"
+	"github.com/edgerelay/edgerelay/relay/pin"
 )
 
 // CertSource gives the relay its certificate for each TLS handshake. The manual and
@@ -165,10 +164,7 @@ func (s *SelfSigned) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, err
 }
 
 // Pin is the DERP map CertName that makes clients trust exactly this certificate.
-func (s *SelfSigned) Pin() string {
-	h := sha256.Sum256(s.cert.Certificate[0])
-	return "sha256-raw:" + hex.EncodeToString(h[:])
-}
+func (s *SelfSigned) Pin() string { return pin.Of(s.cert.Certificate[0]) }
 
 // Leaf parses the leaf of a certificate chain (nil if there is none).
 func Leaf(c *tls.Certificate) *x509.Certificate {

@@ -2,17 +2,14 @@ package relay
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 
 	"github.com/edgerelay/edgerelay/relay/derp"
+	"github.com/edgerelay/edgerelay/relay/pin"
 )
 
 // startMesh connects to every configured mesh peer until ctx ends. Each link reconnects
@@ -22,11 +19,11 @@ func (r *Relay) startMesh(ctx context.Context, wg *sync.WaitGroup) error {
 		return nil
 	}
 	for i, p := range r.cfg.Mesh.Peers {
-		pin := ""
+		peerPin := ""
 		if i < len(r.cfg.Mesh.Pins) {
-			pin = r.cfg.Mesh.Pins[i]
+			peerPin = r.cfg.Mesh.Pins[i]
 		}
-		tlsCfg, err := meshTLSConfig(r.cfg.Mesh.CAFile, pin)
+		tlsCfg, err := meshTLSConfig(r.cfg.Mesh.CAFile, peerPin)
 		if err != nil {
 			return err
 		}
@@ -47,7 +44,7 @@ func (r *Relay) startMesh(ctx context.Context, wg *sync.WaitGroup) error {
 
 // meshTLSConfig trusts a peer by its pin (self-signed relays) or by the system roots plus
 // caFile.
-func meshTLSConfig(caFile, pin string) (*tls.Config, error) {
+func meshTLSConfig(caFile, peerPin string) (*tls.Config, error) {
 	cfg := &tls.Config{}
 	if caFile != "" {
 		pool, err := x509.SystemCertPool()
@@ -63,20 +60,8 @@ func meshTLSConfig(caFile, pin string) (*tls.Config, error) {
 		}
 		cfg.RootCAs = pool
 	}
-	if pin != "" {
-		want := strings.ToLower(strings.TrimPrefix(pin, "sha256-raw:"))
-		// The chain is checked by pin instead (as Tailscale clients do for CertName pins);
-		// the meta cert carrying the DERP key never matches a pin.
-		cfg.InsecureSkipVerify = true
-		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-			for _, c := range raw {
-				h := sha256.Sum256(c)
-				if hex.EncodeToString(h[:]) == want {
-					return nil
-				}
-			}
-			return errors.New("mesh peer's certificate does not match its relay.mesh.pins entry")
-		}
+	if peerPin != "" {
+		pin.Trust(cfg, peerPin)
 	}
 	return cfg, nil
 }

@@ -8,11 +8,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -27,6 +24,8 @@ import (
 	"tailscale.com/net/netmon"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
+
+	"github.com/edgerelay/edgerelay/relay/pin"
 )
 
 // Timeout bounds every wait in the suite.
@@ -267,17 +266,8 @@ func Run(t *testing.T, region *tailcfg.DERPRegion) {
 // (when there is none) by roots.
 func TLSConfig(node *tailcfg.DERPNode, roots *x509.CertPool) *tls.Config {
 	cfg := &tls.Config{ServerName: node.HostName, RootCAs: roots}
-	if pin, ok := strings.CutPrefix(node.CertName, "sha256-raw:"); ok {
-		cfg.InsecureSkipVerify = true // replaced by the pin check below
-		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-			for _, c := range raw {
-				h := sha256.Sum256(c)
-				if hex.EncodeToString(h[:]) == pin {
-					return nil
-				}
-			}
-			return errors.New("no certificate matches the sha256-raw pin")
-		}
+	if strings.HasPrefix(node.CertName, "sha256-raw:") {
+		pin.Trust(cfg, node.CertName)
 	}
 	return cfg
 }
