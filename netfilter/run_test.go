@@ -15,15 +15,7 @@ import (
 // waitFor polls cond (generous deadline; the time taken is logged, never asserted).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	start := time.Now()
-	for time.Since(start) < 30*time.Second {
-		if cond() {
-			t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within 30s", what)
+	t.Logf("%s after %v", what, testenv.WaitFor(t, 30*time.Second, what, cond).Round(time.Millisecond))
 }
 
 // TestRunFollowsEvents: the Run loop re-applies when the tailscale interface appears after

@@ -429,24 +429,6 @@ func TestShippedConfigsPassCheck(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T, network string) int {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestSynologyLifecycle runs the DSM scripts as DSM would against the real binary:
 // postinst writes the config and state directory, start-stop-status starts the daemon
 // (status 0, the relay answers on its port), stops it (status 3), and a second postinst
@@ -500,7 +482,7 @@ func TestSynologyLifecycle(t *testing.T) {
 	}
 
 	// Run on loopback ports picked now, so the test never binds the host's real interfaces.
-	derp, stun := freePort(t, "tcp"), freePort(t, "udp")
+	derp, stun := testenv.FreePort(t, "tcp"), testenv.FreePort(t, "udp")
 	mine := fmt.Sprintf("state_dir: %s/state\nrelay:\n  hostname: 127.0.0.1\n  listen: 127.0.0.1:%d\n  stun_listen: 127.0.0.1:%d\n  tls: {mode: self-signed}\n", pkgvar, derp, stun)
 	if err := os.WriteFile(filepath.Join(pkgvar, "config.yaml"), []byte(mine), 0o600); err != nil {
 		t.Fatal(err)

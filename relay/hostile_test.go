@@ -16,19 +16,13 @@ import (
 	"tailscale.com/derp"
 	"tailscale.com/types/key"
 
+	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/relay/derptest"
 )
 
-// waitFor polls cond for up to 20 s; tests wait for outcomes, they never assert on timing.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 20*time.Second, what, cond)
 }
 
 // closedWithin reports whether the server closes conn (read hits EOF or reset) in 20 s.

@@ -4,9 +4,11 @@
 package testenv
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 )
 
 // CI reports whether the tests run under CI, where integration tests may not skip.
@@ -37,4 +39,37 @@ func RequireCommand(t testing.TB, name string) string {
 		Skip(t, name+" not installed (make test installs it)")
 	}
 	return p
+}
+
+// WaitFor polls cond until it holds or limit passes (then the test fails) and returns how
+// long it took. Tests wait for outcomes; they never assert on the time.
+func WaitFor(t testing.TB, limit time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// FreePort returns a loopback port ("tcp" or "udp") that was free a moment ago.
+func FreePort(t testing.TB, network string) int {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgerelay/edgerelay/agent/testenv"
 	"tailscale.com/derp"
 	"tailscale.com/derp/derphttp"
 	"tailscale.com/net/netmon"
@@ -59,7 +60,7 @@ func TestLoad(t *testing.T) {
 	results := map[string]map[string]float64{}
 	var order []string
 	for _, tg := range targets {
-		port := freePort(t, "tcp")
+		port := testenv.FreePort(t, "tcp")
 		cmd := tg.start(t, port)
 		cmd.Stderr = nil
 		if err := cmd.Start(); err != nil {

@@ -24,6 +24,7 @@ import (
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
 
+	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/packaging"
 	"github.com/edgerelay/edgerelay/relay/derptest"
 )
@@ -113,24 +114,6 @@ func (l testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func freePort(t *testing.T, network string) int {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func waitTCP(t *testing.T, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -154,10 +137,10 @@ func edgerelay(t *testing.T, args ...string) (string, error) {
 // built binary over TLS on loopback, using only the DERP map `edgerelay derpmap` printed.
 func TestBinaryWithTailscaleClients(t *testing.T) {
 	dir := t.TempDir()
-	derpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	stunAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
+	derpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t, "tcp"))
+	stunAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t, "udp"))
 	cfgPath := filepath.Join(dir, "config.yaml")
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t, "tcp"))
 	cfgText := fmt.Sprintf(`state_dir: %s
 log_level: debug
 metrics_listen: %q

@@ -13,6 +13,7 @@ import (
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
 
+	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/relay/derptest"
 )
 
@@ -30,7 +31,7 @@ func TestMeshTwoProcesses(t *testing.T) {
 	os.WriteFile(keyFile, []byte(strings.Repeat("5a", 32)+"\n"), 0o600)
 	nodes := make([]*meshNode, 2)
 	for i := range nodes {
-		n := &meshNode{dir: t.TempDir(), port: freePort(t, "tcp")}
+		n := &meshNode{dir: t.TempDir(), port: testenv.FreePort(t, "tcp")}
 		n.addr = fmt.Sprintf("127.0.0.1:%d", n.port)
 		n.cfg = filepath.Join(n.dir, "config.yaml")
 		nodes[i] = n

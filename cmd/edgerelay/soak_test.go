@@ -19,6 +19,7 @@ import (
 	"tailscale.com/types/key"
 
 	"github.com/edgerelay/edgerelay/agent"
+	"github.com/edgerelay/edgerelay/agent/testenv"
 )
 
 // TestSoak is `make soak`: the built daemon under N clients that connect, talk and leave at
@@ -31,7 +32,7 @@ func TestSoak(t *testing.T) {
 	}
 	clients := 200
 	dir := t.TempDir()
-	port := freePort(t, "tcp")
+	port := testenv.FreePort(t, "tcp")
 	cfg := filepath.Join(dir, "c.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("state_dir: %s\nlog_level: warn\nrelay:\n  hostname: 127.0.0.1\n  listen: 127.0.0.1:%d\n  stun_listen: \"\"\n  accept_rate: 10000\n  tls: {mode: self-signed}\n", dir, port)), 0o600)
 	d := startDaemon(t, nil, "-c", cfg)

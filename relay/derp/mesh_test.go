@@ -30,6 +30,7 @@ import (
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
 
+	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/relay/derptest"
 )
 
@@ -179,13 +180,7 @@ func meshWith(t *testing.T, from *Server, url string) (stop func() error) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(derptest.Timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, derptest.Timeout, what, cond)
 }
 
 func ourKey(k key.NodePublic) Key {
