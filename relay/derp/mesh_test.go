@@ -319,6 +319,11 @@ func TestMeshClientOnTwoRelays(t *testing.T) {
 	waitFor(t, "A to learn x on B", func() bool { return keysVia(b) == 1 })
 	xc := derptest.Connect(t, c.region, xk)
 	waitFor(t, "A to learn x on C", func() bool { return keysVia(c) == 1 })
+	// x answers through B and later C: both must have learned ca from A first, or the
+	// answer is dropped as unknown_dest.
+	waitFor(t, "B and C to learn A's client", func() bool {
+		return knows(b.srv, ca.Pub()) && knows(c.srv, ca.Pub())
+	})
 
 	for range 3 {
 		ca.Send(xk.Public(), []byte("to the first announcer"))
