@@ -181,8 +181,23 @@ func (a *Agent) writeMetrics(w http.ResponseWriter, _ *http.Request) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	fmt.Fprintf(w, "# TYPE go_goroutines gauge\ngo_goroutines %d\n", runtime.NumGoroutine())
-	fmt.Fprintf(w, "# TYPE go_memstats_sys_bytes gauge\ngo_memstats_sys_bytes %d\n", ms.Sys)
-	fmt.Fprintf(w, "# TYPE go_memstats_heap_alloc_bytes gauge\ngo_memstats_heap_alloc_bytes %d\n", ms.HeapAlloc)
+	// The names and meanings of Prometheus' Go collector, so stock dashboards show where a
+	// router's memory goes (live heap, stacks, what is free but not yet returned).
+	for _, g := range []struct {
+		name string
+		v    uint64
+	}{
+		{"sys_bytes", ms.Sys},
+		{"heap_alloc_bytes", ms.HeapAlloc},
+		{"heap_inuse_bytes", ms.HeapInuse},
+		{"heap_idle_bytes", ms.HeapIdle},
+		{"heap_released_bytes", ms.HeapReleased},
+		{"stack_inuse_bytes", ms.StackInuse},
+		{"next_gc_bytes", ms.NextGC},
+	} {
+		fmt.Fprintf(w, "# TYPE go_memstats_%s gauge\ngo_memstats_%s %d\n", g.name, g.name, g.v)
+	}
+	fmt.Fprintf(w, "# TYPE go_gc_cycles_total counter\ngo_gc_cycles_total %d\n", ms.NumGC)
 	fmt.Fprintf(w, "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %d\n", started.Unix())
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -146,7 +147,16 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
+// daemonGCPercent trades a little GC CPU for memory: the relay path allocates nothing per
+// packet, so collections come from handshake bursts, and at Go's default of 100 a burst of
+// 1,000 clients lets the heap reach twice its live size before the next one (about 4 MB more
+// RSS). GOGC in the environment still wins.
+const daemonGCPercent = 50
+
 func run(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(daemonGCPercent)
+	}
 	log := newLogger(cfg.LogLevel, stderr)
 	log.Info("edgerelay starting", "version", version, "config", sourceName(cfg.Source), "state_dir", cfg.StateDir)
 	a := agent.New(cfg, log)

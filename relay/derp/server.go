@@ -124,25 +124,42 @@ func (s *Server) SetHealth(problem string) {
 // reader the upgrade was read through (it may hold pipelined ClientInfo bytes); bw carries
 // the ServerKey frame (after any 101 response already buffered in it).
 func (s *Server) HandleConn(ctx context.Context, nc net.Conn, br *bufio.Reader, bw *bufio.Writer, remote netip.AddrPort) error {
-	defer nc.Close()
+	c, err := s.accept(ctx, nc, br, bw, remote)
+	if err != nil {
+		return err
+	}
+	return c.serve(ctx)
+}
+
+// accept runs the handshake and registers the client; on error nc is closed.
+func (s *Server) accept(ctx context.Context, nc net.Conn, br *bufio.Reader, bw *bufio.Writer, remote netip.AddrPort) (*sclient, error) {
 	key, info, err := s.handshake(ctx, nc, br, bw, remote)
 	if err != nil {
+		nc.Close()
 		s.stats.HandshakeFailures.Add(1)
-		return err
+		return nil, err
 	}
 	c := s.newClient(nc, smallReader(nc, br), key, info, remote)
 	if err := s.register(c); err != nil {
-		return err
+		nc.Close()
+		return nil, err
 	}
-	defer s.unregister(c)
-
 	// ServerInfo must be the first frame after ServerKey: written before the send loop runs.
 	nc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
 	if err := writeServerInfo(bw, s.priv, key, c.serverInfo()); err != nil {
-		return fmt.Errorf("derp: %v: writing ServerInfo: %w", key, err)
+		s.unregister(c)
+		nc.Close()
+		return nil, fmt.Errorf("derp: %v: writing ServerInfo: %w", key, err)
 	}
 	nc.SetWriteDeadline(time.Time{})
 	s.stats.Accepts.Add(1)
+	return c, nil
+}
+
+// serve runs an accepted client until its connection ends.
+func (c *sclient) serve(ctx context.Context) error {
+	defer c.nc.Close()
+	defer c.s.unregister(c)
 	return c.run(ctx)
 }
 
