@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -88,6 +89,15 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := loadConfig(*cfgPath)
+	if err != nil && cmd == "subnet" && slices.Equal(subnetArgs, []string{"remove"}) {
+		// Undoing must not depend on a config that went bad since (package removal runs
+		// this): the state dir records what to undo. Keep what decoded, else the defaults.
+		fmt.Fprintf(stderr, "edgerelay subnet remove: ignoring config problems to undo what was set up: %v\n", err)
+		if cfg == nil {
+			cfg = config.Default()
+		}
+		err = nil
+	}
 	if err != nil {
 		var probs config.Problems
 		if errors.As(err, &probs) {

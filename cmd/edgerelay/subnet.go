@@ -34,7 +34,13 @@ func cmdSubnet(ctx context.Context, cfg *config.Config, args []string, stdout io
 		// since, and package removal must not fail over it).
 		sub = &config.Subnet{}
 	}
-	r, err := netfilter.New(*sub, cfg.StateDir, newLogger(cfg.LogLevel, os.Stderr))
+	log := newLogger(cfg.LogLevel, os.Stderr)
+	r, err := netfilter.New(*sub, cfg.StateDir, log)
+	if err != nil && action == "remove" {
+		// A bad subnet section must not block the undo: the state dir names what to remove.
+		log.Warn("subnet section unusable, removing by the state dir alone", "err", err)
+		r, err = netfilter.New(config.Subnet{}, cfg.StateDir, log)
+	}
 	if err != nil {
 		return err
 	}
