@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"tailscale.com/derp"
+	"tailscale.com/derp/derphttp"
 	"tailscale.com/types/key"
 
 	"github.com/edgerelay/edgerelay/agent/testenv"
@@ -120,6 +121,53 @@ func TestLimits(t *testing.T) {
 		if r.ListenerStats().RejectedFull.Load() != 1 {
 			t.Fatalf("RejectedFull = %d", r.ListenerStats().RejectedFull.Load())
 		}
+	})
+	t.Run("max_clients leaves room for mesh peers", func(t *testing.T) {
+		mk := strings.Repeat("5a", 32)
+		keyFile := t.TempDir() + "/mesh.key"
+		if err := os.WriteFile(keyFile, []byte(mk+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// One configured peer (never reachable here): the listener lets in max_clients + 1.
+		r, region := startRelay(t, selfSignedYAML+"  max_clients: 1\n  mesh:\n    key_file: "+keyFile+
+			"\n    peers: [\"https://127.0.0.1:9/derp\"]\n")
+		node := region.Nodes[0]
+		a := derptest.Connect(t, region, key.NewNode())
+
+		// A second client passes the listener (one slot is the peer's) and is turned away
+		// after the handshake, before ServerInfo.
+		dc, _ := derptest.DialRaw(t, node, key.NewNode(), nil)
+		for {
+			m, err := dc.Recv()
+			if err != nil {
+				break
+			}
+			if _, ok := m.(derp.ServerInfoMessage); ok {
+				t.Fatal("a client over max_clients got ServerInfo")
+			}
+		}
+		if got := r.DERP().Stats().RejectedFull.Load(); got != 1 {
+			t.Fatalf("derp RejectedFull = %d, want 1", got)
+		}
+
+		// The mesh peer still gets in, and sees the client that is there.
+		tsMesh, err := key.ParseDERPMesh(mk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := derptest.Connect(t, region, key.NewNode(), func(c *derphttp.Client) {
+			c.MeshKey = tsMesh
+			c.WatchConnectionChanges = true
+		})
+		for {
+			if pp, ok := m.Next().(derp.PeerPresentMessage); ok && pp.Key == a.Pub() {
+				break
+			}
+		}
+		// Freeing the regular slot lets the next client in.
+		a.Client.Close()
+		waitFor(t, "the slot to be given back", func() bool { return r.DERP().Stats().CurrentConns.Load() == 1 })
+		derptest.Connect(t, region, key.NewNode())
 	})
 	t.Run("accept_rate", func(t *testing.T) {
 		r, region := startRelay(t, selfSignedYAML+"  accept_rate: 1\n  accept_burst: 3\n")

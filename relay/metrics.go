@@ -37,6 +37,7 @@ func (r *Relay) WriteMetrics(w io.Writer) {
 	m("counter", "derp_fast_start_accepts", st.FastStarts.Load(), "Upgrades that used fast start.")
 	m("counter", "derp_handshake_failures", st.HandshakeFailures.Load(), "Connections that failed the DERP handshake.")
 	m("counter", "derp_clients_refused", st.Rejected.Load(), "Clients refused by client verification.")
+	m("counter", "derp_clients_rejected_full", st.RejectedFull.Load(), "Clients turned away after the handshake: max_clients reached (mesh peers still get in).")
 	m("counter", "derp_counter_packets_received_kind_disco", st.DiscoPacketsRecv.Load(), "Disco packets received.")
 	fmt.Fprintf(w, "# HELP derp_packets_dropped Packets dropped, by reason.\n# TYPE derp_packets_dropped counter\n")
 	for i, reason := range derp.DropReasonNames {

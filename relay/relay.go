@@ -104,6 +104,7 @@ func New(opts Options) (*Relay, error) {
 		QueueDepth:       cfg.QueueDepth,
 		ClientRate:       cfg.ClientRate,
 		ClientBurst:      cfg.ClientBurst,
+		MaxClients:       cfg.MaxClients,
 		Logger:           log,
 	})
 	if err != nil {
@@ -208,7 +209,14 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.log.Info("relay listening", "derp", ln.Addr().String(), "stun", r.cfg.STUNAddr(), "tls", r.cfg.TLS.Mode,
 		"server_key", r.derp.PublicKey().String())
 	errc := make(chan error, 1)
-	guarded := &guardedListener{Listener: ln, max: int64(r.cfg.MaxClients), stats: &r.listenStats,
+	// The listener lets in one connection per mesh peer beyond max_clients: it cannot tell
+	// a peer from a client before the handshake, and a full relay must stay in its region.
+	// The DERP server then holds other clients to max_clients.
+	maxConns := int64(r.cfg.MaxClients)
+	if maxConns > 0 {
+		maxConns += int64(len(r.cfg.Mesh.Peers))
+	}
+	guarded := &guardedListener{Listener: ln, max: maxConns, stats: &r.listenStats,
 		accept: ratelimit.New(float64(r.cfg.AcceptRate), r.cfg.AcceptBurst)}
 	go func() { errc <- srv.Serve(tls.NewListener(guarded, tlsCfg)) }()
 	select {

@@ -48,7 +48,7 @@ func (r *Relay) Status() Status {
 		HomeClients:   st.CurrentHome.Load(),
 		Accepted:      r.listenStats.Accepted.Load(),
 		RejectedRate:  r.listenStats.RejectedRate.Load(),
-		RejectedFull:  r.listenStats.RejectedFull.Load(),
+		RejectedFull:  r.listenStats.RejectedFull.Load() + st.RejectedFull.Load(),
 		Refused:       st.Rejected.Load(),
 		PacketsIn:     st.PacketsRecv.Load(),
 		BytesIn:       st.BytesRecv.Load(),

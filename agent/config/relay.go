@@ -32,7 +32,8 @@ type Relay struct {
 	HandshakeTimeout Duration `yaml:"handshake_timeout"`
 	// QueueDepth is the per-client queue length (data and disco queues each).
 	QueueDepth int `yaml:"queue_depth"`
-	// MaxClients caps open connections (0 = no cap); more are accepted and closed at once.
+	// MaxClients caps client connections (0 = no cap); more are accepted and closed at once.
+	// Mesh peers do not count: each configured peer gets a connection beyond the cap.
 	MaxClients int `yaml:"max_clients"`
 	// AcceptRate limits new connections per second, with AcceptBurst (0 = unlimited).
 	AcceptRate  int `yaml:"accept_rate"`

@@ -30,7 +30,11 @@ type Options struct {
 	// Verify, when set, admits or refuses a client key before ServerInfo is sent. Mesh peers
 	// are not verified. A non-nil error refuses the client and is logged.
 	Verify func(ctx context.Context, key Key, source netip.Addr) error
-	Logger *slog.Logger
+	// MaxClients caps connections other than mesh peers (0 = no cap). The relay's listener
+	// caps TCP connections before TLS; this cap, after the handshake, is what keeps a
+	// full relay reachable for the other nodes of its region.
+	MaxClients int
+	Logger     *slog.Logger
 }
 
 // Server is a DERP server: it owns the registry of connected clients and relays packets
@@ -50,6 +54,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	conns    map[*sclient]struct{}         // every registered connection
+	regular  int                           // registered connections that are not mesh peers
 	sentTo   map[Key]map[*sclient]struct{} // src → receivers to tell when src leaves
 	watchers map[*sclient]struct{}         // mesh peers subscribed to presence changes
 	health   string                        // sent to clients as a Health frame
@@ -191,7 +196,10 @@ func (s *Server) isMeshPeer(info *clientInfo) bool {
 	return err == nil && s.opts.MeshKey.equal(k)
 }
 
-var errClosing = errors.New("derp: server is shutting down")
+var (
+	errClosing = errors.New("derp: server is shutting down")
+	errFull    = errors.New("derp: max_clients reached")
+)
 
 // register adds c to the registry and tells watchers.
 func (s *Server) register(c *sclient) error {
@@ -199,6 +207,13 @@ func (s *Server) register(c *sclient) error {
 	defer s.mu.Unlock()
 	if s.closing {
 		return errClosing
+	}
+	if !c.canMesh {
+		if s.opts.MaxClients > 0 && s.regular >= s.opts.MaxClients {
+			s.stats.RejectedFull.Add(1)
+			return errFull
+		}
+		s.regular++
 	}
 	s.conns[c] = struct{}{}
 	s.stats.CurrentConns.Add(1)
@@ -231,6 +246,9 @@ func (s *Server) unregister(c *sclient) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
+	if !c.canMesh {
+		s.regular--
+	}
 	if _, ok := s.watchers[c]; ok {
 		delete(s.watchers, c)
 		s.stats.Watchers.Add(-1)

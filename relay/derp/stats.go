@@ -42,6 +42,7 @@ type Stats struct {
 	WriteTimeouts       atomic.Int64
 	HandshakeFailures   atomic.Int64
 	Rejected            atomic.Int64 // refused by client verification
+	RejectedFull        atomic.Int64 // refused after the handshake: MaxClients non-mesh clients connected
 	Watchers            atomic.Int64
 	WebSocketAccepts    atomic.Int64
 	FastStarts          atomic.Int64 // upgrades without a 101 (client read our key from the meta cert)
