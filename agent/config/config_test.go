@@ -100,6 +100,9 @@ subnet:
   routes: [10.0.0.0/33]
   firewall: pf
   rule_priority: 5210
+acme:
+  enabled: true
+  dns_provider: {type: rfc2136, server: "ns:53", key_name: k., key: x, key_alg: hmac-sha3}
 `
 	_, err := Parse([]byte(yaml), false)
 	var probs Problems
@@ -112,6 +115,7 @@ subnet:
 		"line 10: relay.colour: unknown key", "line 12: ddns.provider.type", "line 15: ddns.records[0].type",
 		"line 15: ddns.records[0]: set exactly one address source", "line 17: subnet.routes[0]",
 		"line 18: subnet.firewall", "line 19: subnet.rule_priority",
+		`line 22: acme.dns_provider.key_alg: "hmac-sha3" is not one of`,
 	}
 	text := err.Error()
 	for _, w := range want {

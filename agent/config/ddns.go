@@ -94,6 +94,13 @@ func (d *DDNS) check(c *checker) {
 // there keeps the two lists equal).
 var ProviderTypes = []string{"alidns", "cloudflare", "huaweicloud", "rfc2136"}
 
+// TSIGAlgorithms are the key_alg values for rfc2136 (BIND and Knot accept them all); the
+// trailing dot of the FQDN form and case do not matter.
+var TSIGAlgorithms = []string{"hmac-md5", "hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512"}
+
+// TSIGAlgorithm is key_alg in the form TSIGAlgorithms lists.
+func TSIGAlgorithm(keyAlg string) string { return strings.ToLower(strings.TrimSuffix(keyAlg, ".")) }
+
 func (p *Provider) check(c *checker, path string) {
 	if p.Type == "" {
 		c.add(path+".type", "required (one of %s)", strings.Join(ProviderTypes, ", "))
@@ -114,6 +121,9 @@ func (p *Provider) check(c *checker, path string) {
 		}
 		if p.Key == "" && p.KeyFile == "" {
 			c.add(path+".key", "required (or key_file): the TSIG secret (base64)")
+		}
+		if p.KeyAlg != "" {
+			oneOf(c, path+".key_alg", TSIGAlgorithm(p.KeyAlg), TSIGAlgorithms...)
 		}
 	case "alidns", "huaweicloud":
 		if p.AccessKeyID == "" {

@@ -38,9 +38,6 @@ type Options struct {
 	HTTPClient *http.Client
 }
 
-// TSIG algorithms BIND and Knot accept for RFC 2136 updates.
-var tsigAlgs = []string{"hmac-md5", "hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512"}
-
 // New returns the provider described by p, reading secrets from their *_file keys.
 func New(p config.Provider, opts Options) (Provider, error) {
 	hc := opts.HTTPClient
@@ -91,12 +88,12 @@ func newRFC2136(p config.Provider) (Provider, error) {
 	if _, err := base64.StdEncoding.DecodeString(key); err != nil {
 		return nil, fmt.Errorf("rfc2136: key is not base64 (as tsig-keygen prints it): %v", err)
 	}
-	alg := strings.ToLower(strings.TrimSuffix(p.KeyAlg, "."))
+	alg := config.TSIGAlgorithm(p.KeyAlg)
 	if alg == "" {
 		alg = "hmac-sha256"
 	}
-	if !slices.Contains(tsigAlgs, alg) {
-		return nil, fmt.Errorf("rfc2136: key_alg %q unknown (one of %s)", p.KeyAlg, strings.Join(tsigAlgs, ", "))
+	if !slices.Contains(config.TSIGAlgorithms, alg) {
+		return nil, fmt.Errorf("rfc2136: key_alg %q unknown (one of %s)", p.KeyAlg, strings.Join(config.TSIGAlgorithms, ", "))
 	}
 	server, err := withPort(p.Server, "53")
 	if err != nil {
