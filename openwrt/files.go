@@ -55,3 +55,32 @@ const StateDir = "/etc/edgerelay"
 
 // Conffiles is the recipe's conffiles list, in its order.
 var Conffiles = []string{"/etc/config/edgerelay", StateDir + "/"}
+
+// The LuCI app (luci-app-edgerelay, arch all): a view of /etc/config/edgerelay with the
+// daemon's status and DERP map, its menu entry, and the rpcd ACL that lets the view read and
+// write the config and run exactly `edgerelay status` and `edgerelay derpmap`.
+var (
+	//go:embed luci-app-edgerelay/htdocs/luci-static/resources/view/edgerelay.js
+	LuCIView []byte
+	//go:embed luci-app-edgerelay/root/usr/share/luci/menu.d/luci-app-edgerelay.json
+	LuCIMenu []byte
+	//go:embed luci-app-edgerelay/root/usr/share/rpcd/acl.d/luci-app-edgerelay.json
+	LuCIACL []byte
+)
+
+// LuCIPackage is the LuCI app's package name.
+const LuCIPackage = "luci-app-edgerelay"
+
+// LuCIInstall lists the LuCI app's files with the modes luci.mk installs them with.
+func LuCIInstall() []File {
+	return []File{
+		{Path: "/www/luci-static/resources/view/edgerelay.js", Mode: 0o644, Data: LuCIView},
+		{Path: "/usr/share/luci/menu.d/" + LuCIPackage + ".json", Mode: 0o644, Data: LuCIMenu},
+		{Path: "/usr/share/rpcd/acl.d/" + LuCIPackage + ".json", Mode: 0o644, Data: LuCIACL},
+	}
+}
+
+// LuCIPostinst is luci.mk's postinst body for the LuCI app.
+//
+//go:embed files/luci.postinst
+var LuCIPostinst []byte

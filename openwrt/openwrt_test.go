@@ -23,6 +23,7 @@ var shellScripts = map[string][]byte{
 	"edgerelay.hotplug":      HotplugIface,
 	"edgerelay.postinst":     PostinstPkg,
 	"edgerelay.prerm":        PrermPkg,
+	"luci.postinst":          LuCIPostinst,
 }
 
 // shells returns the POSIX shells to run scripts under: dash, and busybox ash (OpenWrt's

@@ -158,3 +158,51 @@ func BuildOpenWrtAPK(b OpenWrtBuild) ([]byte, error) {
 // APKFileName is package-pack.mk's naming: NAME-VERSION.apk. Packages for several arches go
 // in per-arch directories, as OpenWrt's feeds do.
 func APKFileName(name, version string) string { return name + "-" + version + ".apk" }
+
+// The LuCI app's package: arch-independent, what luci.mk makes of openwrt/luci.
+const (
+	luciSection     = "luci"
+	luciDescription = "LuCI support for edgerelay: configuration, status and the DERP map to paste."
+)
+
+var luciDepends = []string{pkgName, "luci-base"}
+
+func luciTree() (*Tree, error) {
+	t := NewTree()
+	for _, f := range openwrt.LuCIInstall() {
+		if err := t.AddFile(f.Path, fs.FileMode(f.Mode), f.Data); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// BuildLuCIIPK makes luci-app-edgerelay for opkg (Architecture: all).
+func BuildLuCIIPK(version string, sourceDateEpoch time.Time) ([]byte, error) {
+	t, err := luciTree()
+	if err != nil {
+		return nil, err
+	}
+	return BuildIPK(IPKMeta{
+		Name: openwrt.LuCIPackage, Version: version, Depends: luciDepends,
+		Source: "feeds/edgerelay/luci/" + openwrt.LuCIPackage, SourceName: openwrt.LuCIPackage, Section: luciSection,
+		SourceDateEpoch: sourceDateEpoch, Arch: "all", Description: luciDescription,
+		PostinstPkg: openwrt.LuCIPostinst,
+	}, t)
+}
+
+// BuildLuCIAPK makes luci-app-edgerelay for apk (arch noarch).
+func BuildLuCIAPK(version string, sourceDateEpoch time.Time) ([]byte, error) {
+	t, err := luciTree()
+	if err != nil {
+		return nil, err
+	}
+	if err := AddOpenWrtAPKMetadata(t, openwrt.LuCIPackage, nil); err != nil {
+		return nil, err
+	}
+	return BuildAPK(APKMeta{
+		Name: openwrt.LuCIPackage, Version: version, Arch: "noarch", Description: luciDescription,
+		Origin: openwrt.LuCIPackage, Depends: luciDepends, MTime: sourceDateEpoch,
+		Scripts: OpenWrtAPKScripts(openwrt.LuCIPackage, openwrt.LuCIPostinst, nil),
+	}, t, APKDeflate)
+}

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgerelay/edgerelay/openwrt"
 	"github.com/edgerelay/edgerelay/packaging"
 )
 
@@ -222,7 +223,24 @@ func packageAll(dist string, targets []packaging.Target, bins map[string]string,
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, packageLuCI(dist, v, epoch, write))...)
+}
+
+// packageLuCI writes the arch-independent LuCI app once, in dist/openwrt/all.
+func packageLuCI(dist string, v packaging.Versions, epoch time.Time, write func(string, []byte) error) error {
+	dir := filepath.Join(dist, "openwrt", "all")
+	ipk, err := packaging.BuildLuCIIPK(v.OpenWrt, epoch)
+	if err != nil {
+		return err
+	}
+	if err := write(filepath.Join(dir, packaging.IPKFileName(openwrt.LuCIPackage, v.OpenWrt, "all")), ipk); err != nil {
+		return err
+	}
+	apk, err := packaging.BuildLuCIAPK(v.OpenWrt, epoch)
+	if err != nil {
+		return err
+	}
+	return write(filepath.Join(dir, packaging.APKFileName(openwrt.LuCIPackage, v.OpenWrt)), apk)
 }
 
 func packageTarget(dist string, t packaging.Target, binPath string, v packaging.Versions, epoch time.Time, write func(string, []byte) error) error {

@@ -1,0 +1,236 @@
+'use strict';
+'require view';
+'require form';
+'require fs';
+'require ui';
+
+// LuCI page for /etc/config/edgerelay: the daemon's status and DERP map on top, then one
+// form section per UCI section. Option names are the daemon's UCI names (nested keys joined
+// with underscores); the openwrt package's tests check every one against the daemon's own
+// config decoder. Saving triggers the init script's reload trigger (SIGHUP).
+
+var binary = '/usr/sbin/edgerelay';
+var configFile = '/etc/config/edgerelay';
+
+// run calls the daemon's CLI; the rpcd ACL allows exactly these command lines.
+function run(subcommand) {
+	return L.resolveDefault(fs.exec(binary, [ subcommand, '-c', configFile ]), null);
+}
+
+function output(res, fallback) {
+	if (!res)
+		return fallback;
+	var text = (res.code === 0) ? res.stdout : (res.stderr || res.stdout);
+	return (text && text.trim()) ? text.trim() : fallback;
+}
+
+return view.extend({
+	load: function() {
+		return Promise.all([ run('status'), run('derpmap') ]);
+	},
+
+	render: function(data) {
+		var m, s, o;
+
+		m = new form.Map('edgerelay', _('edgerelay'),
+			_('A Tailscale DERP relay and STUN server, DDNS that follows this line\'s addresses, Let\'s Encrypt certificates by DNS-01, and subnet-router preparation.'));
+
+		s = m.section(form.NamedSection, 'main', 'edgerelay', _('General'));
+		o = s.option(form.Value, 'state_dir', _('State directory'),
+			_('Keys, certificates, the ACME account. Keep it on flash: /var is wiped at every reboot.'));
+		o.placeholder = '/etc/edgerelay';
+		o = s.option(form.ListValue, 'log_level', _('Log level'));
+		o.value('debug');
+		o.value('info');
+		o.value('warn');
+		o.value('error');
+		o.default = 'info';
+		o = s.option(form.Value, 'metrics_listen', _('Prometheus metrics'),
+			_('Address for /metrics, e.g. 127.0.0.1:9100; off when empty.'));
+		o.datatype = 'ipaddrport(1)';
+
+		s = m.section(form.NamedSection, 'relay', 'relay', _('DERP relay and STUN'));
+		s.tab('general', _('General'));
+		s.tab('access', _('Who may relay'));
+		s.tab('mesh', _('Mesh'));
+		s.tab('limits', _('Limits'));
+
+		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'));
+		o.default = '1';
+		o = s.taboption('general', form.Value, 'hostname', _('Host name'),
+			_('The name clients connect to (needed for ACME), or the public IP.'));
+		o.datatype = 'host';
+		o = s.taboption('general', form.Value, 'listen', _('DERP listen address'), _('HTTPS (TCP).'));
+		o.placeholder = ':12345';
+		o = s.taboption('general', form.Value, 'stun_listen', _('STUN listen address'), _('UDP; empty turns STUN off.'));
+		o.placeholder = ':3478';
+		o = s.taboption('general', form.Value, 'region_id', _('Region ID'), _('900-999 are meant for self-hosted regions.'));
+		o.datatype = 'range(1,65535)';
+		o.placeholder = '900';
+		o = s.taboption('general', form.Value, 'region_code', _('Region code'));
+		o.placeholder = 'home';
+		o = s.taboption('general', form.Value, 'region_name', _('Region name'));
+		o.placeholder = 'Home';
+		o = s.taboption('general', form.ListValue, 'tls_mode', _('Certificate'),
+			_('Default: acme when the ACME section is enabled, else self-signed.'));
+		o.value('', _('default'));
+		o.value('self-signed', _('self-signed'));
+		o.value('acme', _('Let\'s Encrypt (ACME section below)'));
+		o.value('manual', _('files'));
+		o = s.taboption('general', form.Value, 'tls_cert_file', _('Certificate file'));
+		o.depends('tls_mode', 'manual');
+		o = s.taboption('general', form.Value, 'tls_key_file', _('Key file'));
+		o.depends('tls_mode', 'manual');
+		o = s.taboption('general', form.Value, 'ipv4', _('Published IPv4'),
+			_('Address in the DERP map; default: the current one; none hides IPv4.'));
+		o = s.taboption('general', form.Value, 'ipv6', _('Published IPv6'),
+			_('Address in the DERP map; default: the current one; none hides IPv6.'));
+
+		o = s.taboption('access', form.Value, 'verify_clients_tailscaled_socket', _('Ask tailscaled'),
+			_('Admit only node keys of your tailnet, as the local tailscaled knows them.'));
+		o.placeholder = '/var/run/tailscale/tailscaled.sock';
+		o = s.taboption('access', form.Value, 'verify_clients_url', _('Admission URL'),
+			_('An admission service such as headscale\'s /verify endpoint.'));
+		o.datatype = 'url';
+		o = s.taboption('access', form.Flag, 'verify_clients_fail_open', _('Admit when the check fails'),
+			_('When tailscaled is down or the URL unreachable.'));
+		o = s.taboption('access', form.DynamicList, 'verify_clients_allow', _('Always admitted node keys'));
+		o.placeholder = 'nodekey:…';
+
+		o = s.taboption('mesh', form.Value, 'mesh_key_file', _('Mesh key file'),
+			_('64 hex digits, the same on every relay of the region.'));
+		o = s.taboption('mesh', form.DynamicList, 'mesh_peers', _('Mesh peers'),
+			_('Host, host:port or https URL of the other relays of the region.'));
+		o = s.taboption('mesh', form.DynamicList, 'mesh_pins', _('Mesh peer pins'),
+			_('sha256-raw: pins of self-signed peers, in the order of the peers.'));
+
+		o = s.taboption('limits', form.Value, 'max_clients', _('Max clients'), _('Mesh peers are not counted.'));
+		o.datatype = 'uinteger';
+		o.placeholder = '1000';
+		o = s.taboption('limits', form.Value, 'accept_rate', _('New connections per second'));
+		o.datatype = 'uinteger';
+		o = s.taboption('limits', form.Value, 'client_rate', _('Bytes per second per client'), _('0: unlimited.'));
+		o.datatype = 'uinteger';
+		o = s.taboption('limits', form.Value, 'queue_depth', _('Queue depth per client'));
+		o.datatype = 'range(1,1024)';
+		o.placeholder = '32';
+
+		s = m.section(form.NamedSection, 'ddns', 'ddns', _('Dynamic DNS'),
+			_('Keeps the records below pointing at this line\'s addresses, updated as soon as they change.'));
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o = s.option(form.ListValue, 'provider_type', _('DNS provider'));
+		o.value('cloudflare', 'Cloudflare');
+		o.value('rfc2136', _('RFC 2136 (BIND, Knot, PowerDNS)'));
+		o.value('alidns', 'Alibaba Cloud DNS');
+		o.value('huaweicloud', 'Huawei Cloud DNS');
+		o = s.option(form.Value, 'provider_api_token', _('API token'));
+		o.password = true;
+		o.depends('provider_type', 'cloudflare');
+		o = s.option(form.Value, 'provider_api_token_file', _('API token file'));
+		o.depends('provider_type', 'cloudflare');
+		o = s.option(form.Value, 'provider_server', _('Server'), _('host:port of the primary.'));
+		o.depends('provider_type', 'rfc2136');
+		o = s.option(form.Value, 'provider_key_name', _('TSIG key name'));
+		o.depends('provider_type', 'rfc2136');
+		o = s.option(form.ListValue, 'provider_key_alg', _('TSIG algorithm'));
+		o.value('hmac-sha256');
+		o.value('hmac-sha512');
+		o.value('hmac-sha384');
+		o.value('hmac-sha224');
+		o.value('hmac-sha1');
+		o.value('hmac-md5');
+		o.depends('provider_type', 'rfc2136');
+		o = s.option(form.Value, 'provider_key_file', _('TSIG key file'));
+		o.depends('provider_type', 'rfc2136');
+		o = s.option(form.Value, 'provider_access_key_id', _('Access key ID'));
+		o.depends('provider_type', 'alidns');
+		o.depends('provider_type', 'huaweicloud');
+		o = s.option(form.Value, 'provider_access_key_secret', _('Access key secret'));
+		o.password = true;
+		o.depends('provider_type', 'alidns');
+		o.depends('provider_type', 'huaweicloud');
+		o = s.option(form.Value, 'provider_region', _('Provider region'));
+		o.depends('provider_type', 'alidns');
+		o.depends('provider_type', 'huaweicloud');
+		o = s.option(form.Value, 'zone', _('Zone'));
+		o.datatype = 'hostname';
+		o = s.option(form.Value, 'ttl', _('TTL'));
+		o.datatype = 'uinteger';
+		o.placeholder = '300';
+
+		s = m.section(form.GridSection, 'record', _('DNS records'),
+			_('One row per record. Address source: exactly one of interface, URL or fixed value.'));
+		s.anonymous = true;
+		s.addremove = true;
+		o = s.option(form.Value, 'name', _('Name'), _('Relative to the zone, or @.'));
+		o = s.option(form.ListValue, 'type', _('Type'));
+		o.value('AAAA');
+		o.value('A');
+		o = s.option(form.Value, 'interface', _('Interface'), _('A Linux device such as pppoe-wan.'));
+		o = s.option(form.Value, 'url', _('Address-echo URL'));
+		o.datatype = 'url';
+		o = s.option(form.Value, 'value', _('Fixed address'));
+		o.datatype = 'ipaddr';
+
+		s = m.section(form.NamedSection, 'acme', 'acme', _('Let\'s Encrypt'),
+			_('A certificate for the relay\'s host name by DNS-01: ports 80 and 443 can stay closed.'));
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o = s.option(form.Value, 'email', _('Account e-mail'));
+		o = s.option(form.DynamicList, 'domains', _('Domains'), _('Default: the relay\'s host name.'));
+		o.datatype = 'hostname';
+		o = s.option(form.Value, 'directory', _('ACME directory'), _('Default: Let\'s Encrypt production.'));
+		o.datatype = 'url';
+		o = s.option(form.ListValue, 'dns_provider_type', _('DNS provider'), _('Default: the DDNS provider.'));
+		o.value('', _('the DDNS provider'));
+		o.value('cloudflare', 'Cloudflare');
+		o.value('rfc2136', 'RFC 2136');
+		o.value('alidns', 'Alibaba Cloud DNS');
+		o.value('huaweicloud', 'Huawei Cloud DNS');
+		o = s.option(form.Value, 'dns_provider_api_token_file', _('API token file'));
+		o.depends('dns_provider_type', 'cloudflare');
+		o = s.option(form.DynamicList, 'resolvers', _('Resolvers for the propagation check'));
+		o.placeholder = '1.1.1.1:53';
+		o = s.option(form.Value, 'propagation_timeout', _('Propagation timeout'));
+		o.placeholder = '2m';
+
+		s = m.section(form.NamedSection, 'subnet', 'subnet', _('Subnet router'),
+			_('Forwarding, policy routes for table 52, forward/masquerade/MSS rules, and advertising the LAN routes to tailscaled. Disabling it undoes what it set up.'));
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o = s.option(form.DynamicList, 'routes', _('Routes'), _('auto: the prefixes of the LAN interfaces; or CIDRs.'));
+		o.placeholder = 'auto';
+		o = s.option(form.DynamicList, 'lan_interfaces', _('LAN interfaces'));
+		o.placeholder = 'br-lan';
+		o = s.option(form.Value, 'tailscale_interface', _('Tailscale interface'));
+		o.placeholder = 'tailscale0';
+		o = s.option(form.Flag, 'snat', _('Masquerade tailnet traffic'));
+		o.default = '1';
+		o = s.option(form.Flag, 'mss_clamp', _('Clamp TCP MSS'));
+		o.default = '1';
+		o = s.option(form.ListValue, 'firewall', _('Firewall'));
+		o.value('auto');
+		o.value('fw4');
+		o.value('nftables');
+		o.value('iptables');
+		o.value('none');
+		o = s.option(form.Flag, 'advertise', _('Advertise routes to tailscaled'));
+		o.default = '1';
+		o = s.option(form.Value, 'rule_priority', _('ip rule priority'), _('Outside tailscaled\'s 5200-5299.'));
+		o.datatype = 'range(1,32765)';
+		o.placeholder = '1250';
+		o = s.option(form.Value, 'headscale_url', _('headscale URL'), _('Approve the advertised routes on this headscale server.'));
+		o.datatype = 'url';
+		o = s.option(form.Value, 'headscale_api_key_file', _('headscale API key file'));
+
+		return m.render().then(function(node) {
+			var status = E('div', { 'class': 'cbi-section' }, [
+				E('h3', {}, _('Status')),
+				E('pre', { 'id': 'edgerelay-status' }, output(data[0], _('The daemon is not running.'))),
+				E('h3', {}, _('DERP map')),
+				E('p', {}, _('Paste this into the derpMap of your tailnet policy file.')),
+				E('pre', { 'id': 'edgerelay-derpmap' }, output(data[1], _('No DERP map: check the relay section.')))
+			]);
+			node.insertBefore(status, node.firstChild);
+			return node;
+		});
+	}
+});
