@@ -17,6 +17,38 @@ function run(subcommand) {
 	return L.resolveDefault(fs.exec(binary, [ subcommand, '-c', configFile ]), null);
 }
 
+// providerOptions adds a DNS provider's options (the daemon's provider keys after prefix),
+// each shown only for the provider types that use it.
+function providerOptions(s, prefix, inheritsDDNS) {
+	var o = s.option(form.ListValue, prefix + 'type', _('DNS provider'),
+		inheritsDDNS ? _('Default: the DDNS provider.') : null);
+	if (inheritsDDNS)
+		o.value('', _('the DDNS provider'));
+	o.value('cloudflare', 'Cloudflare');
+	o.value('rfc2136', _('RFC 2136 (BIND, Knot, PowerDNS)'));
+	o.value('alidns', 'Alibaba Cloud DNS');
+	o.value('huaweicloud', 'Huawei Cloud DNS');
+
+	var opt = function(widget, key, title, types, description) {
+		var o = s.option(widget, prefix + key, title, description);
+		types.forEach(function(t) { o.depends(prefix + 'type', t); });
+		return o;
+	};
+	var cloud = [ 'alidns', 'huaweicloud' ];
+	opt(form.Value, 'api_token', _('API token'), [ 'cloudflare' ]).password = true;
+	opt(form.Value, 'api_token_file', _('API token file'), [ 'cloudflare' ]);
+	opt(form.Value, 'server', _('Server'), [ 'rfc2136' ], _('host:port of the primary.'));
+	opt(form.Value, 'key_name', _('TSIG key name'), [ 'rfc2136' ]);
+	o = opt(form.ListValue, 'key_alg', _('TSIG algorithm'), [ 'rfc2136' ]);
+	[ 'hmac-sha256', 'hmac-sha512', 'hmac-sha384', 'hmac-sha224', 'hmac-sha1', 'hmac-md5' ].forEach(function(a) { o.value(a); });
+	opt(form.Value, 'key', _('TSIG secret'), [ 'rfc2136' ]).password = true;
+	opt(form.Value, 'key_file', _('TSIG secret file'), [ 'rfc2136' ]);
+	opt(form.Value, 'access_key_id', _('Access key ID'), cloud);
+	opt(form.Value, 'access_key_secret', _('Access key secret'), cloud).password = true;
+	opt(form.Value, 'access_key_secret_file', _('Access key secret file'), cloud);
+	opt(form.Value, 'region', _('Provider region'), cloud);
+}
+
 function output(res, fallback) {
 	if (!res)
 		return fallback;
@@ -118,40 +150,7 @@ return view.extend({
 		s = m.section(form.NamedSection, 'ddns', 'ddns', _('Dynamic DNS'),
 			_('Keeps the records below pointing at this line\'s addresses, updated as soon as they change.'));
 		o = s.option(form.Flag, 'enabled', _('Enabled'));
-		o = s.option(form.ListValue, 'provider_type', _('DNS provider'));
-		o.value('cloudflare', 'Cloudflare');
-		o.value('rfc2136', _('RFC 2136 (BIND, Knot, PowerDNS)'));
-		o.value('alidns', 'Alibaba Cloud DNS');
-		o.value('huaweicloud', 'Huawei Cloud DNS');
-		o = s.option(form.Value, 'provider_api_token', _('API token'));
-		o.password = true;
-		o.depends('provider_type', 'cloudflare');
-		o = s.option(form.Value, 'provider_api_token_file', _('API token file'));
-		o.depends('provider_type', 'cloudflare');
-		o = s.option(form.Value, 'provider_server', _('Server'), _('host:port of the primary.'));
-		o.depends('provider_type', 'rfc2136');
-		o = s.option(form.Value, 'provider_key_name', _('TSIG key name'));
-		o.depends('provider_type', 'rfc2136');
-		o = s.option(form.ListValue, 'provider_key_alg', _('TSIG algorithm'));
-		o.value('hmac-sha256');
-		o.value('hmac-sha512');
-		o.value('hmac-sha384');
-		o.value('hmac-sha224');
-		o.value('hmac-sha1');
-		o.value('hmac-md5');
-		o.depends('provider_type', 'rfc2136');
-		o = s.option(form.Value, 'provider_key_file', _('TSIG key file'));
-		o.depends('provider_type', 'rfc2136');
-		o = s.option(form.Value, 'provider_access_key_id', _('Access key ID'));
-		o.depends('provider_type', 'alidns');
-		o.depends('provider_type', 'huaweicloud');
-		o = s.option(form.Value, 'provider_access_key_secret', _('Access key secret'));
-		o.password = true;
-		o.depends('provider_type', 'alidns');
-		o.depends('provider_type', 'huaweicloud');
-		o = s.option(form.Value, 'provider_region', _('Provider region'));
-		o.depends('provider_type', 'alidns');
-		o.depends('provider_type', 'huaweicloud');
+		providerOptions(s, 'provider_', false);
 		o = s.option(form.Value, 'zone', _('Zone'));
 		o.datatype = 'hostname';
 		o = s.option(form.Value, 'ttl', _('TTL'));
@@ -180,14 +179,7 @@ return view.extend({
 		o.datatype = 'hostname';
 		o = s.option(form.Value, 'directory', _('ACME directory'), _('Default: Let\'s Encrypt production.'));
 		o.datatype = 'url';
-		o = s.option(form.ListValue, 'dns_provider_type', _('DNS provider'), _('Default: the DDNS provider.'));
-		o.value('', _('the DDNS provider'));
-		o.value('cloudflare', 'Cloudflare');
-		o.value('rfc2136', 'RFC 2136');
-		o.value('alidns', 'Alibaba Cloud DNS');
-		o.value('huaweicloud', 'Huawei Cloud DNS');
-		o = s.option(form.Value, 'dns_provider_api_token_file', _('API token file'));
-		o.depends('dns_provider_type', 'cloudflare');
+		providerOptions(s, 'dns_provider_', true);
 		o = s.option(form.DynamicList, 'resolvers', _('Resolvers for the propagation check'));
 		o.placeholder = '1.1.1.1:53';
 		o = s.option(form.Value, 'propagation_timeout', _('Propagation timeout'));
