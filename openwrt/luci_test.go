@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -27,6 +28,7 @@ type luciForm struct {
 			DependsOn   []map[string]string `json:"dependsOn"`
 			Placeholder string              `json:"placeholder"`
 			Default     string              `json:"default"`
+			Datatype    string              `json:"datatype"`
 		} `json:"options"`
 	} `json:"sections"`
 }
@@ -147,6 +149,19 @@ func TestLuCIViewWritesWhatTheDaemonReads(t *testing.T) {
 		}
 	}
 
+	// Datatypes name only LuCI's validators: an unknown one makes LuCI raise "Unhandled
+	// token" and the page does not render.
+	ident := regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
+	for _, s := range f.Sections {
+		for _, o := range s.Options {
+			for _, tok := range ident.FindAllString(o.Datatype, -1) {
+				if !slices.Contains(luciValidators, tok) {
+					t.Errorf("%s.%s: datatype %q uses %q, which LuCI does not have", s.Type, o.Name, o.Datatype, tok)
+				}
+			}
+		}
+	}
+
 	// The sections are the ones the shipped default config has (NamedSections render only
 	// sections that exist).
 	def := string(DefaultConfig)
@@ -222,6 +237,13 @@ func TestLuCIViewWritesWhatTheDaemonReads(t *testing.T) {
 	}
 	t.Errorf("the menu opens view %q, which the package does not install", entry.Action.Path)
 }
+
+// luciValidators are the datatype names LuCI's validation.js defines.
+var luciValidators = strings.Fields(`integer uinteger float ufloat ipaddr ip4addr ip6addr ip4prefix
+	ip6prefix cidr cidr4 cidr6 ipnet4 ipnet6 ip6hostid ipmask ipmask4 ipmask6 port portrange macaddr
+	host hostname network hostport ip4addrport ipaddrport wpakey wepkey uciname range min max length
+	rangelength minlength maxlength or and neg list phonedigit timehhmmss dateyyyymmdd unique
+	hexstring hex base64 string directory file device`)
 
 func asProblems(err error, probs *config.Problems) bool {
 	p, ok := err.(config.Problems)

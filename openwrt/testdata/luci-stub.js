@@ -74,7 +74,7 @@ const v = new Function('L', 'view', 'form', 'fs', 'ui', 'E', '_', src)(L, view, 
 Promise.resolve(v.load())
 	.then(data => v.render(data))
 	.then(() => {
-		const strip = o => ({ widget: o.widget, name: o.name, values: o.values, dependsOn: o.dependsOn, placeholder: o.placeholder, default: o.default });
+		const strip = o => ({ widget: o.widget, name: o.name, values: o.values, dependsOn: o.dependsOn, placeholder: o.placeholder, default: o.default, datatype: o.datatype });
 		process.stdout.write(JSON.stringify({
 			map: out.map,
 			exec: out.exec,

@@ -79,7 +79,6 @@ return view.extend({
 		o.default = 'info';
 		o = s.option(form.Value, 'metrics_listen', _('Prometheus metrics'),
 			_('Address for /metrics, e.g. 127.0.0.1:9100; off when empty.'));
-		o.datatype = 'ipaddrport(1)';
 
 		s = m.section(form.NamedSection, 'relay', 'relay', _('DERP relay and STUN'));
 		s.tab('general', _('General'));
@@ -123,7 +122,6 @@ return view.extend({
 		o.placeholder = '/var/run/tailscale/tailscaled.sock';
 		o = s.taboption('access', form.Value, 'verify_clients_url', _('Admission URL'),
 			_('An admission service such as headscale\'s /verify endpoint.'));
-		o.datatype = 'url';
 		o = s.taboption('access', form.Flag, 'verify_clients_fail_open', _('Admit when the check fails'),
 			_('When tailscaled is down or the URL unreachable.'));
 		o = s.taboption('access', form.DynamicList, 'verify_clients_allow', _('Always admitted node keys'));
@@ -167,18 +165,15 @@ return view.extend({
 		o.value('A');
 		o = s.option(form.Value, 'interface', _('Interface'), _('A Linux device such as pppoe-wan.'));
 		o = s.option(form.Value, 'url', _('Address-echo URL'));
-		o.datatype = 'url';
 		o = s.option(form.Value, 'value', _('Fixed address'));
-		o.datatype = 'ipaddr';
+		o.datatype = 'ipaddr(1)';
 
 		s = m.section(form.NamedSection, 'acme', 'acme', _('Let\'s Encrypt'),
 			_('A certificate for the relay\'s host name by DNS-01: ports 80 and 443 can stay closed.'));
 		o = s.option(form.Flag, 'enabled', _('Enabled'));
 		o = s.option(form.Value, 'email', _('Account e-mail'));
 		o = s.option(form.DynamicList, 'domains', _('Domains'), _('Default: the relay\'s host name.'));
-		o.datatype = 'hostname';
 		o = s.option(form.Value, 'directory', _('ACME directory'), _('Default: Let\'s Encrypt production.'));
-		o.datatype = 'url';
 		providerOptions(s, 'dns_provider_', true);
 		o = s.option(form.DynamicList, 'resolvers', _('Resolvers for the propagation check'));
 		o.placeholder = '1.1.1.1:53';
@@ -210,7 +205,6 @@ return view.extend({
 		o.datatype = 'range(1,32765)';
 		o.placeholder = '1250';
 		o = s.option(form.Value, 'headscale_url', _('headscale URL'), _('Approve the advertised routes on this headscale server.'));
-		o.datatype = 'url';
 		o = s.option(form.Value, 'headscale_api_key_file', _('headscale API key file'));
 
 		return m.render().then(function(node) {
