@@ -57,7 +57,7 @@ func TestGarbageAfterUpgrade(t *testing.T) {
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n")
-	conn.Write([]byte("\x02\x00\x00\x00\x40this is not a sealed ClientInfo, just 64 bytes of junk......"))
+	conn.Write([]byte("\x02\x00\x00\x00\x40this is not a sealed ClientInfo, just 64 bytes of junk.........."))
 	br := bufio.NewReader(conn)
 	got, _ := io.ReadAll(br)
 	if strings.Contains(string(got), "\x03\x00\x00") && r.DERP().Stats().Accepts.Load() > 0 {

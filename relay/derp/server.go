@@ -140,8 +140,8 @@ func (s *Server) HandleConn(ctx context.Context, nc net.Conn, br *bufio.Reader, 
 func (s *Server) accept(ctx context.Context, nc net.Conn, br *bufio.Reader, bw *bufio.Writer, remote netip.AddrPort) (*sclient, error) {
 	key, info, err := s.handshake(ctx, nc, br, bw, remote)
 	if err != nil {
+		s.stats.HandshakeFailures.Add(1) // before the close that the peer (and tests) see
 		nc.Close()
-		s.stats.HandshakeFailures.Add(1)
 		return nil, err
 	}
 	c := s.newClient(nc, smallReader(nc, br), key, info, remote)
@@ -149,6 +149,7 @@ func (s *Server) accept(ctx context.Context, nc net.Conn, br *bufio.Reader, bw *
 		nc.Close()
 		return nil, err
 	}
+	s.stats.Accepts.Add(1) // before ServerInfo, which the client may act on at once
 	// ServerInfo must be the first frame after ServerKey: written before the send loop runs.
 	nc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
 	if err := writeServerInfo(bw, s.priv, key, c.serverInfo()); err != nil {
@@ -157,7 +158,6 @@ func (s *Server) accept(ctx context.Context, nc net.Conn, br *bufio.Reader, bw *
 		return nil, fmt.Errorf("derp: %v: writing ServerInfo: %w", key, err)
 	}
 	nc.SetWriteDeadline(time.Time{})
-	s.stats.Accepts.Add(1)
 	return c, nil
 }
 
