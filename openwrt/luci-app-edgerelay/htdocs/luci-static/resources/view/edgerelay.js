@@ -2,7 +2,6 @@
 'require view';
 'require form';
 'require fs';
-'require ui';
 
 // LuCI page for /etc/config/edgerelay: the daemon's status and DERP map on top, then one
 // form section per UCI section. Option names are the daemon's UCI names (nested keys joined
