@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -94,24 +92,7 @@ func TestAdvertiseTailscaled(t *testing.T) {
 	tp.writeConfig(fmt.Sprintf("  lan_interfaces: [lan0.5]\n  firewall: none\n  routes: [auto, 172.16.9.0/24]\n  tailscaled_socket: %s\n", sock))
 
 	// The daemon's loop, as `edgerelay run` would start it.
-	exe, _ := os.Executable()
-	runner := exec.Command("ip", "netns", "exec", tp.router, exe)
-	runner.Env = append(os.Environ(), helperEnv+"=run", "EDGERELAY_NF_CONFIG="+tp.cfgPath)
-	var logs strings.Builder
-	runner.Stdout, runner.Stderr = &logs, &logs
-	if err := runner.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			runner.Process.Signal(syscall.SIGTERM)
-			runner.Wait()
-			t.Logf("run loop log:\n%s", logs.String())
-		}
-	}
-	t.Cleanup(stop)
+	stop := tp.startRunLoop()
 
 	mine := mustPrefixes("192.168.50.0/24", "2001:db8:50:1::/64", "172.16.9.0/24")
 	waitRoutes(t, lc, append(slices.Clone(user), mine...), "after start")

@@ -14,6 +14,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,8 +135,8 @@ func (tp *topo) writeConfig(subnet string) {
 	}
 }
 
-// helper runs the code under test in the router namespace; it returns stdout and the error.
-func (tp *topo) helper(mode string) (string, error) {
+// helperCmd is this test binary re-executed in the router namespace in helper mode.
+func (tp *topo) helperCmd(mode string) *exec.Cmd {
 	exe, err := os.Executable()
 	if err != nil {
 		tp.t.Fatal(err)
@@ -142,14 +144,41 @@ func (tp *topo) helper(mode string) (string, error) {
 	cmd := exec.Command("ip", "netns", "exec", tp.router, exe)
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode, "EDGERELAY_NF_CONFIG="+tp.cfgPath,
 		"EDGERELAY_NF_FW4_DIR="+tp.fw4Dir, "EDGERELAY_NF_FW4_RELOAD="+tp.fw4Reload)
+	return cmd
+}
+
+// helper runs the code under test in the router namespace; it returns stdout and the error.
+func (tp *topo) helper(mode string) (string, error) {
+	cmd := tp.helperCmd(mode)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	tp.t.Logf("%s:\n%s%s", mode, stderr.String(), stdout.String())
 	if err != nil {
 		return stdout.String(), fmt.Errorf("helper %s: %v: %s", mode, err, stderr.String())
 	}
 	return stdout.String(), nil
+}
+
+// startRunLoop starts the daemon's loop in the router namespace, as `edgerelay run` would.
+// stop (also run at cleanup) sends SIGTERM, waits, and logs what the loop printed.
+func (tp *topo) startRunLoop() (stop func()) {
+	runner := tp.helperCmd("run")
+	var logs strings.Builder
+	runner.Stdout, runner.Stderr = &logs, &logs
+	if err := runner.Start(); err != nil {
+		tp.t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			runner.Process.Signal(syscall.SIGTERM)
+			runner.Wait()
+			tp.t.Logf("run loop log:\n%s", logs.String())
+		})
+	}
+	tp.t.Cleanup(stop)
+	return stop
 }
 
 func (tp *topo) mustHelper(mode string) string {

@@ -1,11 +1,9 @@
 package netfilter
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,24 +36,7 @@ func TestRunFollowsEvents(t *testing.T) {
 	nsRun(t, tp.router, "sysctl", "-qw", "net.ipv4.conf.default.rp_filter=1")
 	tp.writeConfig("  lan_interfaces: [lan0.7]\n  firewall: none\n  advertise: false\n")
 
-	exe, _ := os.Executable()
-	runner := exec.Command("ip", "netns", "exec", tp.router, exe)
-	runner.Env = append(os.Environ(), helperEnv+"=run", "EDGERELAY_NF_CONFIG="+tp.cfgPath)
-	var logs strings.Builder
-	runner.Stdout, runner.Stderr = &logs, &logs
-	if err := runner.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			runner.Process.Signal(syscall.SIGTERM)
-			runner.Wait()
-			t.Logf("run loop log:\n%s", logs.String())
-		}
-	}
-	t.Cleanup(stop)
+	stop := tp.startRunLoop()
 	waitFor(t, "forwarding on", func() bool { return sysctlIn(t, tp.router, "net.ipv4.ip_forward") == "1" })
 
 	run(t, "ip", "-n", tp.router, "link", "add", "tailscale0", "mtu", "1280", "type", "veth", "peer", "name", "tsp")
