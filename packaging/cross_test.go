@@ -20,6 +20,16 @@ import (
 // testVersion is stamped into the test builds and must come back from `edgerelay version`.
 const testVersion = "v0.0.0-1-gfeedbee"
 
+// testVersions is testVersion in each package format's form.
+func testVersions(t testing.TB) Versions {
+	t.Helper()
+	v, err := ParseVersion(testVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 // buildCache builds every target once per test run into one temporary directory shared by
 // all tests (cross-compiling seven targets is the slow part on two cores).
 var buildCache struct {

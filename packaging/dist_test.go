@@ -78,10 +78,7 @@ func parseControl(t *testing.T, s string) (keys []string, m map[string]string) {
 func TestOpenWrtIPK(t *testing.T) {
 	testenv.RequireCommand(t, "tar")
 	bins := crossBinaries(t)
-	v, err := ParseVersion(testVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := testVersions(t)
 	for _, tg := range Targets {
 		bin, err := os.ReadFile(bins[tg.Name])
 		if err != nil {
@@ -187,10 +184,7 @@ func TestOpenWrtIPK(t *testing.T) {
 // offsets, the file list, OpenWrt's metadata files and scripts, and the binary.
 func TestOpenWrtAPK(t *testing.T) {
 	bins := crossBinaries(t)
-	v, err := ParseVersion(testVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := testVersions(t)
 	for _, tg := range Targets {
 		bin, err := os.ReadFile(bins[tg.Name])
 		if err != nil {
@@ -278,10 +272,7 @@ func TestOpenWrtAPK(t *testing.T) {
 func TestSPK(t *testing.T) {
 	testenv.RequireCommand(t, "tar")
 	bins := crossBinaries(t)
-	v, err := ParseVersion(testVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := testVersions(t)
 	for _, tg := range Targets {
 		if len(tg.Synology) == 0 {
 			continue

@@ -16,10 +16,7 @@ import (
 // installs the view, menu and ACL world-readable, and clears LuCI's caches after install.
 func TestLuCIPackages(t *testing.T) {
 	testenv.RequireCommand(t, "tar")
-	v, err := ParseVersion(testVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := testVersions(t)
 	want := map[string][]byte{}
 	for _, f := range openwrt.LuCIInstall() {
 		want[f.Path] = f.Data
