@@ -37,6 +37,20 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 // TestACMECertificateSwap: the agent obtains a certificate from Pebble by DNS-01 against
 // BIND9, the relay serves it to Tailscale clients, and a renewal swaps it in while those
 // clients stay connected; new clients see the new certificate.
+// startAgent runs an agent on cfg until the test ends; reload may be nil.
+func startAgent(t *testing.T, cfg *config.Config, reload chan struct{}) *Agent {
+	t.Helper()
+	a := New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, reload) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return a
+}
+
 func TestACMECertificateSwap(t *testing.T) {
 	pebbleBin := testenv.BuildPebble(t) // in the host namespace: module download, build cache
 	if !testenv.InNetNS(t) {
@@ -66,14 +80,7 @@ acme:
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, nil) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	a := startAgent(t, cfg, nil)
 	waitFor(t, "the first certificate", 2*time.Minute, func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -116,7 +123,7 @@ acme:
 	}
 	c.Send(a1.Pub(), []byte("new cert"))
 	a1.ExpectPacket(c.Pub(), []byte("new cert"))
-	if st := a.Status(ctx); st.ACME == nil || st.Relay == nil || st.Relay.CertNotAfter.IsZero() {
+	if st := a.Status(t.Context()); st.ACME == nil || st.Relay == nil || st.Relay.CertNotAfter.IsZero() {
 		t.Fatalf("status lacks the certificate: %+v", st)
 	}
 }
@@ -153,14 +160,7 @@ ddns:
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, nil) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	a := startAgent(t, cfg, nil)
 	waitFor(t, "the first address", time.Minute, func() bool { return a.Addrs().IPv6.String() == "2001:db8:1::10" })
 	ip("addr", "add", "2001:db8:2::20/64", "dev", "wan0", "nodad")
 	ip("addr", "del", "2001:db8:1::10/64", "dev", "wan0")
@@ -169,13 +169,13 @@ ddns:
 	// What `edgerelay status` and `edgerelay derpmap` read: the daemon's socket.
 	var st *Status
 	waitFor(t, "status to show the record published", time.Minute, func() bool {
-		st, err = QueryStatus(ctx, stateDir)
+		st, err = QueryStatus(t.Context(), stateDir)
 		return err == nil && len(st.DDNS) == 1 && st.DDNS[0].Published.String() == "2001:db8:2::20"
 	})
 	if st.Addrs.IPv6.String() != "2001:db8:2::20" {
 		t.Fatalf("status addresses %+v", st.Addrs)
 	}
-	node := relay.Node(ctx, cfg.Relay, st.Addrs, "")
+	node := relay.Node(t.Context(), cfg.Relay, st.Addrs, "")
 	if node.IPv6 != "2001:db8:2::20" || node.HostName != "derp.example.test" {
 		t.Fatalf("derpmap node %+v", node)
 	}
@@ -198,15 +198,8 @@ func TestSubnetTurnedOffIsUndone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
 	reload := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, reload) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	startAgent(t, cfg, reload)
 	rules := func() string {
 		out, _ := exec.Command("ip", "rule", "show", "pref", "1250").CombinedOutput()
 		return string(out)
