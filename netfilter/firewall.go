@@ -48,33 +48,31 @@ func (r *Reconciler) selectFirewall(ctx context.Context) (firewall, error) {
 	switch r.cfg.Firewall {
 	case BackendNone:
 		return nil, nil
-	case BackendIPTables:
-		return newIPTables(spec, r.log)
-	case BackendNFTables:
-		return newNFTables(spec, r.log)
-	case BackendFW4:
-		return newFW4(spec, r.fw4Dir, r.fw4Reload, r.log)
 	case "auto", "":
 		if _, err := exec.LookPath("fw4"); err == nil {
-			return newFW4(spec, r.fw4Dir, r.fw4Reload, r.log)
+			return r.newBackend(BackendFW4, spec)
 		}
-		ipt, iptErr := newIPTables(spec, r.log)
+		ipt, iptErr := r.newBackend(BackendIPTables, spec)
 		if iptErr == nil {
 			return ipt, nil
 		}
-		nft, nftErr := newNFTables(spec, r.log)
+		nft, nftErr := r.newBackend(BackendNFTables, spec)
 		if nftErr == nil {
 			return nft, nil
 		}
 		return nil, fmt.Errorf("subnet.firewall auto: no usable firewall (fw4 not found; %v; %v); install iptables or nftables, or set subnet.firewall: none", iptErr, nftErr)
-	default:
+	}
+	fw, err := r.newBackend(r.cfg.Firewall, spec)
+	if errors.Is(err, errUnknownBackend) {
 		return nil, fmt.Errorf("subnet.firewall: unknown backend %q (expected auto, iptables, nftables, fw4 or none)", r.cfg.Firewall)
 	}
+	return fw, err
 }
 
-// backendByName builds a backend to remove what an earlier run installed with it.
-func (r *Reconciler) backendByName(name string) (firewall, error) {
-	spec := fwSpec{ts: r.cfg.TailscaleInterface, lans: r.cfg.LANInterfaces, v6: r.ipv6()}
+var errUnknownBackend = errors.New("unknown firewall backend")
+
+// newBackend builds the named backend for spec.
+func (r *Reconciler) newBackend(name string, spec fwSpec) (firewall, error) {
 	switch name {
 	case BackendIPTables:
 		return newIPTables(spec, r.log)
@@ -83,7 +81,16 @@ func (r *Reconciler) backendByName(name string) (firewall, error) {
 	case BackendFW4:
 		return newFW4(spec, r.fw4Dir, r.fw4Reload, r.log)
 	}
-	return nil, fmt.Errorf("unknown firewall backend %q in state", name)
+	return nil, errUnknownBackend
+}
+
+// backendByName builds a backend to remove what an earlier run installed with it.
+func (r *Reconciler) backendByName(name string) (firewall, error) {
+	fw, err := r.newBackend(name, fwSpec{ts: r.cfg.TailscaleInterface, lans: r.cfg.LANInterfaces, v6: r.ipv6()})
+	if errors.Is(err, errUnknownBackend) {
+		return nil, fmt.Errorf("unknown firewall backend %q in state", name)
+	}
+	return fw, err
 }
 
 // runCmd runs a program, returning its stdout and an error carrying its stderr.
