@@ -71,11 +71,53 @@ func TestUCIErrors(t *testing.T) {
 		"config relay\n\toption x \"open":        "unterminated double quote",
 		"bogus relay\n":                          "unknown command",
 		"config relay 'bad-name'\n":              "invalid section name",
+		// libuci (strict, its default) refuses extra words rather than reading the first.
+		"config relay\n\toption region_name My Home\n": "line 2: too many arguments to option region_name (\"Home\"): quote a value with spaces, as in option region_name 'My Home'",
+		"config relay main extra\n":                    "line 1: too many arguments to config",
+		"config relay\n\tlist mesh_peers a b\n":         "too many arguments to list mesh_peers",
+		"package edgerelay x\n":                         "too many arguments to package",
+		"\xef\xbb\xbfconfig relay\n":                   "line 1: the file starts with a UTF-8 byte order mark",
+		"config relay 'x'\nconfig ddns 'x'\n":           "line 2: section \"x\" of type ddns overwrites the relay section of that name at line 1",
 	} {
 		_, err := Parse([]byte(src), true)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want %q", src, err, want)
 		}
+	}
+}
+
+// A section name seen before continues that section (uci merges them); an empty option
+// deletes an earlier value; two unnamed sections of a single-instance type are reported.
+func TestUCIMergesAsLibuci(t *testing.T) {
+	src := `config relay 'relay'
+	option listen ':1'
+	option hostname 'a.example.com'
+config record 'r1'
+	option name derp
+	option type AAAA
+config ddns
+	option provider_type cloudflare
+	option provider_api_token t
+	option zone example.com
+config relay 'relay'
+	option listen ':2'
+	option hostname ''
+config record 'r1'
+	option interface eth0
+`
+	cfg, err := Parse([]byte(src), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Relay.Listen != ":2" || cfg.Relay.Hostname != "" {
+		t.Errorf("merged relay: listen %q hostname %q, want :2 and unset", cfg.Relay.Listen, cfg.Relay.Hostname)
+	}
+	if rs := cfg.DDNS.Records; len(rs) != 1 || rs[0].Name != "derp" || rs[0].Interface != "eth0" {
+		t.Errorf("record r1 not merged into one: %+v", rs)
+	}
+	_, err = Parse([]byte("config relay\n\toption listen ':1'\nconfig relay\n\toption listen ':2'\n"), true)
+	if err == nil || !strings.Contains(err.Error(), "line 3: config relay: section appears twice (first at line 1)") {
+		t.Errorf("two unnamed relay sections: %v", err)
 	}
 }
 
@@ -169,6 +211,19 @@ func TestLoadDetectsFormat(t *testing.T) {
 	b, err := Load(yml)
 	if err != nil || b.Relay.Listen != ":2" || b.Source != yml {
 		t.Fatalf("yaml: %v", err)
+	}
+	// A UCI file whose first section is commented out, or that starts with a byte order
+	// mark, gets UCI's error with its line, not YAML's.
+	for name, src := range map[string]string{
+		"commented": "# config relay 'relay'\n\toption listen ':1'\n",
+		"bom":       "\xef\xbb\xbfconfig relay 'relay'\n",
+	} {
+		f := filepath.Join(dir, name)
+		os.WriteFile(f, []byte(src), 0o600)
+		_, err := Load(f)
+		if err == nil || !strings.Contains(err.Error(), "line ") || strings.Contains(err.Error(), "yaml") {
+			t.Errorf("%s: error %v, want a UCI error with a line", name, err)
+		}
 	}
 }
 

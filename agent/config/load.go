@@ -73,19 +73,24 @@ relay:
   tls: {mode: self-signed}
 `
 
-// isUCI tells UCI from YAML: by extension, else by the first command word.
+// isUCI tells UCI from YAML: a .yaml/.yml/.json name is YAML, a file in OpenWrt's
+// /etc/config is UCI, else the first command word decides (after comments and a byte order
+// mark, so that a file whose first section is commented out still gets UCI's errors).
 func isUCI(path string, data []byte) bool {
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".yaml", ".yml", ".json":
 		return false
 	}
-	for _, line := range bytes.Split(data, []byte("\n")) {
+	if filepath.Dir(path) == "/etc/config" {
+		return true
+	}
+	for _, line := range bytes.Split(bytes.TrimPrefix(data, utf8BOM), []byte("\n")) {
 		f := bytes.Fields(line)
 		if len(f) == 0 || f[0][0] == '#' {
 			continue
 		}
 		switch string(f[0]) {
-		case "config", "c", "package", "p":
+		case "config", "c", "package", "p", "option", "o", "list", "l":
 			return true
 		}
 		return false

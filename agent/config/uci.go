@@ -1,6 +1,8 @@
 package config
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -37,17 +39,26 @@ type uciCommand struct {
 	line  int
 }
 
-// parseUCI reads a UCI file with OpenWrt's grammar: config/option/list (and their one-letter
-// forms), single quotes (literal), double quotes (backslash escapes), concatenated word
-// pieces, `#` comments, `;` separated commands.
+// parseUCI reads a UCI file with libuci's grammar and rules: config/option/list/package (and
+// their one-letter forms), single quotes (literal), double quotes (backslash escapes),
+// concatenated word pieces, `#` comments, `;` separated commands; extra arguments are an
+// error ("too many arguments", as uci in its default strict mode says), and a section name
+// seen before continues that section, as uci merges it.
 func parseUCI(data []byte) ([]uciSection, error) {
+	if bytes.HasPrefix(data, utf8BOM) {
+		return nil, errors.New("line 1: the file starts with a UTF-8 byte order mark, which uci reads as an invalid command: save it without one")
+	}
 	cmds, err := lexUCI(string(data))
 	if err != nil {
 		return nil, err
 	}
 	var secs []uciSection
+	cur := -1 // index of the section options go to
 	for _, cmd := range cmds {
 		kw, args := cmd.words[0], cmd.words[1:]
+		if err := checkUCIArity(cmd); err != nil {
+			return nil, err
+		}
 		switch kw {
 		case "package", "p":
 		case "config", "c":
@@ -61,9 +72,18 @@ func parseUCI(data []byte) ([]uciSection, error) {
 					return nil, fmt.Errorf("line %d: invalid section name %q (letters, digits, _)", cmd.line, s.name)
 				}
 			}
+			cur = len(secs)
+			if i := namedSection(secs, s.name); i >= 0 {
+				if secs[i].typ != s.typ {
+					return nil, fmt.Errorf("line %d: section %q of type %s overwrites the %s section of that name at line %d",
+						cmd.line, s.name, s.typ, secs[i].typ, secs[i].line)
+				}
+				cur = i // uci continues the earlier section
+				continue
+			}
 			secs = append(secs, s)
 		case "option", "o", "list", "l":
-			if len(secs) == 0 {
+			if cur < 0 {
 				return nil, fmt.Errorf("line %d: %s command found before the first section", cmd.line, kw)
 			}
 			if len(args) < 1 || !validUCIName(args[0]) {
@@ -73,7 +93,7 @@ func parseUCI(data []byte) ([]uciSection, error) {
 			if len(args) > 1 {
 				val = args[1]
 			}
-			addUCIOption(&secs[len(secs)-1], args[0], val, kw == "list" || kw == "l", cmd.line)
+			addUCIOption(&secs[cur], args[0], val, kw == "list" || kw == "l", cmd.line)
 		default:
 			return nil, fmt.Errorf("line %d: unknown command %q (config, option, list)", cmd.line, kw)
 		}
@@ -81,8 +101,42 @@ func parseUCI(data []byte) ([]uciSection, error) {
 	return secs, nil
 }
 
-// addUCIOption applies UCI's rules: option replaces, list appends (turning an earlier option
-// into the list's first item), an empty option value sets nothing.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+// checkUCIArity refuses extra words as uci does: `option region_name My Home` is an error
+// there, not the value "My".
+func checkUCIArity(cmd uciCommand) error {
+	kw, args := cmd.words[0], cmd.words[1:]
+	maxArgs := 2
+	if kw == "package" || kw == "p" {
+		maxArgs = 1
+	}
+	if len(args) <= maxArgs {
+		return nil
+	}
+	extra := strings.Join(args[maxArgs:], " ")
+	if kw == "config" || kw == "c" || maxArgs == 1 {
+		return fmt.Errorf("line %d: too many arguments to %s (%q)", cmd.line, kw, extra)
+	}
+	return fmt.Errorf("line %d: too many arguments to %s %s (%q): quote a value with spaces, as in %s %s '%s'",
+		cmd.line, kw, args[0], extra, kw, args[0], strings.Join(args[1:], " "))
+}
+
+// namedSection returns the index of the section called name, or -1 (always for anonymous ones).
+func namedSection(secs []uciSection, name string) int {
+	if name == "" {
+		return -1
+	}
+	for i, s := range secs {
+		if s.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// addUCIOption applies uci's rules: option replaces, list appends (turning an earlier option
+// into the list's first item), an empty option value deletes the option.
 func addUCIOption(s *uciSection, name, val string, list bool, line int) {
 	for i := range s.opts {
 		o := &s.opts[i]
@@ -93,6 +147,7 @@ func addUCIOption(s *uciSection, name, val string, list bool, line int) {
 		case list:
 			o.values, o.list, o.line = append(o.values, val), true, line
 		case val == "":
+			s.opts = append(s.opts[:i], s.opts[i+1:]...)
 		default:
 			o.values, o.list, o.line = []string{val}, false, line
 		}
@@ -252,6 +307,14 @@ func uciTree(secs []uciSection, c *checker) *node {
 		}
 		var target *node
 		var t reflect.Type
+		if key != "ddns.records" {
+			if prev, dup := seen[s.typ]; dup {
+				c.probs = append(c.probs, Problem{Path: "config " + s.typ, Line: s.line,
+					Msg: fmt.Sprintf("section appears twice (first at line %d); give both the same name to merge them, as uci does", prev)})
+				continue
+			}
+			seen[s.typ] = s.line
+		}
 		switch key {
 		case "":
 			target, t = root, reflect.TypeOf(Config{})
@@ -266,12 +329,6 @@ func uciTree(secs []uciSection, c *checker) *node {
 			recs.items = append(recs.items, target)
 			t = reflect.TypeOf(Record{})
 		default:
-			if prev, dup := seen[s.typ]; dup {
-				c.probs = append(c.probs, Problem{Path: "config " + s.typ, Line: s.line,
-					Msg: fmt.Sprintf("section appears twice (first at line %d)", prev)})
-				continue
-			}
-			seen[s.typ] = s.line
 			target = ensureMapping(root, key, s.line)
 			top := reflect.TypeOf(Config{})
 			t = derefType(top.Field(yamlFields(top)[key]).Type)
