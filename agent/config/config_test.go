@@ -74,10 +74,10 @@ func TestUCIErrors(t *testing.T) {
 		// libuci (strict, its default) refuses extra words rather than reading the first.
 		"config relay\n\toption region_name My Home\n": "line 2: too many arguments to option region_name (\"Home\"): quote a value with spaces, as in option region_name 'My Home'",
 		"config relay main extra\n":                    "line 1: too many arguments to config",
-		"config relay\n\tlist mesh_peers a b\n":         "too many arguments to list mesh_peers",
-		"package edgerelay x\n":                         "too many arguments to package",
+		"config relay\n\tlist mesh_peers a b\n":        "too many arguments to list mesh_peers",
+		"package edgerelay x\n":                        "too many arguments to package",
 		"\xef\xbb\xbfconfig relay\n":                   "line 1: the file starts with a UTF-8 byte order mark",
-		"config relay 'x'\nconfig ddns 'x'\n":           "line 2: section \"x\" of type ddns overwrites the relay section of that name at line 1",
+		"config relay 'x'\nconfig ddns 'x'\n":          "line 2: section \"x\" of type ddns overwrites the relay section of that name at line 1",
 	} {
 		_, err := Parse([]byte(src), true)
 		if err == nil || !strings.Contains(err.Error(), want) {
