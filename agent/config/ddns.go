@@ -27,11 +27,15 @@ type Provider struct {
 	KeyAlg  string `yaml:"key_alg"`
 	Key     string `yaml:"key"`
 	KeyFile string `yaml:"key_file"`
-	// alidns, tencentcloud/dnspod, huaweicloud
+	// alidns, huaweicloud
 	AccessKeyID         string `yaml:"access_key_id"`
 	AccessKeySecret     string `yaml:"access_key_secret"`
 	AccessKeySecretFile string `yaml:"access_key_secret_file"`
 	Region              string `yaml:"region"`
+	// tencentcloud (alias dnspod): a Tencent Cloud API key (CAM SecretId/SecretKey)
+	SecretID      string `yaml:"secret_id"`
+	SecretKey     string `yaml:"secret_key"`
+	SecretKeyFile string `yaml:"secret_key_file"`
 }
 
 // IsZero reports whether no provider was configured (acme then reuses ddns.provider).
@@ -92,7 +96,9 @@ func (d *DDNS) check(c *checker) {
 
 // ProviderTypes are the DNS providers edgerelay can drive (ddns/provider.Types; a test
 // there keeps the two lists equal).
-var ProviderTypes = []string{"alidns", "cloudflare", "huaweicloud", "rfc2136"}
+var ProviderTypes = []string{"alidns", "cloudflare", "huaweicloud", "rfc2136",
+	"tencentcloud", "dnspod",
+}
 
 // TSIGAlgorithms are the key_alg values for rfc2136 (BIND and Knot accept them all); the
 // trailing dot of the FQDN form and case do not matter.
@@ -131,6 +137,13 @@ func (p *Provider) check(c *checker, path string) {
 		}
 		if p.AccessKeySecret == "" && p.AccessKeySecretFile == "" {
 			c.add(path+".access_key_secret", "required (or access_key_secret_file) for %s", p.Type)
+		}
+	case "tencentcloud", "dnspod":
+		if p.SecretID == "" {
+			c.add(path+".secret_id", "required for %s: the SecretId of a Tencent Cloud API key", p.Type)
+		}
+		if p.SecretKey == "" && p.SecretKeyFile == "" {
+			c.add(path+".secret_key", "required (or secret_key_file) for %s: the SecretKey of that API key", p.Type)
 		}
 	}
 }
