@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,7 +19,6 @@ import (
 	"time"
 
 	"github.com/edgerelay/edgerelay/agent/testenv"
-	"github.com/vishvananda/netns"
 )
 
 // topo is three namespaces: a LAN host, the router (where the code under test runs) and a
@@ -190,31 +188,11 @@ func (tp *topo) mustHelper(mode string) string {
 	return out
 }
 
-// inNS runs f on an OS thread switched into the namespace. The thread stays locked and dies
-// with the goroutine, so no other goroutine ever runs in that namespace by accident.
-func inNS(ns string, f func() error) error {
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
-}
-
 // listen starts a TCP server in ns that tells each client the address it sees it from.
 func listen(t *testing.T, ns, addr string) string {
 	t.Helper()
 	var ln net.Listener
-	err := inNS(ns, func() (err error) {
+	err := testenv.RunInNetNS(ns, func() (err error) {
 		ln, err = net.Listen("tcp", addr)
 		return err
 	})
@@ -241,7 +219,7 @@ func listen(t *testing.T, ns, addr string) string {
 // dial connects from ns to addr and returns the address the server saw us from.
 func dial(ns, addr string) (string, error) {
 	var seen string
-	err := inNS(ns, func() error {
+	err := testenv.RunInNetNS(ns, func() error {
 		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 		if err != nil {
 			return err

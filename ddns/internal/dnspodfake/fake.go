@@ -21,12 +21,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/edgerelay/edgerelay/ddns/internal/fakeclient"
 )
 
 // Key is an API key (SecretId → SecretKey) and whether its CAM policy allows DNSPod.
@@ -73,23 +74,9 @@ func New(domains []string, keys map[string]Key, minTTL uint64) *Server {
 // Close stops the server.
 func (s *Server) Close() { s.srv.Close() }
 
-// Client returns an HTTP client that sends requests for the real API host to the fake; the
-// Host header (which is signed) stays the real one.
-func (s *Server) Client() *http.Client {
-	u, _ := url.Parse(s.srv.URL)
-	return &http.Client{Transport: rewrite{host: u.Host, rt: s.srv.Client().Transport}, Timeout: 10 * time.Second}
-}
-
-type rewrite struct {
-	host string
-	rt   http.RoundTripper
-}
-
-func (r rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
-	req = req.Clone(req.Context())
-	req.URL.Host = r.host
-	return r.rt.RoundTrip(req)
-}
+// Client returns an HTTP client that sends requests meant for the real API host to the fake;
+// the Host header (signed, for DNSPod) stays the real one.
+func (s *Server) Client() *http.Client { return fakeclient.For(s.srv) }
 
 // Add inserts a record on the default line directly, as if made in the console.
 func (s *Server) Add(domain, typ, name, value string, ttl uint64) {
