@@ -57,7 +57,7 @@ func lifeBound(leaf *x509.Certificate, d time.Duration) time.Duration {
 	if leaf == nil {
 		return d
 	}
-	return max(min(d, leaf.NotAfter.Sub(leaf.NotBefore)/10), time.Minute)
+	return min(d, max(leaf.NotAfter.Sub(leaf.NotBefore)/10, time.Minute))
 }
 
 // checkProfile makes sure the CA's directory offers profile (draft-ietf-acme-profiles: the

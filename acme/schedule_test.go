@@ -154,7 +154,8 @@ func TestLifeBound(t *testing.T) {
 		{160 * time.Hour, 12 * time.Hour, 12 * time.Hour},     // 6-day: a tenth is 16 h
 		{160 * time.Hour, 24 * time.Hour, 16 * time.Hour},     // retries capped at a tenth
 		{90 * 24 * time.Hour, 24 * time.Hour, 24 * time.Hour}, // long-lived: unchanged
-		{5 * time.Minute, time.Hour, time.Minute},             // never below a minute
+		{5 * time.Minute, time.Hour, time.Minute},             // the tenth never below a minute
+		{90 * 24 * time.Hour, time.Second, time.Second},       // a shorter interval stands
 	} {
 		leaf := &x509.Certificate{NotBefore: t0, NotAfter: t0.Add(tt.life)}
 		if got := lifeBound(leaf, tt.d); got != tt.want {

@@ -90,6 +90,11 @@ func TestSTUNBehindNAT(t *testing.T) {
 		}
 	}
 	ipCmd(t, "link", "add", "st0", "type", "veth", "peer", "name", "st1", "netns", modem)
+	// No IPv6 on the box's link: its link-local address finishing DAD would be an address
+	// event, and the test needs to know when the box sees one.
+	if out, err := exec.Command("sysctl", "-qw", "net.ipv6.conf.st0.disable_ipv6=1").CombinedOutput(); err != nil {
+		t.Fatalf("sysctl: %v: %s", err, out)
+	}
 	ipCmd(t, "addr", "add", "192.168.77.2/24", "dev", "st0")
 	ipCmd(t, "link", "set", "st0", "up")
 	ipCmd(t, "route", "add", "default", "via", "192.168.77.1")
