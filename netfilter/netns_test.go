@@ -42,6 +42,16 @@ func randName() string {
 	return "er" + hex.EncodeToString(b)
 }
 
+// addNS creates network namespace ns, removed when the test ends, with IPv4 forwarding off:
+// a new namespace copies the host's net.ipv4.ip_forward (devconf_inherit_init_net=0), and
+// the tests expect the kernel's default, as on a router that edgerelay has not touched.
+func addNS(t testing.TB, ns string) {
+	t.Helper()
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=0")
+}
+
 func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
@@ -70,8 +80,7 @@ func newTopo(t *testing.T) *topo {
 	}
 	tp.stateDir = filepath.Join(tp.dir, "state")
 	for _, ns := range []string{tp.lan, tp.router, tp.peer} {
-		run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		addNS(t, ns)
 		// No duplicate address detection: addresses are usable at once.
 		nsRun(t, ns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0")
 		nsRun(t, ns, "ip", "link", "set", "lo", "up")
