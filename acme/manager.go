@@ -1,8 +1,11 @@
 // Package acme obtains and renews the relay's certificate from an ACME CA (Let's Encrypt or
 // any other) by DNS-01, writing the challenge TXT records through a libdns provider. The
-// account and certificate live in state_dir so a restart reuses them; renewal follows the
-// CA's ARI window when offered (else two thirds of the lifetime), retries with backoff, and
-// swaps the new certificate in for the next TLS handshake while the old one keeps serving.
+// account and certificate live in state_dir so a restart reuses them; an ACME profile
+// (Let's Encrypt's classic, tlsserver, shortlived) can be asked for; renewal follows the
+// CA's ARI window when offered (else two thirds of the lifetime, half for short-lived
+// certificates), with checks and retries never further apart than a tenth of the lifetime,
+// and swaps the new certificate in for the next TLS handshake while the old one keeps
+// serving.
 package acme
 
 import (
@@ -126,7 +129,7 @@ func New(cfg config.ACME, dns DNSProvider, stateDir string, log *slog.Logger, op
 	}
 	m.timing.setDefaults()
 	if stateDir != "" {
-		m.store = store{dir: filepath.Join(stateDir, "acme")}
+		m.store = store{dir: filepath.Join(stateDir, "acme"), profile: cfg.Profile}
 	}
 	prop := cfg.PropagationTimeout.D()
 	if prop <= 0 {
@@ -248,7 +251,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			fails++
-			d := retryDelay(fails, m.timing.RetryMin, m.timing.RetryMax)
+			d := retryDelay(fails, m.timing.RetryMin, lifeBound(m.Leaf(), m.timing.RetryMax))
 			retryAt = time.Now().Add(d)
 			m.log.Warn("certificate order failed; the current certificate keeps serving", "err", err,
 				"attempt", fails, "retry_in", d, "current_expires", m.Expiry())
@@ -288,7 +291,7 @@ func (m *Manager) nextRenewal(ctx context.Context) (at time.Time, renew bool, wh
 	client, err := m.ensureClient()
 	if err != nil {
 		m.log.Warn("cannot reach the CA to ask for its renewal window", "err", err)
-		return pick(fallback, now.Add(m.timing.CheckInterval), "CA unreachable, will ask again")
+		return pick(fallback, now.Add(lifeBound(leaf, m.timing.CheckInterval)), "CA unreachable, will ask again")
 	}
 	info, err := client.Certificate.GetRenewalInfo(certificate.RenewalInfoRequest{Cert: leaf})
 	if errors.Is(err, api.ErrNoARI) {
@@ -296,12 +299,13 @@ func (m *Manager) nextRenewal(ctx context.Context) (at time.Time, renew bool, wh
 	}
 	if err != nil {
 		m.log.Warn("ARI request failed", "err", err)
-		return pick(fallback, now.Add(m.timing.CheckInterval), "ARI failed, will ask again")
+		return pick(fallback, now.Add(lifeBound(leaf, m.timing.CheckInterval)), "ARI failed, will ask again")
 	}
-	if at := info.ShouldRenewAt(now, m.timing.CheckInterval); at != nil {
+	check := lifeBound(leaf, m.timing.CheckInterval)
+	if at := info.ShouldRenewAt(now, check); at != nil {
 		return *at, true, "in the CA's ARI window"
 	}
-	next := m.timing.CheckInterval
+	next := check
 	if info.RetryAfter > 0 && info.RetryAfter < next {
 		next = info.RetryAfter
 	}
@@ -334,6 +338,11 @@ func (m *Manager) clientLocked() (*lego.Client, error) {
 	hc, err := m.httpClient()
 	if err != nil {
 		return nil, err
+	}
+	if m.cfg.Profile != "" {
+		if err := checkProfile(hc, m.cfg.Directory, m.cfg.Profile); err != nil {
+			return nil, err
+		}
 	}
 	client, err := lego.NewClient(&lego.Config{
 		CADirURL: m.cfg.Directory, User: acct, HTTPClient: hc, UserAgent: "edgerelay",
@@ -421,7 +430,7 @@ func (m *Manager) obtain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	req := certificate.ObtainRequest{Domains: m.domains, Bundle: true}
+	req := certificate.ObtainRequest{Domains: m.domains, Bundle: true, Profile: m.cfg.Profile}
 	if old := m.Leaf(); old != nil {
 		// ARI: tell the CA which certificate this replaces (ignored when it has no ARI).
 		if id, err := certificate.MakeARICertID(old); err == nil {
@@ -429,7 +438,7 @@ func (m *Manager) obtain(ctx context.Context) error {
 		}
 	}
 	start := time.Now()
-	m.log.Info("ordering certificate", "names", m.domains, "directory", m.cfg.Directory)
+	m.log.Info("ordering certificate", "names", m.domains, "directory", m.cfg.Directory, "profile", m.cfg.Profile)
 	res, err := client.Certificate.Obtain(req)
 	if err != nil && strings.Contains(err.Error(), "accountDoesNotExist") {
 		// The CA forgot the account (a reset test CA, a deleted account): register again.

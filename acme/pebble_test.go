@@ -51,6 +51,7 @@ type counter struct {
 	orders, account atomic.Int32
 	mu              sync.Mutex
 	replaces        []string
+	profiles        []string
 }
 
 func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -63,12 +64,13 @@ func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		var jws struct{ Payload string }
-		var order struct{ Replaces string }
+		var order struct{ Replaces, Profile string }
 		json.Unmarshal(body, &jws)
 		payload, _ := base64.RawURLEncoding.DecodeString(jws.Payload)
 		json.Unmarshal(payload, &order)
 		c.mu.Lock()
 		c.replaces = append(c.replaces, order.Replaces)
+		c.profiles = append(c.profiles, order.Profile)
 		c.mu.Unlock()
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/sign-me-up"):
 		c.account.Add(1)
@@ -213,7 +215,7 @@ func TestPebble(t *testing.T) {
 	if n := changes.Load(); n != 2 {
 		t.Errorf("%d CertChange events, want 2", n)
 	}
-	for _, f := range []string{certName(m.domains), accountName(cfg.Directory) + ".json"} {
+	for _, f := range []string{certName(m.domains, ""), accountName(cfg.Directory) + ".json"} {
 		fi, err := os.Stat(filepath.Join(stateDir, "acme", f))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v %v", f, fi, err)

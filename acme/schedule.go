@@ -2,7 +2,12 @@ package acme
 
 import (
 	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 )
@@ -43,4 +48,46 @@ func covers(leaf *x509.Certificate, domains []string) bool {
 	slices.Sort(have)
 	slices.Sort(want)
 	return slices.Equal(slices.Compact(have), slices.Compact(want))
+}
+
+// lifeBound caps d (the interval between ARI checks, or the longest wait before retrying a
+// failed order) at a tenth of leaf's lifetime, so a 6-day certificate is checked every
+// 14.4 hours and retried at least that often, leaving many tries before it expires.
+func lifeBound(leaf *x509.Certificate, d time.Duration) time.Duration {
+	if leaf == nil {
+		return d
+	}
+	return min(d, max(leaf.NotAfter.Sub(leaf.NotBefore)/10, time.Minute))
+}
+
+// checkProfile makes sure the CA's directory offers profile (draft-ietf-acme-profiles: the
+// "profiles" object in the directory's meta), so a typo is reported with the choices
+// instead of as a refused order.
+func checkProfile(hc *http.Client, directory, profile string) error {
+	resp, err := hc.Get(directory)
+	if err != nil {
+		return fmt.Errorf("ACME directory %s: %w", directory, err)
+	}
+	defer resp.Body.Close()
+	var dir struct {
+		Meta struct {
+			Profiles map[string]string `json:"profiles"`
+		} `json:"meta"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&dir); err != nil {
+		return fmt.Errorf("ACME directory %s: %w", directory, err)
+	}
+	offered := dir.Meta.Profiles
+	if _, ok := offered[profile]; ok {
+		return nil
+	}
+	if len(offered) == 0 {
+		return fmt.Errorf("acme.profile %q: the CA at %s offers no certificate profiles; remove acme.profile", profile, directory)
+	}
+	names := make([]string, 0, len(offered))
+	for n := range offered {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return fmt.Errorf("acme.profile %q: the CA at %s offers %s", profile, directory, strings.Join(names, ", "))
 }

@@ -78,7 +78,7 @@ func TestStoreRoundTrip(t *testing.T) {
 	if err != nil || c == nil || c.Leaf.DNSNames[0] != "derp.example.com" {
 		t.Fatalf("loadCert: %v %v", c, err)
 	}
-	fi, _ := os.Stat(filepath.Join(s.dir, certName(domains)))
+	fi, _ := os.Stat(filepath.Join(s.dir, certName(domains, "")))
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("cert file mode %v", fi.Mode())
 	}
@@ -143,5 +143,26 @@ func TestNew(t *testing.T) {
 	s.saveCert(ok.Domains, cert, key)
 	if m, _ = New(ok, dnsp, dir, nil); m.Expiry().IsZero() {
 		t.Error("stored certificate not served")
+	}
+}
+
+func TestLifeBound(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		life, d, want time.Duration
+	}{
+		{160 * time.Hour, 12 * time.Hour, 12 * time.Hour},     // 6-day: a tenth is 16 h
+		{160 * time.Hour, 24 * time.Hour, 16 * time.Hour},     // retries capped at a tenth
+		{90 * 24 * time.Hour, 24 * time.Hour, 24 * time.Hour}, // long-lived: unchanged
+		{5 * time.Minute, time.Hour, time.Minute},             // the tenth never below a minute
+		{90 * 24 * time.Hour, time.Second, time.Second},       // a shorter interval stands
+	} {
+		leaf := &x509.Certificate{NotBefore: t0, NotAfter: t0.Add(tt.life)}
+		if got := lifeBound(leaf, tt.d); got != tt.want {
+			t.Errorf("lifetime %v, %v: got %v, want %v", tt.life, tt.d, got, tt.want)
+		}
+	}
+	if got := lifeBound(nil, time.Hour); got != time.Hour {
+		t.Errorf("no certificate: %v", got)
 	}
 }

@@ -28,7 +28,8 @@ import (
 // written 0600 through atomicfile, and the certificate's key and chain live in one file so
 // a crash can never pair a new chain with an old key.
 type store struct {
-	dir string // "" keeps nothing on disk
+	dir     string // "" keeps nothing on disk
+	profile string // acme.profile, part of the certificate's file name
 }
 
 // account is one ACME account at one CA.
@@ -97,9 +98,13 @@ func (s store) saveAccount(directory string, a *account) error {
 	return atomicfile.Write(filepath.Join(s.dir, accountName(directory)+".json"), b, 0o600)
 }
 
-// certName is the file name for a certificate covering domains.
-func certName(domains []string) string {
+// certName is the file name for a certificate covering domains, issued under an ACME
+// profile ("" for the CA's default): a certificate of another profile is not reused.
+func certName(domains []string, profile string) string {
 	n := strings.ReplaceAll(domains[0], "*", "_")
+	if profile != "" {
+		n += "-" + profile
+	}
 	return "cert-" + strings.Map(func(r rune) rune {
 		if r == '-' || r == '.' || r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
 			return r
@@ -114,7 +119,7 @@ func (s store) saveCert(domains []string, chainPEM, keyPEM []byte) error {
 		return nil
 	}
 	data := append(append(slices.Clone(chainPEM), '\n'), keyPEM...)
-	return atomicfile.Write(filepath.Join(s.dir, certName(domains)), data, 0o600)
+	return atomicfile.Write(filepath.Join(s.dir, certName(domains, s.profile)), data, 0o600)
 }
 
 // loadCert returns the stored certificate for domains, or nil when there is none.
@@ -122,7 +127,7 @@ func (s store) loadCert(domains []string) (*tls.Certificate, error) {
 	if s.dir == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(filepath.Join(s.dir, certName(domains)))
+	b, err := os.ReadFile(filepath.Join(s.dir, certName(domains, s.profile)))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

@@ -29,7 +29,7 @@ func (a *Agent) parts() []part {
 		ps = append(ps, a.relayPart(cfg.Relay, cfg.StateDir))
 	}
 	if cfg.DDNS != nil && config.On(cfg.DDNS.Enabled, true) {
-		ps = append(ps, a.ddnsPart(*cfg.DDNS, cfg.StateDir, cfg.Relay.Hostname))
+		ps = append(ps, a.ddnsPart(*cfg.DDNS, cfg.StateDir, cfg.Relay.Hostname, cfg.Relay.MeshSTUNServers()))
 	}
 	if cfg.ACME != nil && config.On(cfg.ACME.Enabled, true) {
 		ps = append(ps, a.acmePart(*cfg.ACME, cfg.StateDir))
@@ -68,13 +68,13 @@ func (a *Agent) relayPart(rc config.Relay, stateDir string) part {
 	}
 }
 
-func (a *Agent) ddnsPart(dc config.DDNS, stateDir, relayHost string) part {
+func (a *Agent) ddnsPart(dc config.DDNS, stateDir, relayHost string, meshSTUN []string) part {
 	return part{
 		name:    "ddns",
-		section: []any{dc, stateDir, relayHost},
+		section: []any{dc, stateDir, relayHost, meshSTUN},
 		run: func(ctx context.Context) error {
 			rr := relayRecord(dc, relayHost)
-			u, err := ddns.New(dc, stateDir, a.log,
+			u, err := ddns.New(dc, stateDir, a.log, ddns.WithMeshSTUN(meshSTUN),
 				ddns.WithSubscriber(func(ch ddns.AddressChange) { a.noteAddress(ch, rr) }))
 			if err != nil {
 				return err

@@ -30,6 +30,7 @@ type Candidate struct {
 	Scope        int // 0 = global (RT_SCOPE_UNIVERSE)
 	PreferredLft int // seconds; lifetimeForever = never expires; 0 = deprecated
 	ValidLft     int
+	PrefixLen    int // the address's prefix length on the interface (0: unknown)
 }
 
 // Rejection says why a candidate was not eligible.

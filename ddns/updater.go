@@ -1,7 +1,8 @@
 // Package ddns keeps A/AAAA records pointing at this line's current addresses. Addresses
 // come from an interface (kernel netlink events, chosen by the selection rules in Select),
-// an HTTP echo service, or a fixed value; records are written through a libdns provider only
-// when the address differs from what DNS holds, with debouncing and retries.
+// possibly combined with a LAN host's interface identifier, an HTTP echo service, a STUN
+// server, or a fixed value; records are written through a libdns provider only when the
+// address differs from what DNS holds, with debouncing and retries.
 package ddns
 
 import (
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -36,7 +38,7 @@ type AddressChange struct {
 type RecordState struct {
 	Name        string     `json:"name"` // fully qualified, no trailing dot
 	Type        string     `json:"type"`
-	Source      string     `json:"source"`              // "interface eth0", "url https://…", "value"
+	Source      string     `json:"source"`              // "interface eth0", "url https://…", "stun host:port", "value"
 	Address     netip.Addr `json:"address"`             // selected now (zero: none eligible)
 	Published   netip.Addr `json:"published"`           // last address confirmed in DNS
 	Changed     time.Time  `json:"changed"`             // when Address last changed
@@ -53,6 +55,8 @@ type Timing struct {
 	RetryMin   time.Duration // first retry after a failed update (2 s), doubling...
 	RetryMax   time.Duration // ...up to this (2 min)
 	APITimeout time.Duration // bound on one provider call (30 s)
+	// STUNTimeout bounds asking one STUN server (10 s: requests resent after 0.5, 1, 2, 4 s).
+	STUNTimeout time.Duration
 }
 
 func (t *Timing) setDefaults() {
@@ -67,6 +71,7 @@ func (t *Timing) setDefaults() {
 	def(&t.RetryMin, 2*time.Second)
 	def(&t.RetryMax, 2*time.Minute)
 	def(&t.APITimeout, 30*time.Second)
+	def(&t.STUNTimeout, 10*time.Second)
 }
 
 // Option adjusts an Updater.
@@ -84,6 +89,9 @@ func WithProvider(p provider.Provider) Option { return func(u *Updater) { u.prov
 // WithHTTPClient sets the client for url sources and for HTTP DNS APIs.
 func WithHTTPClient(c *http.Client) Option { return func(u *Updater) { u.hc = c } }
 
+// WithMeshSTUN gives the STUN servers `stun: auto` asks (the mesh peers', host:port).
+func WithMeshSTUN(servers []string) Option { return func(u *Updater) { u.meshSTUN = servers } }
+
 // WithTiming overrides the loop timing.
 func WithTiming(t Timing) Option { return func(u *Updater) { u.timing = t } }
 
@@ -97,6 +105,7 @@ type Updater struct {
 	hc       *http.Client
 	timing   Timing
 	subs     []func(AddressChange)
+	meshSTUN []string
 
 	mu      sync.Mutex // guards records' exported state for Current
 	records []*record
@@ -112,6 +121,8 @@ type record struct {
 	fqdn      string // without trailing dot
 	key       string // "AAAA derp.example.com", the state file key
 	fixed     netip.Addr
+	iid       netip.Addr // a LAN host's interface identifier (suffix or mac), or zero
+	base      netip.Addr // for a LAN host: the interface address its prefix came from
 	selected  netip.Addr
 	published netip.Addr
 	changed   time.Time
@@ -193,13 +204,30 @@ func newRecord(rc config.Record, zone string) (*record, error) {
 	r.fqdn = strings.TrimSuffix(libdns.AbsoluteName(rel, zone), ".")
 	r.key = rc.Type + " " + r.fqdn
 	n := 0
-	for _, s := range []string{rc.Interface, rc.URL, rc.Value} {
+	for _, s := range []string{rc.Interface, rc.URL, rc.Value, rc.STUN} {
 		if s != "" {
 			n++
 		}
 	}
 	if n != 1 {
-		return nil, errors.New("set exactly one address source: interface, url or value")
+		return nil, errors.New("set exactly one address source: interface, url, stun or value")
+	}
+	if rc.Suffix != "" || rc.MAC != "" {
+		if rc.Interface == "" || rc.Type != "AAAA" {
+			return nil, errors.New("suffix and mac need type AAAA and an interface")
+		}
+		var err error
+		if rc.Suffix != "" {
+			r.iid, err = config.ParseSuffix(rc.Suffix)
+		} else {
+			var mac net.HardwareAddr
+			if mac, err = config.ParseMAC(rc.MAC); err == nil {
+				r.iid = eui64(mac)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	if rc.Value != "" {
 		a, err := netip.ParseAddr(rc.Value)
@@ -246,8 +274,14 @@ func relativeName(name, zone string) (string, error) {
 
 func (r *record) source() string {
 	switch {
+	case r.cfg.Interface != "" && r.cfg.Suffix != "":
+		return "interface " + r.cfg.Interface + " prefix + " + r.cfg.Suffix
+	case r.cfg.Interface != "" && r.cfg.MAC != "":
+		return "interface " + r.cfg.Interface + " prefix + EUI-64 of " + r.cfg.MAC
 	case r.cfg.Interface != "":
 		return "interface " + r.cfg.Interface
+	case r.cfg.STUN != "":
+		return "stun " + r.cfg.STUN
 	case r.cfg.URL != "":
 		return "url " + r.cfg.URL
 	}
@@ -275,9 +309,10 @@ func (u *Updater) Current() []RecordState {
 // end Run.
 func (u *Updater) Run(ctx context.Context) error {
 	kick := make(chan time.Time, 1)
-	needsNetlink := slices.ContainsFunc(u.records, func(r *record) bool { return r.cfg.Interface != "" || r.cfg.URL != "" })
+	needsNetlink := slices.ContainsFunc(u.records, func(r *record) bool { return r.fixed == netip.Addr{} })
 	if needsNetlink {
-		// URL sources are re-asked on address events too: a WAN change shows up there first.
+		// URL and STUN sources are re-asked on address and link events too (a WAN change
+		// shows up there first), and at every Recheck.
 		w := &netWatcher{log: u.log}
 		go w.run(ctx, kick)
 	}
@@ -334,10 +369,25 @@ func minTime(a, b time.Time) time.Time {
 	return a
 }
 
-// refresh recomputes every record's selected address from its source.
+// refresh recomputes every record's selected address from its source. Sources are read in
+// parallel, so a slow or dead URL or STUN server delays the others by its own timeout at
+// most, not by the sum of all of them.
 func (u *Updater) refresh(ctx context.Context, eventAt time.Time) {
-	for _, r := range u.records {
-		next, ok := u.resolve(ctx, r)
+	type result struct {
+		addr netip.Addr
+		ok   bool
+	}
+	results := make([]result, len(u.records))
+	var wg sync.WaitGroup
+	for i, r := range u.records {
+		wg.Go(func() {
+			a, ok := u.resolve(ctx, r)
+			results[i] = result{a, ok}
+		})
+	}
+	wg.Wait()
+	for i, r := range u.records {
+		next, ok := results[i].addr, results[i].ok
 		if !ok || next == r.selected {
 			continue
 		}
@@ -365,74 +415,6 @@ func fmtAddr(a netip.Addr) string {
 		return "none"
 	}
 	return a.String()
-}
-
-// resolve returns the address a record's source offers now. ok is false when the source
-// could not be read (the previous selection then stands).
-func (u *Updater) resolve(ctx context.Context, r *record) (netip.Addr, bool) {
-	switch {
-	case r.fixed.IsValid():
-		return r.fixed, true
-	case r.cfg.URL != "":
-		cctx, cancel := context.WithTimeout(ctx, u.timing.APITimeout)
-		defer cancel()
-		a, err := fetchEcho(cctx, echoClient(r.cfg.Type, u.hc), r.cfg.URL)
-		if err == nil {
-			if why := publicReason(r.cfg.Type, a); why != "" {
-				err = fmt.Errorf("echo service reported %s, which is %s", a, why)
-			}
-		}
-		if err != nil {
-			u.explain(r, fmt.Sprintf("cannot learn the address from %s: %v", r.cfg.URL, err))
-			return netip.Addr{}, false
-		}
-		u.explain(r, "")
-		return a, true
-	}
-	cands, err := interfaceAddrs(r.cfg.Interface, familyOf(r.cfg.Type))
-	if err != nil {
-		u.explain(r, err.Error()+"; keeping the record as it is")
-		return netip.Addr{}, true
-	}
-	a, rejected := Select(r.cfg.Type, cands, r.selected)
-	if a.IsValid() {
-		u.explain(r, "")
-		return a, true
-	}
-	u.explain(r, noAddressMessage(r, rejected))
-	return netip.Addr{}, true
-}
-
-// noAddressMessage says why an interface offers nothing to publish, calling out the common
-// case of a WAN behind carrier-grade NAT or a private network.
-func noAddressMessage(r *record, rejected []Rejection) string {
-	if len(rejected) == 0 {
-		return fmt.Sprintf("interface %s has no %s address; keeping the record as it is", r.cfg.Interface, map[bool]string{true: "IPv4", false: "IPv6"}[r.cfg.Type == "A"])
-	}
-	parts := make([]string, 0, len(rejected))
-	natted := false
-	for _, x := range rejected {
-		parts = append(parts, x.Addr.String()+" ("+x.Reason+")")
-		natted = natted || strings.Contains(x.Reason, "NAT") || strings.Contains(x.Reason, "private")
-	}
-	msg := fmt.Sprintf("interface %s has no publishable %s address: %s; keeping the record as it is",
-		r.cfg.Interface, r.cfg.Type, strings.Join(parts, ", "))
-	if r.cfg.Type == "A" && natted {
-		msg += ". The WAN has no public IPv4 (CGNAT or private network): DERP clients will need IPv6, or use url: with an echo service if a public IPv4 is forwarded to this box"
-	}
-	return msg
-}
-
-// explain logs msg when it differs from the last one for r, so a persisting condition is
-// reported once, not on every event.
-func (u *Updater) explain(r *record, msg string) {
-	if msg == r.rejectMsg {
-		return
-	}
-	r.rejectMsg = msg
-	if msg != "" {
-		u.log.Warn(msg, "record", r.fqdn, "type", r.cfg.Type)
-	}
 }
 
 // reconcile makes DNS hold r's selected address. verify forces a comparison with DNS even

@@ -127,7 +127,11 @@ func interfaceAddrs(name string, family int) ([]Candidate, error) {
 		if !ok {
 			continue
 		}
-		out = append(out, Candidate{Addr: ip.Unmap(), Flags: a.Flags, Scope: a.Scope, PreferredLft: a.PreferedLft, ValidLft: a.ValidLft})
+		c := Candidate{Addr: ip.Unmap(), Flags: a.Flags, Scope: a.Scope, PreferredLft: a.PreferedLft, ValidLft: a.ValidLft}
+		if a.IPNet != nil {
+			c.PrefixLen, _ = a.IPNet.Mask.Size()
+		}
+		out = append(out, c)
 	}
 	return out, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -77,8 +76,7 @@ func TestAdvertiseTailscaled(t *testing.T) {
 	// A router namespace whose LAN has an IPv4 prefix, a global IPv6 prefix and a ULA.
 	tp := &topo{t: t, router: randName() + "-rtr", dir: t.TempDir()}
 	tp.stateDir = filepath.Join(tp.dir, "state")
-	run(t, "ip", "netns", "add", tp.router)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", tp.router).Run() })
+	addNS(t, tp.router)
 	nsRun(t, tp.router, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0")
 	for _, c := range []string{
 		"link add lan0.5 type veth peer name lanp",

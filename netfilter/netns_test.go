@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,7 +19,6 @@ import (
 	"time"
 
 	"github.com/edgerelay/edgerelay/agent/testenv"
-	"github.com/vishvananda/netns"
 )
 
 // topo is three namespaces: a LAN host, the router (where the code under test runs) and a
@@ -42,6 +40,16 @@ func randName() string {
 	b := make([]byte, 3)
 	rand.Read(b)
 	return "er" + hex.EncodeToString(b)
+}
+
+// addNS creates network namespace ns, removed when the test ends, with IPv4 forwarding off:
+// a new namespace copies the host's net.ipv4.ip_forward (devconf_inherit_init_net=0), and
+// the tests expect the kernel's default, as on a router that edgerelay has not touched.
+func addNS(t testing.TB, ns string) {
+	t.Helper()
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=0")
 }
 
 func run(t testing.TB, name string, args ...string) string {
@@ -72,8 +80,7 @@ func newTopo(t *testing.T) *topo {
 	}
 	tp.stateDir = filepath.Join(tp.dir, "state")
 	for _, ns := range []string{tp.lan, tp.router, tp.peer} {
-		run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		addNS(t, ns)
 		// No duplicate address detection: addresses are usable at once.
 		nsRun(t, ns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0")
 		nsRun(t, ns, "ip", "link", "set", "lo", "up")
@@ -190,31 +197,11 @@ func (tp *topo) mustHelper(mode string) string {
 	return out
 }
 
-// inNS runs f on an OS thread switched into the namespace. The thread stays locked and dies
-// with the goroutine, so no other goroutine ever runs in that namespace by accident.
-func inNS(ns string, f func() error) error {
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
-}
-
 // listen starts a TCP server in ns that tells each client the address it sees it from.
 func listen(t *testing.T, ns, addr string) string {
 	t.Helper()
 	var ln net.Listener
-	err := inNS(ns, func() (err error) {
+	err := testenv.RunInNetNS(ns, func() (err error) {
 		ln, err = net.Listen("tcp", addr)
 		return err
 	})
@@ -241,7 +228,7 @@ func listen(t *testing.T, ns, addr string) string {
 // dial connects from ns to addr and returns the address the server saw us from.
 func dial(ns, addr string) (string, error) {
 	var seen string
-	err := inNS(ns, func() error {
+	err := testenv.RunInNetNS(ns, func() error {
 		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 		if err != nil {
 			return err

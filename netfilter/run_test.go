@@ -1,7 +1,6 @@
 package netfilter
 
 import (
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,8 +22,7 @@ func TestRunFollowsEvents(t *testing.T) {
 	tp := &topo{t: t, router: randName() + "-rtr", dir: t.TempDir()}
 	tp.stateDir = filepath.Join(tp.dir, "state")
 	testenv.RequireRoot(t)
-	run(t, "ip", "netns", "add", tp.router)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", tp.router).Run() })
+	addNS(t, tp.router)
 	for _, c := range []string{
 		"link add lan0.7 type veth peer name lanp",
 		"addr add 192.168.77.1/24 dev lan0.7",

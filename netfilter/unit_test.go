@@ -168,8 +168,7 @@ func TestNotRoot(t *testing.T) {
 	cfg := filepath.Join(dir, "c.yaml")
 	os.WriteFile(cfg, []byte("state_dir: "+dir+"/state\nrelay: {enabled: false}\nsubnet: {lan_interfaces: [lan0], firewall: none, advertise: false}\n"), 0o644)
 	ns := randName() + "-nr"
-	run(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	addNS(t, ns)
 	cmd := exec.Command("ip", "netns", "exec", ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
 		"--inh-caps=-all", "--bounding-set=-all", bin)
 	cmd.Env = append(os.Environ(), helperEnv+"=apply", "EDGERELAY_NF_CONFIG="+cfg)

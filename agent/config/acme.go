@@ -21,6 +21,9 @@ type ACME struct {
 	EAB                EAB      `yaml:"eab"`
 	// CACertFile trusts an extra root for the ACME directory (private CAs, tests).
 	CACertFile string `yaml:"ca_cert_file"`
+	// Profile asks the CA for a certificate profile (Let's Encrypt: classic, tlsserver,
+	// shortlived); "" takes the CA's default.
+	Profile string `yaml:"profile"`
 }
 
 // EAB is External Account Binding for CAs that require it.
@@ -60,9 +63,26 @@ func (a *ACME) check(c *checker, cfg *Config) {
 			c.add(fmt.Sprintf("acme.domains[%d]", i), "%q is not a DNS name", d)
 		}
 	}
+	if a.Profile != "" && !validProfile(a.Profile) {
+		c.add("acme.profile", "%q is not a profile name (Let's Encrypt offers classic, tlsserver and shortlived)", a.Profile)
+	}
 	if a.DNSProvider.IsZero() {
 		c.add("acme.dns_provider", "required when there is no ddns section to borrow the provider from")
 	} else {
 		a.DNSProvider.check(c, "acme.dns_provider")
 	}
+}
+
+// validProfile accepts what a CA can name a profile: a short token of letters, digits and
+// - _ . (draft-ietf-acme-profiles leaves the names to the CA).
+func validProfile(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
 }

@@ -244,3 +244,87 @@ func FuzzYAML(f *testing.F) {
 		Parse(b, false)
 	})
 }
+
+// The keys for DNSPod, LAN hosts, STUN sources and ACME profiles: each mistake reported with
+// its key and line, and the same keys read from UCI.
+func TestLANHostSTUNProfileKeys(t *testing.T) {
+	yaml := `ddns:
+  provider: {type: tencentcloud, secret_key: x}
+  zone: example.com
+  records:
+    - {name: a, type: AAAA, interface: br-lan, suffix: "2001:db8::1234"}
+    - {name: b, type: AAAA, interface: br-lan, mac: "aa:bb:cc"}
+    - {name: c, type: A, interface: br-lan, suffix: "::1"}
+    - {name: d, type: AAAA, interface: br-lan, suffix: "::1", mac: "aa:bb:cc:dd:ee:ff"}
+    - {name: e, type: A, stun: auto}
+    - {name: f, type: A, stun: ":3478"}
+    - {name: g, type: A, stun: "stun.example.net", url: "https://x"}
+    - {name: h, type: AAAA, interface: br-lan, suffix: "::"}
+acme:
+  email: a@example.com
+  profile: "short lived"
+`
+	_, err := Parse([]byte(yaml), false)
+	want := []string{
+		"line 2: ddns.provider.secret_id: required for tencentcloud",
+		`line 5: ddns.records[0].suffix: "2001:db8::1234" sets prefix bits`,
+		`line 6: ddns.records[1].mac: "aa:bb:cc" is not a 48-bit MAC`,
+		"line 7: ddns.records[2]: suffix and mac make an AAAA record",
+		"line 8: ddns.records[3]: set suffix or mac, not both",
+		"line 9: ddns.records[4].stun: auto asks the STUN servers of relay.mesh.peers, and there are none",
+		`line 10: ddns.records[5].stun: ":3478" names no host`,
+		"line 11: ddns.records[6]: set exactly one address source: interface, url, stun or value",
+		`line 12: ddns.records[7].suffix: "::" is all zeros`,
+		`line 15: acme.profile: "short lived" is not a profile name`,
+	}
+	if err == nil {
+		t.Fatal("no problems found")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%s", w, err)
+		}
+	}
+
+	keyFile := filepath.Join(t.TempDir(), "mesh.key")
+	os.WriteFile(keyFile, []byte(strings.Repeat("ab", 32)+"\n"), 0o600)
+	uci := `config relay
+	option hostname derp.example.com
+	list mesh_peers 'https://derp2.example.com:8443'
+	option mesh_key_file '` + keyFile + `'
+config ddns
+	option provider_type dnspod
+	option provider_secret_id AKIDx
+	option provider_secret_key_file /etc/edgerelay/dnspod.key
+	option zone example.com
+config record
+	option name nas
+	option type AAAA
+	option interface br-lan
+	option suffix '::1234'
+config record
+	option name cam
+	option type AAAA
+	option interface br-lan
+	option mac 'aa:bb:cc:dd:ee:ff'
+config record
+	option name home
+	option type A
+	option stun auto
+config acme
+	option email a@example.com
+	option profile shortlived
+`
+	cfg, err := Parse([]byte(uci), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.DDNS.Records
+	if cfg.DDNS.Provider.SecretID != "AKIDx" || cfg.DDNS.Provider.SecretKeyFile != "/etc/edgerelay/dnspod.key" ||
+		r[0].Suffix != "::1234" || r[1].MAC != "aa:bb:cc:dd:ee:ff" || r[2].STUN != "auto" || cfg.ACME.Profile != "shortlived" {
+		t.Fatalf("decoded %+v %+v %+v", cfg.DDNS.Provider, r, cfg.ACME)
+	}
+	if got := cfg.Relay.MeshSTUNServers(); len(got) != 1 || got[0] != "derp2.example.com:3478" {
+		t.Errorf("mesh STUN servers %v", got)
+	}
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 )
 
@@ -27,11 +28,15 @@ type Provider struct {
 	KeyAlg  string `yaml:"key_alg"`
 	Key     string `yaml:"key"`
 	KeyFile string `yaml:"key_file"`
-	// alidns, tencentcloud/dnspod, huaweicloud
+	// alidns, huaweicloud
 	AccessKeyID         string `yaml:"access_key_id"`
 	AccessKeySecret     string `yaml:"access_key_secret"`
 	AccessKeySecretFile string `yaml:"access_key_secret_file"`
 	Region              string `yaml:"region"`
+	// tencentcloud (alias dnspod): a Tencent Cloud API key (CAM SecretId/SecretKey)
+	SecretID      string `yaml:"secret_id"`
+	SecretKey     string `yaml:"secret_key"`
+	SecretKeyFile string `yaml:"secret_key_file"`
 }
 
 // IsZero reports whether no provider was configured (acme then reuses ddns.provider).
@@ -44,7 +49,18 @@ type Record struct {
 	Interface string `yaml:"interface"`
 	URL       string `yaml:"url"`
 	Value     string `yaml:"value"`
+	// STUN asks a STUN server (host[:port], default port 3478) for this line's mapped
+	// address, for when the public address is not on the box; "auto" asks the mesh peers'
+	// STUN servers (edgerelay relays elsewhere, relay.mesh.peers).
+	STUN string `yaml:"stun"`
+	// Suffix or MAC turn an interface record into one for a LAN host: the interface's
+	// current prefix plus the host's fixed interface identifier (AAAA only).
+	Suffix string `yaml:"suffix"` // e.g. "::1234"
+	MAC    string `yaml:"mac"`    // EUI-64 identifier from the host's MAC address
 }
+
+// STUNAuto is the stun value that asks the mesh peers' STUN servers.
+const STUNAuto = "auto"
 
 func (d *DDNS) setDefaults() {
 	if d.TTL == 0 {
@@ -52,7 +68,7 @@ func (d *DDNS) setDefaults() {
 	}
 }
 
-func (d *DDNS) check(c *checker) {
+func (d *DDNS) check(c *checker, cfg *Config) {
 	if !On(d.Enabled, true) {
 		return
 	}
@@ -70,13 +86,23 @@ func (d *DDNS) check(c *checker) {
 		}
 		oneOf(c, p+".type", r.Type, "A", "AAAA")
 		sources := 0
-		for _, s := range []string{r.Interface, r.URL, r.Value} {
+		for _, s := range []string{r.Interface, r.URL, r.Value, r.STUN} {
 			if s != "" {
 				sources++
 			}
 		}
 		if sources != 1 {
-			c.add(p, "set exactly one address source: interface, url or value")
+			c.add(p, "set exactly one address source: interface, url, stun or value")
+		}
+		r.checkLANHost(c, p)
+		if r.STUN == STUNAuto && len(cfg.Relay.MeshSTUNServers()) == 0 {
+			c.add(p+".stun", "auto asks the STUN servers of relay.mesh.peers, and there are none: give host:port of a STUN server outside this network")
+		} else if r.STUN != "" && r.STUN != STUNAuto {
+			if hp := WithDefaultPort(r.STUN, "3478"); strings.HasPrefix(hp, ":") {
+				c.add(p+".stun", "%q names no host: give the STUN server as host or host:port", r.STUN)
+			} else {
+				checkHostPort(c, p+".stun", hp)
+			}
 		}
 		if r.Value != "" {
 			ip := net.ParseIP(r.Value)
@@ -92,7 +118,9 @@ func (d *DDNS) check(c *checker) {
 
 // ProviderTypes are the DNS providers edgerelay can drive (ddns/provider.Types; a test
 // there keeps the two lists equal).
-var ProviderTypes = []string{"alidns", "cloudflare", "huaweicloud", "rfc2136"}
+var ProviderTypes = []string{"alidns", "cloudflare", "huaweicloud", "rfc2136",
+	"tencentcloud", "dnspod",
+}
 
 // TSIGAlgorithms are the key_alg values for rfc2136 (BIND and Knot accept them all); the
 // trailing dot of the FQDN form and case do not matter.
@@ -132,5 +160,67 @@ func (p *Provider) check(c *checker, path string) {
 		if p.AccessKeySecret == "" && p.AccessKeySecretFile == "" {
 			c.add(path+".access_key_secret", "required (or access_key_secret_file) for %s", p.Type)
 		}
+	case "tencentcloud", "dnspod":
+		if p.SecretID == "" {
+			c.add(path+".secret_id", "required for %s: the SecretId of a Tencent Cloud API key", p.Type)
+		}
+		if p.SecretKey == "" && p.SecretKeyFile == "" {
+			c.add(path+".secret_key", "required (or secret_key_file) for %s: the SecretKey of that API key", p.Type)
+		}
 	}
+}
+
+// checkLANHost checks suffix and mac: one of them, on an AAAA interface record.
+func (r Record) checkLANHost(c *checker, p string) {
+	if r.Suffix == "" && r.MAC == "" {
+		return
+	}
+	switch {
+	case r.Suffix != "" && r.MAC != "":
+		c.add(p, "set suffix or mac, not both")
+	case r.Interface == "" || r.Type != "AAAA":
+		c.add(p, "suffix and mac make an AAAA record from an interface's prefix: they need type: AAAA and interface")
+	case r.Suffix != "":
+		if _, err := ParseSuffix(r.Suffix); err != nil {
+			c.add(p+".suffix", "%v", err)
+		}
+	default:
+		if _, err := ParseMAC(r.MAC); err != nil {
+			c.add(p+".mac", "%v", err)
+		}
+	}
+}
+
+// ParseSuffix reads an interface identifier written as an IPv6 address with only its low 64
+// bits set ("::1234", "::a:b:c:d").
+func ParseSuffix(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("%q is not an interface identifier written as an IPv6 address, like ::1234", s)
+	}
+	b := a.As16()
+	if [8]byte(b[:8]) != [8]byte{} {
+		return netip.Addr{}, fmt.Errorf("%q sets prefix bits: give only the host part, like ::1234 (the prefix comes from the interface)", s)
+	}
+	if [8]byte(b[8:]) == [8]byte{} {
+		return netip.Addr{}, fmt.Errorf("%q is all zeros: give the host's interface identifier, like ::1234", s)
+	}
+	return a, nil
+}
+
+// ParseMAC reads a 48-bit MAC address (aa:bb:cc:dd:ee:ff or aa-bb-…).
+func ParseMAC(s string) (net.HardwareAddr, error) {
+	m, err := net.ParseMAC(s)
+	if err != nil || len(m) != 6 {
+		return nil, fmt.Errorf("%q is not a 48-bit MAC address like aa:bb:cc:dd:ee:ff", s)
+	}
+	return m, nil
+}
+
+// WithDefaultPort returns host:port, adding port when s names none.
+func WithDefaultPort(s, port string) string {
+	if _, _, err := net.SplitHostPort(s); err == nil {
+		return s
+	}
+	return net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"), port)
 }

@@ -146,7 +146,7 @@ func (cfg *Config) check(c *checker) {
 	}
 	cfg.Relay.check(c, cfg)
 	if cfg.DDNS != nil {
-		cfg.DDNS.check(c)
+		cfg.DDNS.check(c, cfg)
 	}
 	if cfg.ACME != nil {
 		cfg.ACME.check(c, cfg)

@@ -241,3 +241,27 @@ func validNodeKey(s string) bool {
 	_, err := hex.DecodeString(h)
 	return err == nil
 }
+
+// MeshSTUNServers are the STUN servers of the region's other relays (relay.mesh.peers, at
+// this relay's STUN port: the region's relays are set up alike), for ddns's stun: auto.
+func (r Relay) MeshSTUNServers() []string {
+	port := "3478"
+	if s := r.STUNAddr(); s != "" {
+		if _, p, err := net.SplitHostPort(s); err == nil && p != "" && p != "0" {
+			port = p
+		}
+	}
+	var out []string
+	for _, peer := range r.Mesh.Peers {
+		host := peer
+		if u, err := url.Parse(peer); err == nil && u.Host != "" {
+			host = u.Hostname()
+		} else if h, _, err := net.SplitHostPort(peer); err == nil {
+			host = h
+		}
+		if host != "" {
+			out = append(out, net.JoinHostPort(host, port))
+		}
+	}
+	return out
+}

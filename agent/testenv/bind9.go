@@ -71,6 +71,11 @@ func NewNetNS(t testing.TB, ip string) string {
 	if out, err := exec.Command(ip, "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		t.Fatalf("loopback up in %s: %v: %s", ns, err, out)
 	}
+	// A new namespace copies the host's net.ipv4.ip_forward (devconf_inherit_init_net=0);
+	// start from the kernel's default whatever the host has.
+	if out, err := exec.Command(ip, "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=0").CombinedOutput(); err != nil {
+		t.Fatalf("ip_forward off in %s: %v: %s", ns, err, out)
+	}
 	// `ip netns exec` bind-mounts /etc/netns/<ns>/* over /etc: processes in the namespace
 	// resolve names through 127.0.0.1 there (StartBIND9), never through the host's resolver.
 	etc := filepath.Join("/etc/netns", ns)

@@ -42,6 +42,10 @@ type PebbleOptions struct {
 	// Binary runs this pebble instead of Debian's /usr/bin/pebble (2.4.0, which has no ARI);
 	// see BuildPebble.
 	Binary string
+	// Profiles (name → certificate lifetime) are the certificate profiles Pebble offers in
+	// its directory and issues by (v2.8.0). Pebble picks one at random for an order that
+	// names none.
+	Profiles map[string]time.Duration
 }
 
 // BuildPebble builds Pebble v2.8.0 (ARI, profiles) from the module's tool dependency and
@@ -93,6 +97,13 @@ func StartPebble(t testing.TB, dnsServer string, opts PebbleOptions) *Pebble {
 	}
 	if eabKeys != nil {
 		conf["externalAccountMACKeys"] = eabKeys
+	}
+	if opts.Profiles != nil {
+		profiles := map[string]any{}
+		for name, life := range opts.Profiles {
+			profiles[name] = map[string]any{"description": name, "validityPeriod": int64(life / time.Second)}
+		}
+		conf["profiles"] = profiles
 	}
 	cfg, _ := json.Marshal(map[string]any{"pebble": conf})
 	cmd := exec.Command(bin, "-config", write("pebble.json", cfg), "-dnsserver", dnsServer)

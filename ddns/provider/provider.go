@@ -1,5 +1,5 @@
 // Package provider builds libdns DNS providers (Cloudflare, RFC 2136, Alibaba Cloud DNS,
-// Huawei Cloud DNS) from the config's provider section, so ddns and acme drive every DNS
+// Huawei Cloud DNS, Tencent Cloud DNSPod) from the config's provider section, so ddns and acme drive every DNS
 // service through the same four libdns calls.
 package provider
 
@@ -29,7 +29,9 @@ type Provider interface {
 }
 
 // Types lists the provider types New understands (agent/config keeps the same list for check).
-var Types = []string{"alidns", "cloudflare", "huaweicloud", "rfc2136"}
+var Types = []string{"alidns", "cloudflare", "huaweicloud", "rfc2136",
+	"tencentcloud", "dnspod", // dnspod: the same Tencent Cloud DNSPod provider
+}
 
 // Options adjust how providers reach their API.
 type Options struct {
@@ -70,6 +72,15 @@ func New(p config.Provider, opts Options) (Provider, error) {
 			}}, nil
 		}
 		return &huaweicloud.Provider{AccessKeyId: p.AccessKeyID, SecretAccessKey: secret, RegionId: p.Region}, nil
+	case "tencentcloud", "dnspod":
+		key, err := config.ReadSecret(p.SecretKey, p.SecretKeyFile, "secret_key")
+		if err != nil {
+			return nil, err
+		}
+		if p.SecretID == "" || key == "" {
+			return nil, fmt.Errorf("%s: secret_id and secret_key are required", p.Type)
+		}
+		return newTencentCloud(p.SecretID, key, hc), nil
 	case "":
 		return nil, fmt.Errorf("provider type is empty (one of %s)", strings.Join(Types, ", "))
 	}

@@ -48,6 +48,9 @@ func TestNew(t *testing.T) {
 		{"alidns", config.Provider{Type: "alidns", AccessKeyID: "id", AccessKeySecret: "s"}, ""},
 		{"alidns no secret", config.Provider{Type: "alidns", AccessKeyID: "id"}, "access_key_secret"},
 		{"huaweicloud", config.Provider{Type: "huaweicloud", AccessKeyID: "id", AccessKeySecret: "s", Region: "cn-north-4"}, ""},
+		{"tencentcloud", config.Provider{Type: "tencentcloud", SecretID: "AKIDx", SecretKey: "k"}, ""},
+		{"dnspod file", config.Provider{Type: "dnspod", SecretID: "AKIDx", SecretKeyFile: tokFile}, ""},
+		{"tencentcloud no key", config.Provider{Type: "tencentcloud", SecretID: "AKIDx"}, "secret_key"},
 		{"unknown", config.Provider{Type: "route53"}, "one of alidns, cloudflare, huaweicloud, rfc2136"},
 		{"empty", config.Provider{}, "empty"},
 	} {
@@ -87,7 +90,7 @@ func FuzzNew(f *testing.F) {
 	f.Add("x", "[::1", "", "", "", "")
 	f.Fuzz(func(t *testing.T, typ, server, keyName, alg, key, token string) {
 		p, err := New(config.Provider{Type: typ, Server: server, KeyName: keyName, KeyAlg: alg, Key: key, APIToken: token,
-			AccessKeyID: keyName, AccessKeySecret: key}, Options{})
+			AccessKeyID: keyName, AccessKeySecret: key, SecretID: keyName, SecretKey: key}, Options{})
 		if err == nil && p == nil {
 			t.Fatal("nil provider without error")
 		}

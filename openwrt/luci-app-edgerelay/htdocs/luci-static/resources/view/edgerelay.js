@@ -27,6 +27,8 @@ function providerOptions(s, prefix, inheritsDDNS) {
 	o.value('rfc2136', _('RFC 2136 (BIND, Knot, PowerDNS)'));
 	o.value('alidns', 'Alibaba Cloud DNS');
 	o.value('huaweicloud', 'Huawei Cloud DNS');
+	o.value('tencentcloud', 'Tencent Cloud DNSPod');
+	o.value('dnspod', _('DNSPod (the same as Tencent Cloud DNSPod)'));
 
 	var opt = function(widget, key, title, types, description) {
 		var o = s.option(widget, prefix + key, title, description);
@@ -46,6 +48,10 @@ function providerOptions(s, prefix, inheritsDDNS) {
 	opt(form.Value, 'access_key_secret', _('Access key secret'), cloud).password = true;
 	opt(form.Value, 'access_key_secret_file', _('Access key secret file'), cloud);
 	opt(form.Value, 'region', _('Provider region'), cloud);
+	var tencent = [ 'tencentcloud', 'dnspod' ];
+	opt(form.Value, 'secret_id', _('SecretId'), tencent, _('A Tencent Cloud API key allowed to edit DNSPod records.'));
+	opt(form.Value, 'secret_key', _('SecretKey'), tencent).password = true;
+	opt(form.Value, 'secret_key_file', _('SecretKey file'), tencent);
 }
 
 function output(res, fallback) {
@@ -155,7 +161,7 @@ return view.extend({
 		o.placeholder = '300';
 
 		s = m.section(form.GridSection, 'record', _('DNS records'),
-			_('One row per record. Address source: exactly one of interface, URL or fixed value.'));
+			_('One row per record. Address source: exactly one of interface, URL, STUN server or fixed value. With a suffix or MAC, an interface record is a LAN host\'s: the interface\'s current prefix plus the host\'s fixed identifier.'));
 		s.anonymous = true;
 		s.addremove = true;
 		o = s.option(form.Value, 'name', _('Name'), _('Relative to the zone, or @.'));
@@ -166,6 +172,14 @@ return view.extend({
 		o = s.option(form.Value, 'url', _('Address-echo URL'));
 		o = s.option(form.Value, 'value', _('Fixed address'));
 		o.datatype = 'ipaddr(1)';
+		o = s.option(form.Value, 'stun', _('STUN server'),
+			_('host:port of a STUN server outside this network, for a public address held by a modem in front of this box; auto asks the mesh peers.'));
+		o.modalonly = true;
+		o = s.option(form.Value, 'suffix', _('LAN host suffix'), _('The host\'s fixed interface identifier, e.g. ::1234 (AAAA, with an interface).'));
+		o.modalonly = true;
+		o = s.option(form.Value, 'mac', _('LAN host MAC'), _('For a host using EUI-64 addresses (AAAA, with an interface).'));
+		o.datatype = 'macaddr';
+		o.modalonly = true;
 
 		s = m.section(form.NamedSection, 'acme', 'acme', _('Let\'s Encrypt'),
 			_('A certificate for the relay\'s host name by DNS-01: ports 80 and 443 can stay closed.'));
@@ -173,6 +187,11 @@ return view.extend({
 		o = s.option(form.Value, 'email', _('Account e-mail'));
 		o = s.option(form.DynamicList, 'domains', _('Domains'), _('Default: the relay\'s host name.'));
 		o = s.option(form.Value, 'directory', _('ACME directory'), _('Default: Let\'s Encrypt production.'));
+		o = s.option(form.Value, 'profile', _('Certificate profile'),
+			_('Empty: the CA\'s default. Let\'s Encrypt: classic (90 days), tlsserver, shortlived (6 days; renewed after 3).'));
+		o.value('classic');
+		o.value('tlsserver');
+		o.value('shortlived');
 		providerOptions(s, 'dns_provider_', true);
 		o = s.option(form.DynamicList, 'resolvers', _('Resolvers for the propagation check'));
 		o.placeholder = '1.1.1.1:53';
