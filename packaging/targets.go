@@ -14,6 +14,9 @@ type Target struct {
 	GOARM  string // arm only
 	GOMIPS string // mips/mipsle only
 	GO386  string // 386 only
+	// GORISCV64 is riscv64 only: pinned to the RVA20 baseline (RV64GC), what every OpenWrt
+	// riscv64 board has, should Go's default move on.
+	GORISCV64 string
 	// OpenWrt package arch strings (opkg Architecture / apk arch) this binary is shipped as.
 	OpenWrt []string
 	// Synology arch names for the INFO file; empty when no DSM 7 model uses this CPU.
@@ -33,6 +36,9 @@ func (t Target) Env() []string {
 	}
 	if t.GO386 != "" {
 		env = append(env, "GO386="+t.GO386)
+	}
+	if t.GORISCV64 != "" {
+		env = append(env, "GORISCV64="+t.GORISCV64)
 	}
 	return env
 }
@@ -63,6 +69,10 @@ var Targets = []Target{
 		OpenWrt:      []string{"x86_64"},
 		Synology:     []string{"x86_64"},
 		SynologyName: "x86_64"},
+	{Name: "riscv64", GOARCH: "riscv64", GORISCV64: "rva20u64",
+		OpenWrt: []string{"riscv64_riscv64"}},
+	{Name: "loong64", GOARCH: "loong64",
+		OpenWrt: []string{"loongarch64_generic"}},
 }
 
 // TargetFor returns the target that serves an OpenWrt arch string.

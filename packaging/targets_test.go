@@ -37,7 +37,8 @@ func TestTargetsCoverArches(t *testing.T) {
 		}
 	}
 	for _, a := range []string{"mips_24kc", "mipsel_24kc", "arm_arm926ej-s", "arm_cortex-a7_neon-vfpv4", "arm_cortex-a9",
-		"arm_cortex-a15_neon-vfpv4", "aarch64_cortex-a53", "aarch64_generic", "i386_pentium4", "x86_64"} {
+		"arm_cortex-a15_neon-vfpv4", "aarch64_cortex-a53", "aarch64_generic", "i386_pentium4", "x86_64",
+		"riscv64_riscv64", "loongarch64_generic"} {
 		if _, ok := TargetFor(a); !ok {
 			t.Errorf("%s not served", a)
 		}

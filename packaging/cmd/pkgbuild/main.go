@@ -4,7 +4,8 @@
 //
 //	pkgbuild -version V [-dist dist] cross     static, stripped binaries in dist/bin
 //	pkgbuild -version V [-dist dist] package   the binaries plus every package
-//	pkgbuild -version V [-dist dist] size      each binary's size against the budget
+//	pkgbuild -version V [-dist dist] size      each binary's size and gzip -9 size; fails
+//	                                           when linux/mipsle softfloat is over 10 MiB
 //	pkgbuild -version V -o FILE build          one binary for this machine (make build)
 package main
 
@@ -156,23 +157,53 @@ func cross(ctx context.Context, dist string, targets []packaging.Target, version
 	return bins, nil
 }
 
+// size prints each binary's size and its gzip -9 size (what the packages carry and what a
+// compressing overlay stores), and fails when the budget target is over SizeBudget.
 func size(targets []packaging.Target, bins map[string]string, stdout io.Writer) int {
 	status := 0
-	fmt.Fprintf(stdout, "%-34s %10s  %s\n", "binary", "bytes", "budget "+strconv.Itoa(packaging.SizeBudget))
+	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
+	fmt.Fprintf(stdout, "%-32s %10s %9s %10s %9s\n", "binary", "bytes", "MiB", "gzip -9", "MiB")
 	for _, t := range targets {
 		fi, err := os.Stat(bins[t.Name])
 		if err != nil {
 			fmt.Fprintln(stdout, err)
 			return 1
 		}
-		mark := "ok"
-		if fi.Size() > packaging.SizeBudget {
-			mark, status = "OVER BUDGET", 1
+		gz, err := gzipSize(bins[t.Name])
+		if err != nil {
+			fmt.Fprintln(stdout, err)
+			return 1
 		}
-		fmt.Fprintf(stdout, "%-34s %10d  %5.2f MB  %s\n", packaging.BinaryName(t), fi.Size(), float64(fi.Size())/1e6, mark)
+		n := fi.Size()
+		note := ""
+		if t.Name == packaging.SizeBudgetTarget {
+			if n > packaging.SizeBudget {
+				note, status = fmt.Sprintf("  OVER the %d-byte budget by %d", packaging.SizeBudget, n-packaging.SizeBudget), 1
+			} else {
+				note = fmt.Sprintf("  budget %d: %d bytes to spare", packaging.SizeBudget, packaging.SizeBudget-n)
+			}
+		}
+		fmt.Fprintf(stdout, "%-32s %10d %9.2f %10d %9.2f%s\n", packaging.BinaryName(t), n, mib(n), gz, mib(gz), note)
 	}
 	return status
 }
+
+// gzipSize is the length of `gzip -9 -n` of the file: GNU gzip itself (Essential on
+// Debian), as people measure it; Go's deflate at level 9 comes out about 1.5 % larger.
+func gzipSize(path string) (int64, error) {
+	var n countWriter
+	var stderr strings.Builder
+	cmd := exec.Command("gzip", "-9", "-n", "-c", path)
+	cmd.Stdout, cmd.Stderr = &n, &stderr
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("gzip -9 %s: %v %s", path, err, stderr.String())
+	}
+	return int64(n), nil
+}
+
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
 
 // sourceDateEpoch is every file's mtime in the packages: $SOURCE_DATE_EPOCH, else the last
 // commit's time, so the same commit gives the same packages.

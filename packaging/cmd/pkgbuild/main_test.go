@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/edgerelay/edgerelay/packaging"
 )
 
 // TestPackageOneTarget runs the command as `make package` does, for one target, and checks
@@ -37,8 +40,8 @@ func TestPackageOneTarget(t *testing.T) {
 	if code := run([]string{"-version", "v1.2.3", "-dist", dist, "-targets", "arm64", "size"}, &out, &errb); code != 0 {
 		t.Fatalf("size: exit %d\n%s", code, out.String())
 	}
-	if !strings.Contains(out.String(), "edgerelay-linux-arm64") || !strings.Contains(out.String(), " ok") {
-		t.Errorf("size output:\n%s", out.String())
+	if !regexp.MustCompile(`(?m)^edgerelay-linux-arm64 +\d+ +\d+\.\d\d +\d+ +\d+\.\d\d$`).MatchString(out.String()) {
+		t.Errorf("size output (bytes, MiB, gzip -9 bytes, MiB):\n%s", out.String())
 	}
 	t.Log(out.String())
 
@@ -47,5 +50,49 @@ func TestPackageOneTarget(t *testing.T) {
 	}
 	if code := run([]string{"-version", "v1", "-targets", "sparc", "size"}, &out, &errb); code != 2 {
 		t.Errorf("unknown target: exit %d", code)
+	}
+}
+
+// TestSizeBudget: the size check fails only when the budget target's binary is over 10 MiB,
+// whatever the other binaries weigh.
+func TestSizeBudget(t *testing.T) {
+	dir := t.TempDir()
+	var budget, other packaging.Target
+	for _, tg := range packaging.Targets {
+		switch tg.Name {
+		case packaging.SizeBudgetTarget:
+			budget = tg
+		case "amd64":
+			other = tg
+		}
+	}
+	write := func(name string, n int) string {
+		p := filepath.Join(dir, name)
+		// Compressible but not trivially: a repeating 251-byte pattern.
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(i % 251)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		budgetSize, otherSize int
+		exit                  int
+	}{
+		{packaging.SizeBudget, packaging.SizeBudget + 1, 0},
+		{packaging.SizeBudget + 1, 1000, 1},
+	} {
+		bins := map[string]string{budget.Name: write("budget", c.budgetSize), other.Name: write("other", c.otherSize)}
+		var out bytes.Buffer
+		if got := size([]packaging.Target{budget, other}, bins, &out); got != c.exit {
+			t.Errorf("%d-byte %s, %d-byte %s: exit %d, want %d\n%s", c.budgetSize, budget.Name, c.otherSize, other.Name, got, c.exit, out.String())
+		}
+		if c.exit == 1 && !strings.Contains(out.String(), "OVER the 10485760-byte budget by 1") {
+			t.Errorf("over-budget line:\n%s", out.String())
+		}
+		t.Log(out.String())
 	}
 }
