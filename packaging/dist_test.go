@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgerelay/edgerelay"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/openwrt"
 	"github.com/edgerelay/edgerelay/packaging/synology"
@@ -35,7 +36,11 @@ var openwrtPayload = map[string]fs.FileMode{
 	"/etc/uci-defaults/90-edgerelay":    0o755,
 	"/etc/hotplug.d/iface/95-edgerelay": 0o644,
 	"/lib/upgrade/keep.d/edgerelay":     0o644,
+	openwrt.LicensePath:                 0o644,
 }
+
+// wantMeta is the license, maintainer and project URL every package states.
+var wantMeta = map[string]string{"license": edgerelay.LicenseID, "maintainer": edgerelay.Maintainer, "url": edgerelay.URL}
 
 func writeTemp(t *testing.T, name string, data []byte) string {
 	t.Helper()
@@ -149,13 +154,21 @@ func TestOpenWrtIPK(t *testing.T) {
 
 		ctl := memberMap(readTar(t, gunzip(t, outer["./control.tar.gz"].data)))
 		keys, fields := parseControl(t, string(ctl["./control"].data))
-		wantOrder := []string{"Package", "Version", "Depends", "Source", "SourceName", "Section", "SourceDateEpoch", "Architecture", "Installed-Size", "Description"}
+		wantOrder := []string{"Package", "Version", "Depends", "Source", "SourceName", "License", "LicenseFiles", "Section",
+			"SourceDateEpoch", "URL", "Maintainer", "Architecture", "Installed-Size", "Description"}
 		if strings.Join(keys, ",") != strings.Join(wantOrder, ",") {
 			t.Errorf("control fields %v, want OpenWrt's order %v", keys, wantOrder)
 		}
 		if fields["Package"] != "edgerelay" || fields["Version"] != v.OpenWrt || fields["Architecture"] != arch ||
 			fields["Depends"] != "libc, ca-bundle" || fields["SourceDateEpoch"] != strconv.FormatInt(testEpoch.Unix(), 10) {
 			t.Errorf("control: %v", fields)
+		}
+		if fields["License"] != wantMeta["license"] || fields["LicenseFiles"] != "LICENSE" ||
+			fields["Maintainer"] != wantMeta["maintainer"] || fields["URL"] != wantMeta["url"] {
+			t.Errorf("control license/maintainer/URL: %v", fields)
+		}
+		if !bytes.Equal(data["."+openwrt.LicensePath].data, edgerelay.License) {
+			t.Errorf("%s: %s is not the LICENSE file", arch, openwrt.LicensePath)
 		}
 		if fields["Installed-Size"] != strconv.Itoa(len(dataTar)) {
 			t.Errorf("Installed-Size %s, data tar is %d bytes", fields["Installed-Size"], len(dataTar))
@@ -208,6 +221,11 @@ func TestOpenWrtAPK(t *testing.T) {
 		if strings.Join(p.Depends, " ") != "ca-bundle libc" {
 			t.Errorf("depends %v", p.Depends)
 		}
+		for k, want := range wantMeta {
+			if p.Info[k] != want {
+				t.Errorf("apk %s %q, want %q", k, p.Info[k], want)
+			}
+		}
 		files := map[string]*decodedFile{}
 		var paths []string
 		for _, f := range p.Files {
@@ -230,6 +248,9 @@ func TestOpenWrtAPK(t *testing.T) {
 		}
 		meta := "/lib/apk/packages/edgerelay."
 		var listed []string
+		if !bytes.Equal(files[openwrt.LicensePath].Data, edgerelay.License) {
+			t.Errorf("%s: %s is not the LICENSE file", arch, openwrt.LicensePath)
+		}
 		for _, p := range paths {
 			if !strings.HasPrefix(p, meta) {
 				listed = append(listed, p)
@@ -289,7 +310,7 @@ func TestSPK(t *testing.T) {
 			t.Fatal("spk is compressed; DSM wants a plain tar")
 		}
 		f := writeTemp(t, SPKFileName(v.DSM, tg.SynologyName), raw)
-		wantMembers := "INFO\nPACKAGE_ICON.PNG\nPACKAGE_ICON_256.PNG\nedgerelay.sc\nconf/\nconf/privilege\nconf/resource\npackage.tgz\nscripts/\n"
+		wantMembers := "INFO\nLICENSE\nPACKAGE_ICON.PNG\nPACKAGE_ICON_256.PNG\nedgerelay.sc\nconf/\nconf/privilege\nconf/resource\npackage.tgz\nscripts/\n"
 		for _, s := range synology.Scripts {
 			wantMembers += "scripts/" + s + "\n"
 		}
@@ -313,8 +334,12 @@ func TestSPK(t *testing.T) {
 				t.Errorf("INFO lacks %s", k)
 			}
 		}
-		if info["package"] != "edgerelay" || info["version"] != v.DSM || info["arch"] != strings.Join(tg.Synology, " ") {
+		if info["package"] != "edgerelay" || info["version"] != v.DSM || info["arch"] != strings.Join(tg.Synology, " ") ||
+			info["maintainer"] != wantMeta["maintainer"] || info["maintainer_url"] != wantMeta["url"] {
 			t.Errorf("INFO %v", info)
+		}
+		if !bytes.Equal(m["LICENSE"].data, edgerelay.License) {
+			t.Error("the spk's LICENSE (shown by Package Center before installing) is not the LICENSE file")
 		}
 		if maj, build, ok := strings.Cut(info["os_min_ver"], "-"); !ok || !strings.HasPrefix(maj, "7.") {
 			t.Errorf("os_min_ver %q", info["os_min_ver"])
@@ -361,6 +386,9 @@ func TestSPK(t *testing.T) {
 		}
 
 		inner := memberMap(readTar(t, gunzip(t, m["package.tgz"].data)))
+		if !bytes.Equal(inner["share/LICENSE"].data, edgerelay.License) {
+			t.Error("package.tgz: share/LICENSE is not the LICENSE file")
+		}
 		for _, p := range append(res.Linker.Bin, res.Port.File, "share/config.yaml") {
 			if _, ok := inner[p]; !ok {
 				t.Errorf("package.tgz lacks %s (referenced by resource or scripts)", p)
