@@ -1,11 +1,12 @@
 // Command pkgbuild cross-compiles edgerelay for every target and builds the OpenWrt .ipk
-// and .apk and the Synology .spk packages from the binaries. The Makefile's cross,
-// package and size targets call it.
+// and .apk and the Synology .spk packages and the container image from the binaries. The
+// Makefile's cross, package, size and image targets call it.
 //
 //	pkgbuild -version V [-dist dist] cross     static, stripped binaries in dist/bin
 //	pkgbuild -version V [-dist dist] package   the binaries plus every package
 //	pkgbuild -version V [-dist dist] size      each binary's size and gzip -9 size; fails
 //	                                           when linux/mipsle softfloat is over 10 MiB
+//	pkgbuild -version V [-dist dist] image     the multi-platform container image archive
 //	pkgbuild -version V -o FILE build          one binary for this machine (make build)
 package main
 
@@ -27,6 +28,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/openwrt"
 	"github.com/edgerelay/edgerelay/packaging"
+	"github.com/edgerelay/edgerelay/packaging/image"
 )
 
 func main() {
@@ -44,7 +46,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *version == "" || fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: pkgbuild -version V [-dist DIR] [-targets a,b] [-o FILE] cross|package|size|build")
+		fmt.Fprintln(stderr, "usage: pkgbuild -version V [-dist DIR] [-targets a,b] [-o FILE] cross|package|size|image|build")
 		return 2
 	}
 	vers, err := packaging.ParseVersion(*version)
@@ -56,6 +58,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "pkgbuild:", err)
 		return 2
+	}
+	if fs.Arg(0) == "image" {
+		targets = packaging.ImageTargets() // the image has all its platforms or none
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -83,8 +88,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "image":
+		if err := writeImage(*dist, bins, vers, stdout); err != nil {
+			fmt.Fprintln(stderr, "pkgbuild:", err)
+			return 1
+		}
+		return 0
 	}
-	fmt.Fprintf(stderr, "pkgbuild: unknown command %q (cross, package, size)\n", fs.Arg(0))
+	fmt.Fprintf(stderr, "pkgbuild: unknown command %q (cross, package, size, image, build)\n", fs.Arg(0))
 	return 2
 }
 
@@ -304,5 +315,42 @@ func packageTarget(dist string, t packaging.Target, binPath string, v packaging.
 		}
 		return write(filepath.Join(dist, "synology", packaging.SPKFileName(v.DSM, t.SynologyName)), spk)
 	}
+	return nil
+}
+
+// writeImage writes the container image archive to dist/image.
+func writeImage(dist string, bins map[string]string, v packaging.Versions, stdout io.Writer) error {
+	b, err := packaging.ImageBuild(v, sourceDateEpoch(), bins)
+	if err != nil {
+		return err
+	}
+	idx, err := b.Index()
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(dist, "image", packaging.ImageFileName(v))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(p + ".tmp")
+	if err != nil {
+		return err
+	}
+	err = image.WriteArchive(f, idx, b.Tag, b.Created)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(p+".tmp", p)
+	}
+	if err != nil {
+		os.Remove(p + ".tmp")
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s: %s:%s for", p, image.Name, b.Tag)
+	for _, pl := range b.Platforms {
+		fmt.Fprintf(stdout, " linux/%s", strings.TrimSuffix(pl.Architecture+"/"+pl.Variant, "/"))
+	}
+	fmt.Fprintln(stdout)
 	return nil
 }

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/packaging"
 )
 
@@ -94,5 +97,29 @@ func TestSizeBudget(t *testing.T) {
 			t.Errorf("over-budget line:\n%s", out.String())
 		}
 		t.Log(out.String())
+	}
+}
+
+// TestImageCommand runs `make image`'s command: every image platform goes into one archive
+// named for the version, which skopeo reads as a multi-platform index.
+func TestImageCommand(t *testing.T) {
+	skopeo := testenv.RequireCommand(t, "skopeo")
+	dist := t.TempDir()
+	var out, errb bytes.Buffer
+	// -targets does not thin the image: it has all its platforms or none.
+	if code := run([]string{"-version", "v1.2.3", "-dist", dist, "-targets", "arm64", "image"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	archive := filepath.Join(dist, "image", "edgerelay-1.2.3.tar")
+	if !strings.Contains(out.String(), "wrote "+archive+": edgerelay:1.2.3 for") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	raw, err := exec.Command(skopeo, "inspect", "--raw", "oci-archive:"+archive).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx struct{ Manifests []json.RawMessage }
+	if err := json.Unmarshal(raw, &idx); err != nil || len(idx.Manifests) != len(packaging.ImageTargets()) {
+		t.Errorf("index (%v): %s", err, raw)
 	}
 }

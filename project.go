@@ -1,6 +1,6 @@
-// Package edgerelay carries the project's license text, so that every package and image
-// built from this module ships the exact LICENSE file (BSD-3-Clause asks binary
-// redistributions to reproduce it).
+// Package edgerelay holds what every package and image built from this module states about
+// the project: the license text (BSD-3-Clause asks binary redistributions to reproduce it),
+// its identifier, maintainer and home page, and the web page's port.
 package edgerelay
 
 import _ "embed"
@@ -19,3 +19,7 @@ const (
 	// URL is the project's home page.
 	URL = "https://github.com/edgerelay/edgerelay"
 )
+
+// WebPort is the web page's TCP port in the Synology package and the container image (the
+// OpenWrt package leaves the page off: LuCI is there).
+const WebPort = 8021
