@@ -79,6 +79,36 @@ func run(t *testing.T, name string, args ...string) []byte {
 	return out
 }
 
+// startLogged starts a server for the rest of the test; its output is shown if the test fails.
+func startLogged(t *testing.T, what, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s log:\n%s", what, logs.String())
+		}
+	})
+}
+
+// waitListening waits until something accepts TCP connections on the loopback port.
+func waitListening(t *testing.T, port int, what string) {
+	t.Helper()
+	testenv.WaitFor(t, time.Minute, what+" listening on "+strconv.Itoa(port), func() bool {
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	})
+}
+
 // platformArgs selects one platform of the index for skopeo.
 func platformArgs(p image.Platform) []string {
 	args := []string{"--override-os", "linux", "--override-arch", p.Architecture}
@@ -272,7 +302,9 @@ func checkCABundle(t *testing.T, path string) {
 }
 
 // podman runs podman with its storage, locks and state under dir, so the host's container
-// storage is never touched. containers.conf is what runs containers on these machines:
+// storage is never touched; containers default to the host's network namespace, so podman
+// never sets up a bridge, firewall rules or forwarding on the host (its default network
+// does). containers.conf is also what runs containers on these machines:
 // runc (crun refuses the hybrid cgroup v1+v2 mounts here), cgroupfs, and rlimits no higher
 // than the sandbox's (podman's default nofile of 1048576 needs CAP_SYS_RESOURCE, which the
 // sandbox drops; nproc above 32768 fails the same way).
@@ -283,7 +315,7 @@ func podman(t *testing.T, dir string, args ...string) ([]byte, error) {
 	conf := filepath.Join(dir, "containers.conf")
 	if _, err := os.Stat(conf); err != nil {
 		files := map[string]string{
-			conf: fmt.Sprintf("[containers]\ndefault_ulimits = [\"nofile=16384:16384\", \"nproc=4096:4096\"]\n"+
+			conf: fmt.Sprintf("[containers]\nnetns = \"host\"\ndefault_ulimits = [\"nofile=16384:16384\", \"nproc=4096:4096\"]\n"+
 				"[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n"+
 				"lock_type = \"file\"\ntmp_dir = %q\n", filepath.Join(dir, "tmp")),
 			filepath.Join(dir, "storage.conf"): fmt.Sprintf("[storage]\ndriver = \"vfs\"\ngraphroot = %q\nrunroot = %q\n",
@@ -298,6 +330,17 @@ func podman(t *testing.T, dir string, args ...string) ([]byte, error) {
 	cmd := exec.Command(pm, args...)
 	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf, "CONTAINERS_STORAGE_CONF="+filepath.Join(dir, "storage.conf"))
 	return cmd.CombinedOutput()
+}
+
+// removeCgroup removes an empty cgroup directory tree, children first.
+func removeCgroup(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.IsDir() {
+			removeCgroup(filepath.Join(dir, e.Name()))
+		}
+	}
+	os.Remove(dir)
 }
 
 // TestImagePodman loads the archive with podman and runs the relay from it (host network,
@@ -315,7 +358,16 @@ func TestImagePodman(t *testing.T) {
 		}
 		return string(out)
 	}
-	t.Cleanup(func() { podman(t, dir, "rm", "--all", "--force") })
+	// The container's cgroups go under a parent of this test's own, removed at the end.
+	cgroupParent := "/edgerelay-test-" + filepath.Base(filepath.Dir(dir))
+	t.Cleanup(func() {
+		podman(t, dir, "rm", "--all", "--force")
+		parents, _ := filepath.Glob("/sys/fs/cgroup/*" + cgroupParent)
+		more, _ := filepath.Glob("/sys/fs/cgroup" + cgroupParent)
+		for _, p := range append(parents, more...) {
+			removeCgroup(p)
+		}
+	})
 	ref := "docker.io/library/" + image.Name + ":" + b.Tag
 	if out := pm("load", "--input", archive); !strings.Contains(out, "Loaded image: "+ref) {
 		t.Fatalf("podman load:\n%s", out)
@@ -351,20 +403,14 @@ func TestImagePodman(t *testing.T) {
 	if err := os.Chown(state, image.UID, image.GID); err != nil {
 		t.Fatal(err)
 	}
-	pm("run", "--detach", "--name", "relay", "--network", "host", "--volume", cfgFile+":"+image.ConfigPath+":ro", "--volume", state+":"+image.VarDir, ref)
+	pm("run", "--detach", "--name", "relay", "--network", "host", "--cgroup-parent", cgroupParent, "--volume", cfgFile+":"+image.ConfigPath+":ro", "--volume", state+":"+image.VarDir, ref)
 	defer func() {
 		if t.Failed() {
 			out, _ := podman(t, dir, "logs", "relay")
 			t.Logf("container log:\n%s", out)
 		}
 	}()
-	testenv.WaitFor(t, time.Minute, "the relay in the container listening", func() bool {
-		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", derpPort))
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	})
+	waitListening(t, derpPort, "the relay in the container")
 	var dm tailcfg.DERPMap
 	if out := pm("exec", "relay", image.BinaryPath, "derpmap", "-c", image.ConfigPath, "--format", "json"); json.Unmarshal([]byte(out), &dm) != nil || dm.Regions[951] == nil {
 		t.Fatalf("derpmap in the container:\n%s", out)
@@ -423,26 +469,8 @@ func TestImagePushWithSkopeo(t *testing.T) {
 		"storage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: \"127.0.0.1:%d\"}\n", filepath.Join(dir, "data"), port)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	reg := exec.Command(registry, "serve", cfg)
-	var logs strings.Builder
-	reg.Stdout, reg.Stderr = &logs, &logs
-	if err := reg.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		reg.Process.Kill()
-		reg.Wait()
-		if t.Failed() {
-			t.Logf("registry log:\n%s", logs.String())
-		}
-	}()
-	testenv.WaitFor(t, 30*time.Second, "the registry listening", func() bool {
-		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	})
+	startLogged(t, "registry", registry, "serve", cfg)
+	waitListening(t, port, "the registry")
 	dest := fmt.Sprintf("docker://127.0.0.1:%d/you/edgerelay:%s", port, b.Tag)
 	run(t, skopeo, "copy", "--quiet", "--all", "--dest-tls-verify=false", "oci-archive:"+archive, dest)
 	if pushed, local := run(t, skopeo, "inspect", "--raw", "--tls-verify=false", dest), run(t, skopeo, "inspect", "--raw", "oci-archive:"+archive); !bytes.Equal(pushed, local) {

@@ -28,15 +28,8 @@ func WriteArchive(w io.Writer, idx v1.ImageIndex, tag string, mtime time.Time) e
 			return err
 		}
 	}
-	rawIdx, err := idx.RawManifest()
+	idxDigest, idxSize, err := a.rawBlob(idx.RawManifest, idx.Digest)
 	if err != nil {
-		return err
-	}
-	idxDigest, err := idx.Digest()
-	if err != nil {
-		return err
-	}
-	if err := a.blob(idxDigest, rawIdx); err != nil {
 		return err
 	}
 	im, err := idx.IndexManifest()
@@ -64,7 +57,7 @@ func WriteArchive(w io.Writer, idx v1.ImageIndex, tag string, mtime time.Time) e
 	index, err := json.Marshal(v1.IndexManifest{
 		SchemaVersion: 2, MediaType: types.OCIImageIndex,
 		Manifests: []v1.Descriptor{{
-			MediaType: types.OCIImageIndex, Digest: idxDigest, Size: int64(len(rawIdx)),
+			MediaType: types.OCIImageIndex, Digest: idxDigest, Size: idxSize,
 			Annotations: map[string]string{
 				// containerd (docker's containerd store) names the image from the first,
 				// podman and skopeo from the second.
@@ -105,13 +98,18 @@ func (a *archive) file(name string, data []byte) error {
 
 func blobPath(h v1.Hash) string { return "blobs/" + h.Algorithm + "/" + h.Hex }
 
-// blob writes content-addressed data once.
-func (a *archive) blob(h v1.Hash, data []byte) error {
-	if a.written[h] {
-		return nil
+// rawBlob writes a manifest or config (its bytes and digest from ggcr) once, by digest.
+func (a *archive) rawBlob(raw func() ([]byte, error), digest func() (v1.Hash, error)) (v1.Hash, int64, error) {
+	data, err := raw()
+	if err != nil {
+		return v1.Hash{}, 0, err
+	}
+	h, err := digest()
+	if err != nil || a.written[h] {
+		return h, int64(len(data)), err
 	}
 	a.written[h] = true
-	return a.file(blobPath(h), data)
+	return h, int64(len(data)), a.file(blobPath(h), data)
 }
 
 type writtenImage struct {
@@ -122,26 +120,11 @@ type writtenImage struct {
 // image writes one platform's manifest, config and layers.
 func (a *archive) image(img v1.Image) (writtenImage, error) {
 	var out writtenImage
-	raw, err := img.RawManifest()
+	if _, _, err := a.rawBlob(img.RawManifest, img.Digest); err != nil {
+		return out, err
+	}
+	cd, _, err := a.rawBlob(img.RawConfigFile, img.ConfigName)
 	if err != nil {
-		return out, err
-	}
-	d, err := img.Digest()
-	if err != nil {
-		return out, err
-	}
-	if err := a.blob(d, raw); err != nil {
-		return out, err
-	}
-	cfg, err := img.RawConfigFile()
-	if err != nil {
-		return out, err
-	}
-	cd, err := img.ConfigName()
-	if err != nil {
-		return out, err
-	}
-	if err := a.blob(cd, cfg); err != nil {
 		return out, err
 	}
 	out.config = blobPath(cd)
