@@ -7,7 +7,7 @@ CONFIG  ?=
 
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build run test test-deps bench soak cross package size lint clean
+.PHONY: all build run test test-deps bench soak cross package size image lint clean
 
 all: build
 
@@ -51,6 +51,11 @@ package:
 
 size:
 	$(GO) run ./packaging/cmd/pkgbuild -version $(VERSION) size
+
+# The multi-platform container image as one archive (dist/image/edgerelay-VERSION.tar) for
+# podman load, docker load or skopeo copy; built in Go, no container engine needed.
+image:
+	$(GO) run ./packaging/cmd/pkgbuild -version $(VERSION) image
 
 lint:
 	$(GO) vet ./...

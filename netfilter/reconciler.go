@@ -120,18 +120,19 @@ func needAdmin() error {
 // Apply makes the system match the config. Each step runs even if an earlier one failed, so
 // one problem (say, tailscaled not running) does not hold back the others.
 func (r *Reconciler) Apply(ctx context.Context) error {
-	return r.withState(func(st *state) error { return r.apply(ctx, st) })
+	return r.withState(true, func(st *state) error { return r.apply(ctx, st) })
 }
 
 // withState runs fn as root with the reconciler and the state dir locked (the daemon's loop
-// and a hotplug `subnet apply` may race) and the recorded state loaded.
-func (r *Reconciler) withState(fn func(st *state) error) error {
+// and a hotplug `subnet apply` may race) and the recorded state loaded; create makes a
+// missing state dir.
+func (r *Reconciler) withState(create bool, fn func(st *state) error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := needAdmin(); err != nil {
 		return err
 	}
-	unlock, err := lockState(r.stateDir)
+	unlock, err := lockState(r.stateDir, create)
 	if err != nil {
 		return err
 	}
@@ -200,7 +201,7 @@ func (r *Reconciler) applyFirewall(ctx context.Context, st *state) error {
 // Remove undoes everything the agent owns: routes it advertised, firewall rules, ip rules,
 // and sysctls (restored to their recorded values).
 func (r *Reconciler) Remove(ctx context.Context) error {
-	return r.withState(func(st *state) error { return r.remove(ctx, st) })
+	return r.withState(false, func(st *state) error { return r.remove(ctx, st) })
 }
 
 func (r *Reconciler) remove(ctx context.Context, st *state) error {

@@ -55,8 +55,22 @@ func loadState(dir string) (*state, error) {
 	return st, nil
 }
 
-// save writes the state atomically (temp file + rename), 0600 in a 0700 dir.
+// empty reports whether the state records nothing to undo (the socket only qualifies routes).
+func (st *state) empty() bool {
+	return len(st.Sysctls) == 0 && st.RulePriority == 0 && len(st.Firewalls) == 0 && len(st.FW4Files) == 0 &&
+		len(st.Advertised) == 0 && len(st.Approved) == 0
+}
+
+// save writes the state atomically (temp file + rename), 0600 in a 0700 dir. A state with
+// nothing to undo is no file at all, so a `subnet remove` where subnet never ran (package
+// removal) leaves the state dir as it found it.
 func (st *state) save(dir string) error {
+	if st.empty() {
+		if err := os.Remove(filepath.Join(dir, stateFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove netfilter state: %w", err)
+		}
+		return nil
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
@@ -77,13 +91,19 @@ func (st *state) dropFirewall(name string) {
 	st.Firewalls = slices.DeleteFunc(st.Firewalls, func(s string) bool { return s == name })
 }
 
-// lockState takes an exclusive lock on the state dir, so the daemon's loop and a concurrent
-// `edgerelay subnet apply` (firewall hotplug) do not interleave their changes.
-func lockState(dir string) (unlock func(), err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state dir: %w", err)
+// lockState takes an exclusive lock on the state dir itself (no lock file), so the daemon's
+// loop and a concurrent `edgerelay subnet apply` (firewall hotplug) do not interleave their
+// changes. With create unset a missing dir is not made: it records nothing to lock.
+func lockState(dir string, create bool) (unlock func(), err error) {
+	if create {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create state dir: %w", err)
+		}
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "netfilter.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.Open(dir)
+	if !create && errors.Is(err, fs.ErrNotExist) {
+		return func() {}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lock netfilter state: %w", err)
 	}

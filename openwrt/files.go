@@ -1,6 +1,10 @@
 package openwrt
 
-import _ "embed"
+import (
+	_ "embed"
+
+	"github.com/edgerelay/edgerelay"
+)
 
 // The shipped files, byte for byte. Paths and modes on the router are in Install.
 
@@ -43,8 +47,13 @@ func Install() []File {
 		{Path: "/etc/uci-defaults/90-edgerelay", Mode: 0o755, Data: UCIDefaults},
 		// hotplug-call sources these; OpenWrt installs them 0644.
 		{Path: "/etc/hotplug.d/iface/95-edgerelay", Mode: 0o644, Data: HotplugIface},
+		// BSD-3-Clause asks binary redistributions to carry the license text.
+		{Path: LicensePath, Mode: 0o644, Data: edgerelay.License},
 	}
 }
+
+// LicensePath is where the package installs the LICENSE file.
+const LicensePath = "/usr/share/licenses/edgerelay/LICENSE"
 
 // BinaryPath is where the OpenWrt package installs the daemon.
 const BinaryPath = "/usr/sbin/edgerelay"

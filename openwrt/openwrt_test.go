@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edgerelay/edgerelay"
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 )
@@ -396,18 +398,19 @@ func TestFeedMakefileAgrees(t *testing.T) {
 		t.Errorf("Makefile prerm differs from files/edgerelay.prerm:\n%s", got)
 	}
 	modes := map[string]uint32{"INSTALL_BIN": 0o755, "INSTALL_CONF": 0o600, "INSTALL_DATA": 0o644}
-	re := regexp.MustCompile(`\$\((INSTALL_BIN|INSTALL_CONF|INSTALL_DATA)\) \./files/(\S+) \$\(1\)(\S+)`)
+	// Sources: ./files/X is openwrt/files/X; $(PKG_BUILD_DIR) is the checked-out repository.
+	re := regexp.MustCompile(`\$\((INSTALL_BIN|INSTALL_CONF|INSTALL_DATA)\) (\./files/|\$\(PKG_BUILD_DIR\)/)(\S+) \$\(1\)(\S+)`)
 	installed := map[string]uint32{}
 	byPath := map[string]string{}
 	for _, m := range re.FindAllStringSubmatch(mk, -1) {
-		installed[m[3]] = modes[m[1]]
-		byPath[m[3]] = m[2]
+		installed[m[4]] = modes[m[1]]
+		byPath[m[4]] = filepath.Join(map[string]string{"./files/": "files", "$(PKG_BUILD_DIR)/": ".."}[m[2]], m[3])
 	}
 	for _, f := range Install() {
 		if installed[f.Path] != f.Mode {
 			t.Errorf("%s: Makefile mode %o, package %o", f.Path, installed[f.Path], f.Mode)
 		}
-		src, err := os.ReadFile(filepath.Join("files", byPath[f.Path]))
+		src, err := os.ReadFile(byPath[f.Path])
 		if err != nil || !bytes.Equal(src, f.Data) {
 			t.Errorf("%s: Makefile installs %s, which is not what the package ships (%v)", f.Path, byPath[f.Path], err)
 		}
@@ -419,6 +422,27 @@ func TestFeedMakefileAgrees(t *testing.T) {
 	for _, c := range Conffiles {
 		if !strings.Contains(define("Package/edgerelay/conffiles"), c) {
 			t.Errorf("conffile %s missing from the Makefile", c)
+		}
+	}
+	checkFeedMetadata(t, "Makefile", mk, map[string]string{"PKG_LICENSE_FILES": "LICENSE", "URL": edgerelay.URL})
+	// The LuCI app's source is its own directory, which has no LICENSE file to name.
+	luci, err := os.ReadFile(filepath.Join(LuCIPackage, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFeedMetadata(t, LuCIPackage+"/Makefile", string(luci), map[string]string{"LUCI_URL": edgerelay.URL})
+}
+
+// checkFeedMetadata: a feed recipe names the license and the maintainer as the packages do,
+// and the variables in more.
+func checkFeedMetadata(t *testing.T, name, mk string, more map[string]string) {
+	t.Helper()
+	want := map[string]string{"PKG_LICENSE": edgerelay.LicenseID, "PKG_MAINTAINER": edgerelay.Maintainer}
+	maps.Copy(want, more)
+	for k, want := range want {
+		m := regexp.MustCompile(`(?m)^\s*` + k + `:=(.*)$`).FindStringSubmatch(mk)
+		if m == nil || m[1] != want {
+			t.Errorf("%s: %s is %q, want %q", name, k, m, want)
 		}
 	}
 }

@@ -17,9 +17,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/edgerelay/edgerelay"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/openwrt"
 	"github.com/edgerelay/edgerelay/packaging/synology"
@@ -35,7 +37,11 @@ var openwrtPayload = map[string]fs.FileMode{
 	"/etc/uci-defaults/90-edgerelay":    0o755,
 	"/etc/hotplug.d/iface/95-edgerelay": 0o644,
 	"/lib/upgrade/keep.d/edgerelay":     0o644,
+	openwrt.LicensePath:                 0o644,
 }
+
+// wantMeta is the license, maintainer and project URL every package states.
+var wantMeta = map[string]string{"license": edgerelay.LicenseID, "maintainer": edgerelay.Maintainer, "url": edgerelay.URL}
 
 func writeTemp(t *testing.T, name string, data []byte) string {
 	t.Helper()
@@ -149,13 +155,21 @@ func TestOpenWrtIPK(t *testing.T) {
 
 		ctl := memberMap(readTar(t, gunzip(t, outer["./control.tar.gz"].data)))
 		keys, fields := parseControl(t, string(ctl["./control"].data))
-		wantOrder := []string{"Package", "Version", "Depends", "Source", "SourceName", "Section", "SourceDateEpoch", "Architecture", "Installed-Size", "Description"}
+		wantOrder := []string{"Package", "Version", "Depends", "Source", "SourceName", "License", "LicenseFiles", "Section",
+			"SourceDateEpoch", "URL", "Maintainer", "Architecture", "Installed-Size", "Description"}
 		if strings.Join(keys, ",") != strings.Join(wantOrder, ",") {
 			t.Errorf("control fields %v, want OpenWrt's order %v", keys, wantOrder)
 		}
 		if fields["Package"] != "edgerelay" || fields["Version"] != v.OpenWrt || fields["Architecture"] != arch ||
 			fields["Depends"] != "libc, ca-bundle" || fields["SourceDateEpoch"] != strconv.FormatInt(testEpoch.Unix(), 10) {
 			t.Errorf("control: %v", fields)
+		}
+		if fields["License"] != wantMeta["license"] || fields["LicenseFiles"] != "LICENSE" ||
+			fields["Maintainer"] != wantMeta["maintainer"] || fields["URL"] != wantMeta["url"] {
+			t.Errorf("control license/maintainer/URL: %v", fields)
+		}
+		if !bytes.Equal(data["."+openwrt.LicensePath].data, edgerelay.License) {
+			t.Errorf("%s: %s is not the LICENSE file", arch, openwrt.LicensePath)
 		}
 		if fields["Installed-Size"] != strconv.Itoa(len(dataTar)) {
 			t.Errorf("Installed-Size %s, data tar is %d bytes", fields["Installed-Size"], len(dataTar))
@@ -208,6 +222,11 @@ func TestOpenWrtAPK(t *testing.T) {
 		if strings.Join(p.Depends, " ") != "ca-bundle libc" {
 			t.Errorf("depends %v", p.Depends)
 		}
+		for k, want := range wantMeta {
+			if p.Info[k] != want {
+				t.Errorf("apk %s %q, want %q", k, p.Info[k], want)
+			}
+		}
 		files := map[string]*decodedFile{}
 		var paths []string
 		for _, f := range p.Files {
@@ -230,6 +249,9 @@ func TestOpenWrtAPK(t *testing.T) {
 		}
 		meta := "/lib/apk/packages/edgerelay."
 		var listed []string
+		if !bytes.Equal(files[openwrt.LicensePath].Data, edgerelay.License) {
+			t.Errorf("%s: %s is not the LICENSE file", arch, openwrt.LicensePath)
+		}
 		for _, p := range paths {
 			if !strings.HasPrefix(p, meta) {
 				listed = append(listed, p)
@@ -289,7 +311,7 @@ func TestSPK(t *testing.T) {
 			t.Fatal("spk is compressed; DSM wants a plain tar")
 		}
 		f := writeTemp(t, SPKFileName(v.DSM, tg.SynologyName), raw)
-		wantMembers := "INFO\nPACKAGE_ICON.PNG\nPACKAGE_ICON_256.PNG\nedgerelay.sc\nconf/\nconf/privilege\nconf/resource\npackage.tgz\nscripts/\n"
+		wantMembers := "INFO\nLICENSE\nPACKAGE_ICON.PNG\nPACKAGE_ICON_256.PNG\nedgerelay.sc\nconf/\nconf/privilege\nconf/resource\npackage.tgz\nscripts/\n"
 		for _, s := range synology.Scripts {
 			wantMembers += "scripts/" + s + "\n"
 		}
@@ -313,8 +335,12 @@ func TestSPK(t *testing.T) {
 				t.Errorf("INFO lacks %s", k)
 			}
 		}
-		if info["package"] != "edgerelay" || info["version"] != v.DSM || info["arch"] != strings.Join(tg.Synology, " ") {
+		if info["package"] != "edgerelay" || info["version"] != v.DSM || info["arch"] != strings.Join(tg.Synology, " ") ||
+			info["maintainer"] != wantMeta["maintainer"] || info["maintainer_url"] != wantMeta["url"] {
 			t.Errorf("INFO %v", info)
+		}
+		if !bytes.Equal(m["LICENSE"].data, edgerelay.License) {
+			t.Error("the spk's LICENSE (shown by Package Center before installing) is not the LICENSE file")
 		}
 		if maj, build, ok := strings.Cut(info["os_min_ver"], "-"); !ok || !strings.HasPrefix(maj, "7.") {
 			t.Errorf("os_min_ver %q", info["os_min_ver"])
@@ -361,6 +387,9 @@ func TestSPK(t *testing.T) {
 		}
 
 		inner := memberMap(readTar(t, gunzip(t, m["package.tgz"].data)))
+		if !bytes.Equal(inner["share/LICENSE"].data, edgerelay.License) {
+			t.Error("package.tgz: share/LICENSE is not the LICENSE file")
+		}
 		for _, p := range append(res.Linker.Bin, res.Port.File, "share/config.yaml") {
 			if _, ok := inner[p]; !ok {
 				t.Errorf("package.tgz lacks %s (referenced by resource or scripts)", p)
@@ -424,11 +453,18 @@ func TestShippedConfigsPassCheck(t *testing.T) {
 // postinst writes the config and state directory, start-stop-status starts the daemon
 // (status 0, the relay answers on its port), stops it (status 3), and a second postinst
 // (an upgrade) keeps the user's config.
-func TestSynologyLifecycle(t *testing.T) {
+// dsmBox is an installed Synology package laid out as DSM lays it out: the target (package.tgz)
+// and the var directory, in a temporary root.
+type dsmBox struct {
+	t                  *testing.T
+	root, dest, pkgvar string
+}
+
+func newDSMBox(t *testing.T) *dsmBox {
 	bin := nativeBinary(t)
 	root := t.TempDir()
-	dest, pkgvar := filepath.Join(root, "target"), filepath.Join(root, "var")
-	for _, d := range []string{dest + "/bin", dest + "/share", pkgvar} {
+	b := &dsmBox{t: t, root: root, dest: filepath.Join(root, "target"), pkgvar: filepath.Join(root, "var")}
+	for _, d := range []string{b.dest + "/bin", b.dest + "/share", b.pkgvar} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -438,25 +474,42 @@ func TestSynologyLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	tmpl, _ := fs.ReadFile(synology.Files, "config.yaml")
-	for p, data := range map[string][]byte{dest + "/bin/edgerelay": binData, dest + "/share/config.yaml": tmpl} {
+	for p, data := range map[string][]byte{b.dest + "/bin/edgerelay": binData, b.dest + "/share/config.yaml": tmpl} {
 		if err := os.WriteFile(p, data, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	script := func(name string, args ...string) (string, int) {
-		p, _ := filepath.Abs(filepath.Join("synology", "scripts", name))
-		cmd := exec.Command("/bin/sh", append([]string{p}, args...)...)
-		cmd.Env = []string{"PATH=/usr/bin:/bin", "SYNOPKG_PKGVAR=" + pkgvar, "SYNOPKG_PKGDEST=" + dest,
-			"SYNOPKG_TEMP_LOGFILE=" + filepath.Join(root, "msg")}
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return string(out), code
+	return b
+}
+
+// script runs a DSM package script with DSM's variables; wrap (if any) is the command line the
+// shell runs under (ip netns exec …), env more variables, cred the user to run as.
+func (b *dsmBox) script(name string, wrap []string, env []string, cred *syscall.Credential, args ...string) (string, int) {
+	b.t.Helper()
+	p, _ := filepath.Abs(filepath.Join("synology", "scripts", name))
+	argv := append(append(append([]string(nil), wrap...), "/bin/sh", p), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SYNOPKG_PKGVAR=" + b.pkgvar, "SYNOPKG_PKGDEST=" + b.dest,
+		"SYNOPKG_TEMP_LOGFILE=" + b.msgFile()}, env...)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		b.t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func (b *dsmBox) msgFile() string { return filepath.Join(b.root, "msg") }
+
+func TestSynologyLifecycle(t *testing.T) {
+	b := newDSMBox(t)
+	pkgvar, root := b.pkgvar, b.root
+	script := func(name string, args ...string) (string, int) { return b.script(name, nil, nil, nil, args...) }
 	if out, code := script("postinst"); code != 0 {
 		t.Fatalf("postinst: %d %s", code, out)
 	}
@@ -518,16 +571,90 @@ func TestSynologyLifecycle(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(pkgvar, "config.yaml")); string(got) != mine {
 		t.Error("postinst overwrote the user's config")
 	}
-	// Uninstall: the scripts succeed, tell the user how to undo root's subnet changes when
-	// they cannot, and leave config and state alone.
-	for _, s := range []string{"preuninst", "postuninst"} {
-		if out, code := script(s); code != 0 {
-			t.Errorf("%s: %d %s", s, code, out)
-		}
+	// postuninst leaves config and state alone (preuninst: TestSynologyPreuninst).
+	if out, code := script("postuninst"); code != 0 {
+		t.Errorf("postuninst: %d %s", code, out)
 	}
 	for _, p := range []string{"config.yaml", "state"} {
 		if _, err := os.Stat(filepath.Join(pkgvar, p)); err != nil {
-			t.Errorf("uninstall scripts removed %s: %v", p, err)
+			t.Errorf("postuninst removed %s: %v", p, err)
+		}
+	}
+}
+
+// TestSynologyPreuninst: with subnet routing set up as root (in a network namespace standing
+// for the NAS), preuninst leaves it alone on an upgrade, tells the package user (DSM 7) what
+// to run without failing or logging an error, and undoes it when run as root; config and
+// state stay.
+func TestSynologyPreuninst(t *testing.T) {
+	testenv.RequireRoot(t)
+	ip := testenv.RequireCommand(t, "ip")
+	testenv.RequireCommand(t, "iptables-save")
+	b := newDSMBox(t)
+	ns := testenv.NewNetNS(t, ip)
+	inNS := []string{ip, "netns", "exec", ns}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(ip, append(inNS[1:], args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run(ip, "link", "add", "tailscale0", "type", "veth", "peer", "name", "lan0")
+	// What DSM 7 gives the package: var and state owned by the package user, and the config.
+	state, conf := filepath.Join(b.pkgvar, "state"), filepath.Join(b.pkgvar, "config.yaml")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := "state_dir: " + state + "\nsubnet:\n  lan_interfaces: [lan0]\n  routes: [192.168.77.0/24]\n  firewall: iptables\n  advertise: false\n"
+	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const pkgUser = 65534 // nobody stands for the package user
+	for _, p := range []string{b.root, filepath.Dir(b.root), b.pkgvar, state, conf} {
+		if err := os.Chown(p, pkgUser, pkgUser); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The Task Scheduler's root task.
+	run(filepath.Join(b.dest, "bin", "edgerelay"), "subnet", "apply", "-c", conf)
+	applied := func() bool { return strings.Contains(run("iptables-save"), "edgerelay-forward") }
+	recorded, err := os.ReadFile(filepath.Join(state, "netfilter.json"))
+	if !applied() || err != nil {
+		t.Fatalf("subnet apply did not set up rules and state: %v", err)
+	}
+	msg := func() string { m, _ := os.ReadFile(b.msgFile()); os.Remove(b.msgFile()); return string(m) }
+
+	// Upgrade: nothing touched, nothing said, even as root.
+	if out, code := b.script("preuninst", inNS, []string{"SYNOPKG_PKG_STATUS=UPGRADE"}, nil); code != 0 || out != "" || msg() != "" {
+		t.Errorf("preuninst on upgrade: exit %d, output %q", code, out)
+	}
+	if now, _ := os.ReadFile(filepath.Join(state, "netfilter.json")); !applied() || !bytes.Equal(now, recorded) {
+		t.Error("preuninst on upgrade changed the subnet setup")
+	}
+
+	// Uninstall as the package user: no attempt, no error output, the command to run. (Not in
+	// the namespace: entering one needs root, and a package user changes nothing anyway.)
+	out, code := b.script("preuninst", nil, []string{"SYNOPKG_PKG_STATUS=UNINSTALL"}, &syscall.Credential{Uid: pkgUser, Gid: pkgUser})
+	if m := msg(); code != 0 || out != "" || !strings.Contains(m, "edgerelay subnet remove -c "+conf) {
+		t.Errorf("preuninst as the package user: exit %d, output %q, message %q", code, out, m)
+	}
+	if !applied() {
+		t.Error("the package user's preuninst changed the subnet setup")
+	}
+
+	// Uninstall as root: undone, quietly.
+	if out, code := b.script("preuninst", inNS, []string{"SYNOPKG_PKG_STATUS=UNINSTALL"}, nil); code != 0 || out != "" {
+		t.Errorf("preuninst as root: exit %d, output %q", code, out)
+	}
+	if m := msg(); applied() || m != "" {
+		log, _ := os.ReadFile(filepath.Join(b.pkgvar, "edgerelay.log"))
+		t.Errorf("preuninst as root left the rules (message %q)\nlog:\n%s", m, log)
+	}
+	for _, p := range []string{conf, state} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("preuninst removed %s: %v", p, err)
 		}
 	}
 }

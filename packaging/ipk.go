@@ -18,7 +18,8 @@ type IPKMeta struct {
 	Depends         []string // opkg syntax, e.g. libc, foo (>= 1.2)
 	Source          string
 	SourceName      string
-	License         string
+	License         string // SPDX identifier
+	LicenseFiles    string // the license file's name in the source tree
 	Section         string
 	SourceDateEpoch time.Time // every mtime in the package, and the SourceDateEpoch field
 	URL             string
@@ -66,6 +67,7 @@ func IPKControl(m IPKMeta, installedSize int) string {
 	field("Source", m.Source)
 	field("SourceName", m.SourceName)
 	field("License", m.License)
+	field("LicenseFiles", m.LicenseFiles)
 	field("Section", m.Section)
 	if !m.SourceDateEpoch.IsZero() {
 		field("SourceDateEpoch", strconv.FormatInt(m.SourceDateEpoch.Unix(), 10))

@@ -44,7 +44,8 @@ func TestLuCIPackages(t *testing.T) {
 	ctl := memberMap(readTar(t, gunzip(t, outer["./control.tar.gz"].data)))
 	_, fields := parseControl(t, string(ctl["./control"].data))
 	if fields["Package"] != openwrt.LuCIPackage || fields["Architecture"] != "all" || fields["Section"] != "luci" ||
-		fields["Depends"] != "edgerelay, luci-base" || fields["Version"] != v.OpenWrt {
+		fields["Depends"] != "edgerelay, luci-base" || fields["Version"] != v.OpenWrt || fields["License"] != wantMeta["license"] ||
+		fields["Maintainer"] != wantMeta["maintainer"] || fields["URL"] != wantMeta["url"] {
 		t.Errorf("control: %v", fields)
 	}
 	if _, ok := ctl["./conffiles"]; ok {
@@ -82,6 +83,11 @@ func TestLuCIPackages(t *testing.T) {
 	}
 	if strings.Join(p.Depends, " ") != "edgerelay luci-base" {
 		t.Errorf("apk depends %v", p.Depends)
+	}
+	for k, want := range wantMeta {
+		if p.Info[k] != want {
+			t.Errorf("apk %s %q, want %q", k, p.Info[k], want)
+		}
 	}
 	files := map[string][]byte{}
 	for _, f := range p.Files {

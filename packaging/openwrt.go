@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgerelay/edgerelay"
 	"github.com/edgerelay/edgerelay/openwrt"
 )
 
@@ -69,8 +70,10 @@ func BuildOpenWrtIPK(b OpenWrtBuild) ([]byte, error) {
 	}
 	return BuildIPK(IPKMeta{
 		Name: pkgName, Version: b.Version, Depends: pkgDepends,
-		Source: "feeds/edgerelay/net/edgerelay", SourceName: pkgName, Section: pkgSection,
-		SourceDateEpoch: b.SourceDateEpoch, Arch: b.Arch, Description: pkgDescription,
+		Source: "feeds/edgerelay/net/edgerelay", SourceName: pkgName,
+		License: edgerelay.LicenseID, LicenseFiles: "LICENSE", Section: pkgSection,
+		SourceDateEpoch: b.SourceDateEpoch, URL: edgerelay.URL, Maintainer: edgerelay.Maintainer,
+		Arch: b.Arch, Description: pkgDescription,
 		Conffiles:   openwrt.Conffiles,
 		PostinstPkg: openwrt.PostinstPkg, PrermPkg: openwrt.PrermPkg,
 	}, t)
@@ -150,7 +153,8 @@ func BuildOpenWrtAPK(b OpenWrtBuild) ([]byte, error) {
 	return BuildAPK(APKMeta{
 		Name: pkgName, Version: b.Version, Arch: b.Arch,
 		Description: strings.ReplaceAll(pkgDescription, "\n", " "),
-		Origin:      pkgName, Depends: pkgDepends, MTime: b.SourceDateEpoch,
+		License:     edgerelay.LicenseID, Origin: pkgName, Maintainer: edgerelay.Maintainer, URL: edgerelay.URL,
+		Depends: pkgDepends, MTime: b.SourceDateEpoch,
 		Scripts: OpenWrtAPKScripts(pkgName, openwrt.PostinstPkg, openwrt.PrermPkg),
 	}, t, APKDeflate)
 }
@@ -185,8 +189,10 @@ func BuildLuCIIPK(version string, sourceDateEpoch time.Time) ([]byte, error) {
 	}
 	return BuildIPK(IPKMeta{
 		Name: openwrt.LuCIPackage, Version: version, Depends: luciDepends,
-		Source: "feeds/edgerelay/luci/" + openwrt.LuCIPackage, SourceName: openwrt.LuCIPackage, Section: luciSection,
-		SourceDateEpoch: sourceDateEpoch, Arch: "all", Description: luciDescription,
+		Source: "feeds/edgerelay/luci/" + openwrt.LuCIPackage, SourceName: openwrt.LuCIPackage,
+		License: edgerelay.LicenseID, Section: luciSection,
+		SourceDateEpoch: sourceDateEpoch, URL: edgerelay.URL, Maintainer: edgerelay.Maintainer,
+		Arch: "all", Description: luciDescription,
 		PostinstPkg: openwrt.LuCIPostinst,
 	}, t)
 }
@@ -202,7 +208,8 @@ func BuildLuCIAPK(version string, sourceDateEpoch time.Time) ([]byte, error) {
 	}
 	return BuildAPK(APKMeta{
 		Name: openwrt.LuCIPackage, Version: version, Arch: "noarch", Description: luciDescription,
-		Origin: openwrt.LuCIPackage, Depends: luciDepends, MTime: sourceDateEpoch,
+		License: edgerelay.LicenseID, Origin: openwrt.LuCIPackage, Maintainer: edgerelay.Maintainer, URL: edgerelay.URL,
+		Depends: luciDepends, MTime: sourceDateEpoch,
 		Scripts: OpenWrtAPKScripts(openwrt.LuCIPackage, openwrt.LuCIPostinst, nil),
 	}, t, APKDeflate)
 }

@@ -7,9 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
@@ -47,30 +45,8 @@ func TestMipsleRelayUnderQEMU(t *testing.T) {
 		t.Fatalf("no region in\n%s", out)
 	}
 
-	daemon := exec.Command(qemu, bin, "run", "-c", cfg)
-	var logs strings.Builder
-	daemon.Stdout, daemon.Stderr = &logs, &logs
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		daemon.Process.Kill()
-		daemon.Wait()
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs.String())
-		}
-	}()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the emulated relay did not start listening")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	startLogged(t, "daemon", qemu, bin, "run", "-c", cfg)
+	waitListening(t, port, "the emulated relay")
 	a, b := derptest.Connect(t, region, key.NewNode()), derptest.Connect(t, region, key.NewNode())
 	for i, n := range []int{1, 1200, 65536} {
 		a.Send(b.Pub(), derptest.Pattern(n, byte(i)))

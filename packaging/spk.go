@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgerelay/edgerelay"
 	"github.com/edgerelay/edgerelay/packaging/synology"
 )
 
@@ -33,8 +34,9 @@ var spkInfoKeys = []string{
 	"silent_upgrade", "checkport", "extractsize", "create_time",
 }
 
-// BuildSPK makes a DSM 7 .spk: an uncompressed tar of INFO, the icons, conf/, package.tgz
-// (installed to /var/packages/edgerelay/target) and scripts/.
+// BuildSPK makes a DSM 7 .spk: an uncompressed tar of INFO, LICENSE (Package Center shows it
+// before installing), the icons, conf/, package.tgz (installed to
+// /var/packages/edgerelay/target, the license text in share/) and scripts/.
 func BuildSPK(b SPKBuild) ([]byte, error) {
 	if len(b.Arch) == 0 || b.Version == "" || b.SourceDateEpoch.IsZero() {
 		return nil, fmt.Errorf("spk: arch, version and SourceDateEpoch are required")
@@ -64,6 +66,9 @@ func BuildSPK(b SPKBuild) ([]byte, error) {
 		return nil, err
 	}
 	if err := target.AddFile("/share/config.yaml", 0o644, cfg); err != nil {
+		return nil, err
+	}
+	if err := target.AddFile("/share/LICENSE", 0o644, edgerelay.License); err != nil {
 		return nil, err
 	}
 	inner := newGNUTar(b.SourceDateEpoch)
@@ -104,11 +109,11 @@ func BuildSPK(b SPKBuild) ([]byte, error) {
 		"displayname":     "edgerelay",
 		"description":     "Self-hosted Tailscale DERP relay and STUN server, with DDNS and Let's Encrypt certificates by DNS-01.",
 		"arch":            strings.Join(b.Arch, " "),
-		"maintainer":      "edgerelay developers",
-		"maintainer_url":  "https://github.com/edgerelay/edgerelay",
-		"distributor":     "edgerelay developers",
-		"distributor_url": "https://github.com/edgerelay/edgerelay",
-		"support_url":     "https://github.com/edgerelay/edgerelay/issues",
+		"maintainer":      edgerelay.Maintainer,
+		"maintainer_url":  edgerelay.URL,
+		"distributor":     edgerelay.Maintainer,
+		"distributor_url": edgerelay.URL,
+		"support_url":     edgerelay.URL + "/issues",
 		"thirdparty":      "yes",
 		"ctl_stop":        "yes",
 		"silent_upgrade":  "yes",
@@ -128,6 +133,7 @@ func BuildSPK(b SPKBuild) ([]byte, error) {
 		}
 	}
 	add("INFO", 0o644, []byte(infoText.String()))
+	add("LICENSE", 0o644, edgerelay.License)
 	add("PACKAGE_ICON.PNG", 0o644, icon64)
 	add("PACKAGE_ICON_256.PNG", 0o644, icon256)
 	add("edgerelay.sc", 0o644, sc)

@@ -3,17 +3,17 @@ package packaging
 import "testing"
 
 func TestParseVersion(t *testing.T) {
-	for in, want := range map[string][2]string{
-		"v1.2.3":                  {"1.2.3-r1", "1.2.3-0"},
-		"1.2":                     {"1.2-r1", "1.2-0"},
-		"v1.2.3-4-gabcdef0":       {"1.2.3_git4~abcdef0-r1", "1.2.3-4"},
-		"v1.2.3-4-gabcdef0-dirty": {"1.2.3_git4~abcdef0-r1", "1.2.3-4"},
-		"c30838b":                 {"0.0.0~c30838b-r1", "0.0.0-0"},
-		"c30838b-dirty":           {"0.0.0~c30838b-r1", "0.0.0-0"},
-		"dev":                     {"0.0.0-r1", "0.0.0-0"},
+	for in, want := range map[string][3]string{
+		"v1.2.3":                  {"1.2.3-r1", "1.2.3-0", "1.2.3"},
+		"1.2":                     {"1.2-r1", "1.2-0", "1.2"},
+		"v1.2.3-4-gabcdef0":       {"1.2.3_git4~abcdef0-r1", "1.2.3-4", "1.2.3-4-gabcdef0"},
+		"v1.2.3-4-gabcdef0-dirty": {"1.2.3_git4~abcdef0-r1", "1.2.3-4", "1.2.3-4-gabcdef0-dirty"},
+		"c30838b":                 {"0.0.0~c30838b-r1", "0.0.0-0", "c30838b"},
+		"c30838b-dirty":           {"0.0.0~c30838b-r1", "0.0.0-0", "c30838b-dirty"},
+		"dev":                     {"0.0.0-r1", "0.0.0-0", "dev"},
 	} {
 		v, err := ParseVersion(in)
-		if err != nil || v.OpenWrt != want[0] || v.DSM != want[1] || v.Binary != in {
+		if err != nil || v.OpenWrt != want[0] || v.DSM != want[1] || v.Image != want[2] || v.Binary != in {
 			t.Errorf("%q: %+v %v, want %v", in, v, err, want)
 		}
 	}
@@ -37,7 +37,8 @@ func TestTargetsCoverArches(t *testing.T) {
 		}
 	}
 	for _, a := range []string{"mips_24kc", "mipsel_24kc", "arm_arm926ej-s", "arm_cortex-a7_neon-vfpv4", "arm_cortex-a9",
-		"arm_cortex-a15_neon-vfpv4", "aarch64_cortex-a53", "aarch64_generic", "i386_pentium4", "x86_64"} {
+		"arm_cortex-a15_neon-vfpv4", "aarch64_cortex-a53", "aarch64_generic", "i386_pentium4", "x86_64",
+		"riscv64_riscv64", "loongarch64_generic"} {
 		if _, ok := TargetFor(a); !ok {
 			t.Errorf("%s not served", a)
 		}

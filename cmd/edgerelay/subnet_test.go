@@ -65,4 +65,53 @@ func TestSubnetRemoveWithBrokenConfig(t *testing.T) {
 	if rules := must("iptables-save"); strings.Contains(rules, "edgerelay") {
 		t.Errorf("rules left after remove:\n%s", rules)
 	}
+	// Everything undone: nothing left recorded.
+	if left := dirNames(t, dir); strings.Join(left, " ") != "edgerelay.yaml" {
+		t.Errorf("state dir after remove: %v, want only the config", left)
+	}
+}
+
+// TestSubnetRemoveNeverApplied: package removal runs `subnet remove` on every box, most of
+// which never used subnet routing; it succeeds and writes nothing into state_dir (an
+// existing one, as the package makes it, or a missing one).
+func TestSubnetRemoveNeverApplied(t *testing.T) {
+	testenv.RequireRoot(t)
+	ip := testenv.RequireCommand(t, "ip")
+	ns := testenv.NewNetNS(t, ip)
+	base := t.TempDir()
+	cfgDir, state := filepath.Join(base, "config"), filepath.Join(base, "state")
+	for _, d := range []string{cfgDir, state} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, stateDir := range []string{state, filepath.Join(base, "missing")} {
+		cfg := filepath.Join(cfgDir, "edgerelay.yaml")
+		if err := os.WriteFile(cfg, []byte("state_dir: "+stateDir+"\nrelay: {listen: \"127.0.0.1:0\", stun_listen: \"\"}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(ip, "netns", "exec", ns, binPath, "subnet", "remove", "-c", cfg).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "subnet removed") {
+			t.Errorf("subnet remove (state_dir %s): %v\n%s", stateDir, err, out)
+		}
+	}
+	if left := dirNames(t, base); strings.Join(left, " ") != "config state" {
+		t.Errorf("%s holds %v after remove, want only config and state", base, left)
+	}
+	if left := dirNames(t, state); len(left) > 0 {
+		t.Errorf("remove wrote %v into a state_dir where subnet never ran", left)
+	}
+}
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
 }

@@ -1,10 +1,12 @@
 // Command pkgbuild cross-compiles edgerelay for every target and builds the OpenWrt .ipk
-// and .apk and the Synology .spk packages from the binaries. The Makefile's cross,
-// package and size targets call it.
+// and .apk and the Synology .spk packages and the container image from the binaries. The
+// Makefile's cross, package, size and image targets call it.
 //
 //	pkgbuild -version V [-dist dist] cross     static, stripped binaries in dist/bin
 //	pkgbuild -version V [-dist dist] package   the binaries plus every package
-//	pkgbuild -version V [-dist dist] size      each binary's size against the budget
+//	pkgbuild -version V [-dist dist] size      each binary's size and gzip -9 size; fails
+//	                                           when linux/mipsle softfloat is over 10 MiB
+//	pkgbuild -version V [-dist dist] image     the multi-platform container image archive
 //	pkgbuild -version V -o FILE build          one binary for this machine (make build)
 package main
 
@@ -26,6 +28,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/openwrt"
 	"github.com/edgerelay/edgerelay/packaging"
+	"github.com/edgerelay/edgerelay/packaging/image"
 )
 
 func main() {
@@ -43,7 +46,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *version == "" || fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: pkgbuild -version V [-dist DIR] [-targets a,b] [-o FILE] cross|package|size|build")
+		fmt.Fprintln(stderr, "usage: pkgbuild -version V [-dist DIR] [-targets a,b] [-o FILE] cross|package|size|image|build")
 		return 2
 	}
 	vers, err := packaging.ParseVersion(*version)
@@ -55,6 +58,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "pkgbuild:", err)
 		return 2
+	}
+	if fs.Arg(0) == "image" {
+		targets = packaging.ImageTargets() // the image has all its platforms or none
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -82,8 +88,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "image":
+		if err := writeImage(*dist, bins, vers, stdout); err != nil {
+			fmt.Fprintln(stderr, "pkgbuild:", err)
+			return 1
+		}
+		return 0
 	}
-	fmt.Fprintf(stderr, "pkgbuild: unknown command %q (cross, package, size)\n", fs.Arg(0))
+	fmt.Fprintf(stderr, "pkgbuild: unknown command %q (cross, package, size, image, build)\n", fs.Arg(0))
 	return 2
 }
 
@@ -156,23 +168,53 @@ func cross(ctx context.Context, dist string, targets []packaging.Target, version
 	return bins, nil
 }
 
+// size prints each binary's size and its gzip -9 size (what the packages carry and what a
+// compressing overlay stores), and fails when the budget target is over SizeBudget.
 func size(targets []packaging.Target, bins map[string]string, stdout io.Writer) int {
 	status := 0
-	fmt.Fprintf(stdout, "%-34s %10s  %s\n", "binary", "bytes", "budget "+strconv.Itoa(packaging.SizeBudget))
+	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
+	fmt.Fprintf(stdout, "%-32s %10s %9s %10s %9s\n", "binary", "bytes", "MiB", "gzip -9", "MiB")
 	for _, t := range targets {
 		fi, err := os.Stat(bins[t.Name])
 		if err != nil {
 			fmt.Fprintln(stdout, err)
 			return 1
 		}
-		mark := "ok"
-		if fi.Size() > packaging.SizeBudget {
-			mark, status = "OVER BUDGET", 1
+		gz, err := gzipSize(bins[t.Name])
+		if err != nil {
+			fmt.Fprintln(stdout, err)
+			return 1
 		}
-		fmt.Fprintf(stdout, "%-34s %10d  %5.2f MB  %s\n", packaging.BinaryName(t), fi.Size(), float64(fi.Size())/1e6, mark)
+		n := fi.Size()
+		note := ""
+		if t.Name == packaging.SizeBudgetTarget {
+			if n > packaging.SizeBudget {
+				note, status = fmt.Sprintf("  OVER the %d-byte budget by %d", packaging.SizeBudget, n-packaging.SizeBudget), 1
+			} else {
+				note = fmt.Sprintf("  budget %d: %d bytes to spare", packaging.SizeBudget, packaging.SizeBudget-n)
+			}
+		}
+		fmt.Fprintf(stdout, "%-32s %10d %9.2f %10d %9.2f%s\n", packaging.BinaryName(t), n, mib(n), gz, mib(gz), note)
 	}
 	return status
 }
+
+// gzipSize is the length of `gzip -9 -n` of the file: GNU gzip itself (Essential on
+// Debian), as people measure it; Go's deflate at level 9 comes out about 1.5 % larger.
+func gzipSize(path string) (int64, error) {
+	var n countWriter
+	var stderr strings.Builder
+	cmd := exec.Command("gzip", "-9", "-n", "-c", path)
+	cmd.Stdout, cmd.Stderr = &n, &stderr
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("gzip -9 %s: %v %s", path, err, stderr.String())
+	}
+	return int64(n), nil
+}
+
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
 
 // sourceDateEpoch is every file's mtime in the packages: $SOURCE_DATE_EPOCH, else the last
 // commit's time, so the same commit gives the same packages.
@@ -273,5 +315,42 @@ func packageTarget(dist string, t packaging.Target, binPath string, v packaging.
 		}
 		return write(filepath.Join(dist, "synology", packaging.SPKFileName(v.DSM, t.SynologyName)), spk)
 	}
+	return nil
+}
+
+// writeImage writes the container image archive to dist/image.
+func writeImage(dist string, bins map[string]string, v packaging.Versions, stdout io.Writer) error {
+	b, err := packaging.ImageBuild(v, sourceDateEpoch(), bins)
+	if err != nil {
+		return err
+	}
+	idx, err := b.Index()
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(dist, "image", packaging.ImageFileName(v))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(p + ".tmp")
+	if err != nil {
+		return err
+	}
+	err = image.WriteArchive(f, idx, b.Tag, b.Created)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(p+".tmp", p)
+	}
+	if err != nil {
+		os.Remove(p + ".tmp")
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s: %s:%s for", p, image.Name, b.Tag)
+	for _, pl := range b.Platforms {
+		fmt.Fprintf(stdout, " linux/%s", strings.TrimSuffix(pl.Architecture+"/"+pl.Variant, "/"))
+	}
+	fmt.Fprintln(stdout)
 	return nil
 }
