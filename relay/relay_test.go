@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -57,7 +59,7 @@ func startRelay(t *testing.T, yaml string) (*relay.Relay, *tailcfg.DERPRegion) {
 func regionFromDERPMap(t *testing.T, rc config.Relay, pin string) *tailcfg.DERPRegion {
 	t.Helper()
 	var sb strings.Builder
-	if err := relay.WriteDERPMap(&sb, "json", relay.Region(rc, relay.Node(context.Background(), rc, relay.Addrs{}, pin))); err != nil {
+	if err := relay.WriteDERPMap(&sb, "json", relay.Map{Region: relay.Region(rc, relay.Node(context.Background(), rc, relay.Addrs{}, pin, false))}); err != nil {
 		t.Fatal(err)
 	}
 	var dm tailcfg.DERPMap
@@ -144,6 +146,9 @@ func TestHTTPEndpoints(t *testing.T) {
 	if r := get("GET", "/", nil); r.StatusCode != 200 || r.Header.Get("X-Frame-Options") != "DENY" {
 		t.Errorf("home: %d", r.StatusCode)
 	}
+	if r := get("GET", relay.LiveMapPath, nil); r.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("live map before the agent set a region: %d, want 503", r.StatusCode)
+	}
 	if r := get("GET", "/nope", nil); r.StatusCode != 404 {
 		t.Errorf("unknown path: %d", r.StatusCode)
 	}
@@ -158,6 +163,95 @@ func TestHTTPEndpoints(t *testing.T) {
 	defer conn.Close()
 	if p := conn.ConnectionState().NegotiatedProtocol; p == "h2" {
 		t.Errorf("server negotiated h2")
+	}
+}
+
+// TestHome: relay.home behaves like derper's --home, and nothing the public port answers
+// names the product or a version (headers, pages, errors).
+func TestHome(t *testing.T) {
+	cases := []struct {
+		listen, home string
+		status       int
+		body, loc    string
+	}{
+		{"127.0.0.1:0", "", 200, "Tailscale DERP relay", ""}, // loopback: the short page
+		{"127.0.0.1:0", "blank", 200, "", ""},
+		{"127.0.0.1:0", "https://example.com/about", http.StatusFound, "", "https://example.com/about"},
+		{"[::]:0", "", 200, "", ""}, // reachable: blank
+		{"[::]:0", "default", 200, "Tailscale DERP relay", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.listen+" "+c.home, func(t *testing.T) {
+			cfg, err := config.Parse([]byte("relay: {verify_clients: {open: true}, stun_listen: \"\"}\n"), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Relay.Listen, cfg.Relay.Home = c.listen, c.home
+			r, err := relay.New(relay.Options{Config: cfg.Relay, StateDir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := r.Handler()
+			for _, path := range []string{"/", "/nope", "/derp", relay.LiveMapPath, "/generate_204"} {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+				all := fmt.Sprint(rec.Header()) + rec.Body.String()
+				if strings.Contains(strings.ToLower(all), "edgerelay") {
+					t.Errorf("GET %s names the product: %s", path, all)
+				}
+				if path != "/" {
+					continue
+				}
+				if rec.Code != c.status || (c.body == "" && c.loc == "" && rec.Body.Len() != 0) ||
+					!strings.Contains(rec.Body.String(), c.body) || rec.Header().Get("Location") != c.loc {
+					t.Errorf("GET /: %d %q Location %q", rec.Code, rec.Body.String(), rec.Header().Get("Location"))
+				}
+			}
+		})
+	}
+	if _, err := config.Parse([]byte("relay: {home: ftp://x}\n"), false); err == nil || !strings.Contains(err.Error(), "relay.home") {
+		t.Errorf("bad home: %v", err)
+	}
+}
+
+// TestLiveMap: the region the agent sets is what /derpmap.json serves, as a DERP map
+// Tailscale's types read; relay.live_map: false turns the path off.
+func TestLiveMap(t *testing.T) {
+	r, region := startRelay(t, selfSignedYAML)
+	node := region.Nodes[0]
+	hc := derptest.HTTPClient(node)
+	fetch := func() (int, *tailcfg.DERPMap) {
+		t.Helper()
+		resp, err := hc.Get(derptest.URL(node) + relay.LiveMapPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var dm tailcfg.DERPMap
+		if resp.StatusCode == 200 {
+			if err := json.NewDecoder(resp.Body).Decode(&dm); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp.StatusCode, &dm
+	}
+	for _, ip := range []string{"2001:db8::1", "2001:db8::2"} {
+		r.SetRegion(relay.DERPRegion{RegionID: 900, RegionCode: "home", Nodes: []relay.DERPNode{{Name: "900a", RegionID: 900, HostName: "derp.example.com", IPv6: ip, DERPPort: 12345}}})
+		code, dm := fetch()
+		if code != 200 || dm.Regions[900] == nil || dm.Regions[900].Nodes[0].IPv6 != ip {
+			t.Fatalf("live map: %d %+v", code, dm)
+		}
+	}
+
+	off, offRegion := startRelay(t, selfSignedYAML+"  live_map: false\n")
+	off.SetRegion(relay.DERPRegion{RegionID: 900})
+	resp, err := derptest.HTTPClient(offRegion.Nodes[0]).Get(derptest.URL(offRegion.Nodes[0]) + relay.LiveMapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("live_map off: %d, want 404", resp.StatusCode)
 	}
 }
 
