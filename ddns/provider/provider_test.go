@@ -48,7 +48,10 @@ func TestNew(t *testing.T) {
 		{"alidns", config.Provider{Type: "alidns", AccessKeyID: "id", AccessKeySecret: "s"}, ""},
 		{"alidns no secret", config.Provider{Type: "alidns", AccessKeyID: "id"}, "access_key_secret"},
 		{"huaweicloud", config.Provider{Type: "huaweicloud", AccessKeyID: "id", AccessKeySecret: "s", Region: "cn-north-4"}, ""},
-		{"unknown", config.Provider{Type: "route53"}, "one of alidns, cloudflare, huaweicloud, rfc2136"},
+		{"duckdns", config.Provider{Type: "duckdns", APIToken: "x"}, ""},
+		{"duckdns empty", config.Provider{Type: "duckdns"}, "api_token is empty"},
+		{"dynv6 file", config.Provider{Type: "dynv6", APITokenFile: tokFile}, ""},
+		{"unknown", config.Provider{Type: "route53"}, "one of alidns, cloudflare, duckdns, dynv6, huaweicloud, rfc2136"},
 		{"empty", config.Provider{}, "empty"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
