@@ -77,9 +77,16 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 
 func startDaemon(t *testing.T, env []string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{exited: make(chan error, 1)}
-	d.cmd = exec.Command(binPath, append([]string{"run"}, args...)...)
-	d.cmd.Env = append(os.Environ(), env...)
+	cmd := exec.Command(binPath, append([]string{"run"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	return startCmd(t, cmd)
+}
+
+// startCmd starts cmd, which runs the daemon (possibly through exec wrappers), and kills it
+// when the test ends.
+func startCmd(t *testing.T, cmd *exec.Cmd) *daemon {
+	t.Helper()
+	d := &daemon{exited: make(chan error, 1), cmd: cmd}
 	d.cmd.Stdout = lockedWriter{&d.mu, &d.stdout}
 	d.cmd.Stderr = testLog{t}
 	if err := d.cmd.Start(); err != nil {
