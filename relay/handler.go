@@ -50,6 +50,9 @@ func (r *Relay) serveLiveMap(w http.ResponseWriter, _ *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
+	// No keep-alive: the map is fetched every few minutes, and a connection kept to the
+	// address the line just lost would make the next fetch hang instead of resolving anew.
+	w.Header().Set("Connection", "close")
 	w.Write(*b)
 }
 

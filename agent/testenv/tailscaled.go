@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,11 +43,20 @@ type Tailscaled struct {
 	once sync.Once
 }
 
-// Stop ends tailscaled (SIGTERM, which removes its socket) and waits for it.
+// Stop ends tailscaled (SIGTERM, which removes its socket; SIGKILL if it has not exited
+// after 20 s) and waits for it.
 func (ts *Tailscaled) Stop() {
 	ts.once.Do(func() {
 		ts.cmd.Process.Signal(syscall.SIGTERM)
-		ts.cmd.Wait()
+		done := make(chan struct{})
+		go func() { ts.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			fmt.Fprintf(ts.logf, "edgerelay test: tailscaled did not exit 20s after SIGTERM; killing it\n")
+			ts.cmd.Process.Kill()
+			<-done
+		}
 		ts.logf.Close()
 	})
 }
