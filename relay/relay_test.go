@@ -13,7 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	"tailscale.com/derp/derphttp"
 	"tailscale.com/tailcfg"
+	"tailscale.com/types/key"
 
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/relay"
@@ -271,5 +273,32 @@ func TestServerKeyPersists(t *testing.T) {
 	st, err := os.Stat(dir + "/derp.key")
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file mode %v, want 0600", st.Mode().Perm())
+	}
+}
+
+// TestMeshKeyAdmitsPeers: mesh peers are admitted by the mesh key alone, whatever the client
+// checks say; a wrong mesh key gets no such pass.
+func TestMeshKeyAdmitsPeers(t *testing.T) {
+	mk := strings.Repeat("3c", 32)
+	keyFile := t.TempDir() + "/mesh.key"
+	if err := os.WriteFile(keyFile, []byte(mk+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listed := key.NewNode()
+	_, region := startRelay(t, selfSignedYAML+"  verify_clients: {allow: [\""+listed.Public().String()+"\"]}\n  mesh: {key_file: "+keyFile+"}\n")
+	withMeshKey := func(hex string) func(*derphttp.Client) {
+		k, err := key.ParseDERPMesh(hex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func(c *derphttp.Client) { c.MeshKey = k }
+	}
+	derptest.Connect(t, region, key.NewNode(), withMeshKey(mk)) // not in allow: admitted as a peer
+	derptest.Connect(t, region, listed)
+	if !derptest.Refused(t, region, key.NewNode(), withMeshKey(strings.Repeat("4d", 32))) {
+		t.Error("a client with the wrong mesh key was admitted")
+	}
+	if !derptest.Refused(t, region, key.NewNode()) {
+		t.Error("a stranger was admitted")
 	}
 }
