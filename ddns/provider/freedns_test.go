@@ -1,8 +1,11 @@
 package provider
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -97,4 +100,43 @@ func TestDynv6Challenge(t *testing.T) {
 	if _, err := p.GetRecords(ctx, "elsewhere.dynv6.net."); err == nil || !strings.Contains(err.Error(), "zone elsewhere.dynv6.net not found among the token's zones") {
 		t.Errorf("foreign zone: %v", err)
 	}
+}
+
+// canned answers every request with one response.
+type canned struct {
+	status int
+	body   []byte
+}
+
+func (c canned) RoundTrip(req *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: c.status, Body: io.NopCloser(bytes.NewReader(c.body)), Header: http.Header{}, Request: req}, nil
+}
+
+// FuzzFreeDNSAnswers: whatever DuckDNS or dynv6 answer (status and body), the providers
+// return records or an error, never panic, and a DuckDNS update succeeds only on "OK".
+func FuzzFreeDNSAnswers(f *testing.F) {
+	f.Add(200, []byte("OK\n203.0.113.7\n\nUPDATED"))
+	f.Add(200, []byte("KO"))
+	f.Add(200, []byte(`{"id":1,"name":"home.dynv6.net","ipv4address":"203.0.113.7","ipv6prefix":"2001:db8::/64"}`))
+	f.Add(200, []byte(`[{"id":2,"name":"","type":"MX","data":"mx.example.","priority":10},{"id":3,"name":"a","type":"A","data":"x"}]`))
+	f.Add(422, []byte(`{"error":{"name":"ValidationError","message":"Validation failed","fields":[{"name":"data","message":"bad"}]}}`))
+	f.Add(500, []byte("\xff"))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		if status < 100 || status > 999 {
+			return
+		}
+		hc := &http.Client{Transport: canned{status, body}}
+		ctx := context.Background()
+		duck := &duckDNS{token: "t", hc: hc}
+		_, err := duck.SetRecords(ctx, "home.duckdns.org.", []libdns.Record{libdns.TXT{Name: "@", Text: "v"}})
+		first, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+		if (err == nil) != (status == 200 && first == "OK") {
+			t.Fatalf("duckdns: HTTP %d %q gave %v", status, body, err)
+		}
+		dyn := &dynv6{token: "t", hc: hc}
+		recs, err := dyn.GetRecords(ctx, "home.dynv6.net.")
+		if err != nil && recs != nil {
+			t.Fatalf("dynv6: records %v with error %v", recs, err)
+		}
+	})
 }
