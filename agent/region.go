@@ -101,10 +101,17 @@ func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc config.Rel
 	followDNS := ddnsOn && relayRecord(*cfg.DDNS, rc.Hostname) != ""
 	pasted, live := relay.BuildMap(ctx, rc, addrs, r.CertPin(), followDNS)
 	r.SetRegion(live)
+	// IP-only without a public address (the WAN not up yet): nothing worth pasting.
+	usable := true
+	if ip, err := netip.ParseAddr(pasted.Region.Nodes[0].HostName); err == nil && rc.Hostname == "" && !relay.IsPublic(ip) {
+		usable = false
+		hint = "relay.hostname is empty and this box has no public address yet: the DERP map names " + ip.String() +
+			" until one appears (or set relay.hostname to a DNS name or the public IP)"
+	}
 	a.mu.Lock()
 	a.hostHint = hint
 	a.mu.Unlock()
-	a.setMap(pasted, stateDir)
+	a.setMap(pasted, stateDir, usable)
 }
 
 // movedFrom returns this box's current public address of the family of a typed IP
@@ -123,12 +130,13 @@ func movedFrom(hostname string) netip.Addr {
 	return local.IPv6
 }
 
-// setMap makes m the map to paste and compares it with the one handed out last.
-func (a *Agent) setMap(m relay.Map, stateDir string) {
+// setMap makes m the map to paste and compares it with the one handed out last. The first
+// usable map is taken as handed out when none was before.
+func (a *Agent) setMap(m relay.Map, stateDir string, usable bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.dmap, a.mapDir = &m, stateDir
-	if a.published == nil {
+	if a.published == nil && usable {
 		p, err := loadPublished(stateDir)
 		if err != nil {
 			a.log.Warn("cannot read the DERP map handed out earlier; taking the current one", "err", err)

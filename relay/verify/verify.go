@@ -113,7 +113,6 @@ type options struct {
 	failOpenPeriod time.Duration
 	listen         string
 	sockets        []string
-	probeEvery     time.Duration
 }
 
 // WithTimeout bounds each request to tailscaled and to the admission URL (default 5 s).
@@ -157,7 +156,6 @@ func New(cfg config.VerifyClients, log *slog.Logger, opts ...Option) (*Verifier,
 		now:            time.Now,
 		failOpenPeriod: time.Minute,
 		sockets:        DefaultTailscaledSockets,
-		probeEvery:     5 * time.Second,
 	}
 	for _, f := range opts {
 		f(&o)
@@ -168,7 +166,7 @@ func New(cfg config.VerifyClients, log *slog.Logger, opts ...Option) (*Verifier,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	v := &Verifier{log: log.With("component", "verify"), reachable: !LoopbackOnly(o.listen), probeEvery: o.probeEvery}
+	v := &Verifier{log: log.With("component", "verify"), reachable: !LoopbackOnly(o.listen), probeEvery: 5 * time.Second}
 	v.failOpenLog.period = o.failOpenPeriod
 	if len(cfg.Allow) > 0 {
 		a, err := newAllowList(cfg.Allow)
