@@ -244,7 +244,7 @@ func BuildMap(ctx context.Context, cfg config.Relay, cur Addrs, pin string, foll
 		liveNode := Node(ctx, cfg, cur, pin, false)
 		live = Region(cfg, append([]DERPNode{liveNode}, mesh...)...)
 		pasted.Notes = append(pasted.Notes, fmt.Sprintf("IPv4/IPv6 are left out on purpose: clients resolve %s, which this relay's own DDNS keeps current, so this map never needs pasting again.", own.HostName))
-	} else if _, err := netip.ParseAddr(own.HostName); err == nil {
+	} else if ip, err := netip.ParseAddr(own.HostName); err == nil && IsPublic(ip) {
 		pasted.Notes = append(pasted.Notes, "IP-only: when this line's address changes, `edgerelay status` (and the LuCI page) says this map is stale and shows the new one. A DNS name kept by DDNS avoids re-pasting.")
 	}
 	if config.On(cfg.LiveMap, true) {
