@@ -136,16 +136,10 @@ func TestAddressesFollowDDNS(t *testing.T) {
 		return
 	}
 	ns := testenv.StartBIND9(t, "example.test")
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v\n%s", args, err, out)
-		}
-	}
-	ip("link", "add", "wan0", "type", "veth", "peer", "name", "wan0p")
-	ip("link", "set", "wan0p", "up")
-	ip("link", "set", "wan0", "up")
-	ip("addr", "add", "2001:db8:1::10/64", "dev", "wan0", "nodad")
+	testenv.IP(t, "link", "add", "wan0", "type", "veth", "peer", "name", "wan0p")
+	testenv.IP(t, "link", "set", "wan0p", "up")
+	testenv.IP(t, "link", "set", "wan0", "up")
+	testenv.IP(t, "addr", "add", "2001:db8:1::10/64", "dev", "wan0", "nodad")
 	stateDir := t.TempDir()
 	yaml := fmt.Sprintf(`state_dir: %s
 relay:
@@ -163,8 +157,8 @@ ddns:
 	}
 	a := startAgent(t, cfg, nil)
 	waitFor(t, "the first address", time.Minute, func() bool { return a.Addrs().IPv6.String() == "2001:db8:1::10" })
-	ip("addr", "add", "2001:db8:2::20/64", "dev", "wan0", "nodad")
-	ip("addr", "del", "2001:db8:1::10/64", "dev", "wan0")
+	testenv.IP(t, "addr", "add", "2001:db8:2::20/64", "dev", "wan0", "nodad")
+	testenv.IP(t, "addr", "del", "2001:db8:1::10/64", "dev", "wan0")
 	waitFor(t, "the new address", time.Minute, func() bool { return a.Addrs().IPv6.String() == "2001:db8:2::20" })
 
 	// What `edgerelay status` and `edgerelay derpmap` read: the daemon's socket.
@@ -233,16 +227,10 @@ func TestIPOnlyMapGoesStale(t *testing.T) {
 	if !testenv.InNetNS(t) {
 		return
 	}
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v\n%s", args, err, out)
-		}
-	}
-	ip("link", "add", "wan0", "type", "veth", "peer", "name", "wan0p")
-	ip("link", "set", "wan0p", "up")
-	ip("link", "set", "wan0", "up")
-	ip("addr", "add", "203.0.113.10/24", "dev", "wan0")
+	testenv.IP(t, "link", "add", "wan0", "type", "veth", "peer", "name", "wan0p")
+	testenv.IP(t, "link", "set", "wan0p", "up")
+	testenv.IP(t, "link", "set", "wan0", "up")
+	testenv.IP(t, "addr", "add", "203.0.113.10/24", "dev", "wan0")
 	stateDir := t.TempDir()
 	cfg, err := config.Parse([]byte(fmt.Sprintf("state_dir: %s\nrelay: {listen: \"127.0.0.1:0\", stun_listen: \"\", verify_clients: {open: true}}\n", stateDir)), false)
 	if err != nil {
@@ -271,8 +259,8 @@ func TestIPOnlyMapGoesStale(t *testing.T) {
 	if st := a.Status(t.Context()); st.MapStale || len(st.Warnings) != 0 {
 		t.Fatalf("fresh map reported stale: %q", st.Warnings)
 	}
-	ip("addr", "add", "198.51.100.20/24", "dev", "wan0") // another subnet: deleting a primary deletes its secondaries
-	ip("addr", "del", "203.0.113.10/24", "dev", "wan0")
+	testenv.IP(t, "addr", "add", "198.51.100.20/24", "dev", "wan0") // another subnet: deleting a primary deletes its secondaries
+	testenv.IP(t, "addr", "del", "203.0.113.10/24", "dev", "wan0")
 	d := testenv.WaitFor(t, time.Minute, "the live map to follow", liveHas("198.51.100.20"))
 	t.Logf("live map followed the address change in %v", d)
 	st := a.Status(t.Context())
@@ -298,8 +286,8 @@ func TestIPOnlyMapGoesStale(t *testing.T) {
 		m, ok := b.DERPMap()
 		return ok && m.Region.Nodes[0].HostName == "198.51.100.20"
 	})
-	ip("addr", "add", "192.0.2.30/24", "dev", "wan0")
-	ip("addr", "del", "198.51.100.20/24", "dev", "wan0")
+	testenv.IP(t, "addr", "add", "192.0.2.30/24", "dev", "wan0")
+	testenv.IP(t, "addr", "del", "198.51.100.20/24", "dev", "wan0")
 	waitFor(t, "status to report the typed address gone", time.Minute, func() bool {
 		st := b.Status(t.Context())
 		return st.MapStale && len(st.Warnings) == 1 && strings.Contains(st.Warnings[0], "relay.hostname 198.51.100.20 is no longer an address of this box") &&

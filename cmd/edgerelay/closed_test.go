@@ -37,18 +37,12 @@ func TestShippedDefaultIsClosed(t *testing.T) {
 		return
 	}
 	ns := testenv.CurrentNetNS()
-	for _, args := range [][]string{
-		{"link", "add", "wan0", "type", "veth", "peer", "name", "wan0p"},
-		{"addr", "add", "198.51.100.1/24", "dev", "wan0"},
-		{"link", "set", "wan0", "up"},
-		{"link", "set", "wan0p", "up"},
-		// tailscaled pauses without a default route; the gateway never answers.
-		{"route", "add", "default", "via", "198.51.100.2", "dev", "wan0"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v\n%s", args, err, out)
-		}
-	}
+	testenv.IP(t, "link", "add", "wan0", "type", "veth", "peer", "name", "wan0p")
+	testenv.IP(t, "addr", "add", "198.51.100.1/24", "dev", "wan0")
+	testenv.IP(t, "link", "set", "wan0", "up")
+	testenv.IP(t, "link", "set", "wan0p", "up")
+	// tailscaled pauses without a default route; the gateway never answers.
+	testenv.IP(t, "route", "add", "default", "via", "198.51.100.2", "dev", "wan0")
 
 	dir := t.TempDir()
 	derpPort, stunPort := testenv.FreePort(t, "tcp"), testenv.FreePort(t, "udp")

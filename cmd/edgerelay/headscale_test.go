@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,17 +31,11 @@ func TestHeadscaleLiveMap(t *testing.T) {
 		return
 	}
 	ns := testenv.CurrentNetNS()
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v\n%s", args, err, out)
-		}
-	}
-	ip("link", "add", "wan0", "type", "veth", "peer", "name", "wan0p")
-	ip("link", "set", "wan0p", "up")
-	ip("link", "set", "wan0", "up")
-	ip("addr", "add", "203.0.113.10/24", "dev", "wan0")
-	ip("route", "add", "default", "via", "203.0.113.1") // tailscaled pauses without one
+	testenv.IP(t, "link", "add", "wan0", "type", "veth", "peer", "name", "wan0p")
+	testenv.IP(t, "link", "set", "wan0p", "up")
+	testenv.IP(t, "link", "set", "wan0", "up")
+	testenv.IP(t, "addr", "add", "203.0.113.10/24", "dev", "wan0")
+	testenv.IP(t, "route", "add", "default", "via", "203.0.113.1") // tailscaled pauses without one
 
 	dns := testenv.StartBIND9(t, "example.test")
 	dir := t.TempDir()
@@ -155,9 +148,9 @@ ddns:
 	pingViaDERP("node1 pings node0 through the relay", nodes[1], nodes[0])
 
 	// The line's address changes (another subnet: a primary's removal takes its secondaries).
-	ip("addr", "add", "198.51.100.20/24", "dev", "wan0")
-	ip("addr", "del", "203.0.113.10/24", "dev", "wan0")
-	ip("route", "replace", "default", "via", "198.51.100.1")
+	testenv.IP(t, "addr", "add", "198.51.100.20/24", "dev", "wan0")
+	testenv.IP(t, "addr", "del", "203.0.113.10/24", "dev", "wan0")
+	testenv.IP(t, "route", "replace", "default", "via", "198.51.100.1")
 	changed := time.Now()
 	for i, n := range nodes {
 		testenv.WaitFor(t, 2*time.Minute, fmt.Sprintf("headscale to give node%d the new address", i), func() bool { return derpIPv4(n) == "198.51.100.20" })

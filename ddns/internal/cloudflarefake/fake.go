@@ -12,12 +12,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/edgerelay/edgerelay/ddns/internal/fakeapi"
 )
 
 // Perms are an API token's permissions, named as in Cloudflare's token editor.
@@ -71,23 +72,8 @@ func New(zones []string, tokens map[string]Perms) *Server {
 // Close stops the server.
 func (s *Server) Close() { s.srv.Close() }
 
-// Client returns an HTTP client that sends requests meant for the real API host to the fake
-// (the libdns provider's base URL is a constant).
-func (s *Server) Client() *http.Client {
-	u, _ := url.Parse(s.srv.URL)
-	return &http.Client{Transport: rewrite{host: u.Host, rt: s.srv.Client().Transport}, Timeout: 10 * time.Second}
-}
-
-type rewrite struct {
-	host string
-	rt   http.RoundTripper
-}
-
-func (r rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
-	req = req.Clone(req.Context())
-	req.URL.Scheme, req.URL.Host = "http", r.host
-	return r.rt.RoundTrip(req)
-}
+// Client returns an HTTP client that sends requests meant for the real API host to the fake.
+func (s *Server) Client() *http.Client { return fakeapi.Client(s.srv, "api.cloudflare.com") }
 
 // Records returns a copy of the records of zone (name without trailing dot).
 func (s *Server) Records(zoneName string) []Record {

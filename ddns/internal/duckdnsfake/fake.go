@@ -18,7 +18,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
+
+	"github.com/edgerelay/edgerelay/ddns/internal/fakeapi"
 )
 
 // Domain is one DuckDNS name's values.
@@ -50,25 +51,8 @@ func New(token string, subnames ...string) *Server {
 // Close stops the server.
 func (s *Server) Close() { s.srv.Close() }
 
-// Client returns an HTTP client that sends requests meant for the real host to the fake.
-func (s *Server) Client() *http.Client {
-	u, _ := url.Parse(s.srv.URL)
-	return &http.Client{Transport: rewrite{host: u.Host, rt: s.srv.Client().Transport}, Timeout: 10 * time.Second}
-}
-
-type rewrite struct {
-	host string
-	rt   http.RoundTripper
-}
-
-func (r rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Host != "www.duckdns.org" || req.URL.Scheme != "https" {
-		return nil, fmt.Errorf("duckdnsfake: request to %s://%s, not the DuckDNS API", req.URL.Scheme, req.URL.Host)
-	}
-	req = req.Clone(req.Context())
-	req.URL.Scheme, req.URL.Host = "http", r.host
-	return r.rt.RoundTrip(req)
-}
+// Client returns an HTTP client that sends requests meant for the real API host to the fake.
+func (s *Server) Client() *http.Client { return fakeapi.Client(s.srv, "www.duckdns.org") }
 
 // Get returns a copy of a sub-name's values.
 func (s *Server) Get(sub string) Domain {

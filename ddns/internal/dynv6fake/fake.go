@@ -9,16 +9,16 @@ package dynv6fake
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/edgerelay/edgerelay/ddns/internal/fakeapi"
 )
 
 // Zone is one zone as the API stores it.
@@ -67,25 +67,8 @@ func New(token string, zones ...string) *Server {
 // Close stops the server.
 func (s *Server) Close() { s.srv.Close() }
 
-// Client returns an HTTP client that sends requests meant for the real host to the fake.
-func (s *Server) Client() *http.Client {
-	u, _ := url.Parse(s.srv.URL)
-	return &http.Client{Transport: rewrite{host: u.Host, rt: s.srv.Client().Transport}, Timeout: 10 * time.Second}
-}
-
-type rewrite struct {
-	host string
-	rt   http.RoundTripper
-}
-
-func (r rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Host != "dynv6.com" || req.URL.Scheme != "https" {
-		return nil, fmt.Errorf("dynv6fake: request to %s://%s, not the dynv6 API", req.URL.Scheme, req.URL.Host)
-	}
-	req = req.Clone(req.Context())
-	req.URL.Scheme, req.URL.Host = "http", r.host
-	return r.rt.RoundTrip(req)
-}
+// Client returns an HTTP client that sends requests meant for the real API host to the fake.
+func (s *Server) Client() *http.Client { return fakeapi.Client(s.srv, "dynv6.com") }
 
 // Zone returns a copy of a zone.
 func (s *Server) Zone(name string) Zone {
