@@ -23,11 +23,12 @@ type Agent struct {
 	log *slog.Logger
 	// Version is reported by status.
 	Version string
-	// OnRelayStart, if set, is called each time the relay part has started listening (the
-	// CLI prints the DERP map from it in the embedded default mode).
-	OnRelayStart func(*relay.Relay)
 
 	certs certSwitch // the relay's certificate source in acme mode
+
+	regionKick   chan struct{} // the addresses may have changed: recompute the region
+	mapReady     chan struct{} // closed at the first region
+	mapReadyOnce sync.Once
 
 	mu    sync.Mutex
 	cfg   *config.Config
@@ -37,13 +38,20 @@ type Agent struct {
 	acme  *acme.Manager
 	net   *netfilter.Reconciler
 
+	dmap        *relay.Map        // the relay's map to paste, as of now (region.go)
+	published   *relay.DERPRegion // the region last handed out for pasting
+	mapDir      string            // where published is kept
+	staleLogged relay.DERPRegion  // the region last logged as replacing a stale one
+	hostHint    string            // a typed IP hostname that is no longer this box's
+
 	started time.Time
 	partErr map[string]error // running parts: nil, or the error of their last failure
 }
 
 // New returns an agent for cfg.
 func New(cfg *config.Config, log *slog.Logger) *Agent {
-	return &Agent{cfg: cfg, log: log, started: time.Now(), partErr: map[string]error{}}
+	return &Agent{cfg: cfg, log: log, started: time.Now(), partErr: map[string]error{},
+		regionKick: make(chan struct{}, 1), mapReady: make(chan struct{})}
 }
 
 // Relay returns the running relay (nil when off or not started).
@@ -91,6 +99,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 			a.cfg = cfg
 			a.mu.Unlock()
 			a.apply(ctx, running)
+			a.kickRegion() // ddns may now keep (or no longer keep) the relay's name
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -135,16 +136,10 @@ func TestAddressesFollowDDNS(t *testing.T) {
 		return
 	}
 	ns := testenv.StartBIND9(t, "example.test")
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v\n%s", args, err, out)
-		}
-	}
-	ip("link", "add", "wan0", "type", "veth", "peer", "name", "wan0p")
-	ip("link", "set", "wan0p", "up")
-	ip("link", "set", "wan0", "up")
-	ip("addr", "add", "2001:db8:1::10/64", "dev", "wan0", "nodad")
+	testenv.IP(t, "link", "add", "wan0", "type", "veth", "peer", "name", "wan0p")
+	testenv.IP(t, "link", "set", "wan0p", "up")
+	testenv.IP(t, "link", "set", "wan0", "up")
+	testenv.IP(t, "addr", "add", "2001:db8:1::10/64", "dev", "wan0", "nodad")
 	stateDir := t.TempDir()
 	yaml := fmt.Sprintf(`state_dir: %s
 relay:
@@ -162,8 +157,8 @@ ddns:
 	}
 	a := startAgent(t, cfg, nil)
 	waitFor(t, "the first address", time.Minute, func() bool { return a.Addrs().IPv6.String() == "2001:db8:1::10" })
-	ip("addr", "add", "2001:db8:2::20/64", "dev", "wan0", "nodad")
-	ip("addr", "del", "2001:db8:1::10/64", "dev", "wan0")
+	testenv.IP(t, "addr", "add", "2001:db8:2::20/64", "dev", "wan0", "nodad")
+	testenv.IP(t, "addr", "del", "2001:db8:1::10/64", "dev", "wan0")
 	waitFor(t, "the new address", time.Minute, func() bool { return a.Addrs().IPv6.String() == "2001:db8:2::20" })
 
 	// What `edgerelay status` and `edgerelay derpmap` read: the daemon's socket.
@@ -175,10 +170,20 @@ ddns:
 	if st.Addrs.IPv6.String() != "2001:db8:2::20" {
 		t.Fatalf("status addresses %+v", st.Addrs)
 	}
-	node := relay.Node(t.Context(), cfg.Relay, st.Addrs, "")
-	if node.IPv6 != "2001:db8:2::20" || node.HostName != "derp.example.test" {
-		t.Fatalf("derpmap node %+v", node)
+	// The map to paste names the DDNS-kept host only (clients follow DNS); the live map
+	// carries the current address.
+	if st.DERPMap == nil || len(st.DERPMap.Region.Nodes) != 1 || st.MapStale {
+		t.Fatalf("status map %+v, stale %v", st.DERPMap, st.MapStale)
 	}
+	if n := st.DERPMap.Region.Nodes[0]; n.HostName != "derp.example.test" || n.IPv4 != "" || n.IPv6 != "" ||
+		len(st.DERPMap.Notes) == 0 || !strings.Contains(st.DERPMap.Notes[0], "DDNS keeps current") {
+		t.Fatalf("pasted node %+v, notes %q", n, st.DERPMap.Notes)
+	}
+	waitFor(t, "the live map to carry the new address", time.Minute, func() bool {
+		rec := httptest.NewRecorder()
+		a.Relay().Handler().ServeHTTP(rec, httptest.NewRequest("GET", relay.LiveMapPath, nil))
+		return strings.Contains(rec.Body.String(), `"IPv6": "2001:db8:2::20"`)
+	})
 }
 
 // TestSubnetTurnedOffIsUndone: a reload that removes the subnet section undoes the rules
@@ -212,4 +217,80 @@ func TestSubnetTurnedOffIsUndone(t *testing.T) {
 	os.WriteFile(path, []byte(base), 0o600)
 	reload <- struct{}{}
 	waitFor(t, "the rules and forwarding to be undone", time.Minute, func() bool { return rules() == "" && forward() == "0" })
+}
+
+// TestIPOnlyMapGoesStale: an IP-only relay (no hostname) publishes this box's public address;
+// when the line's address changes, the live map follows at once, status says the map handed
+// out for pasting is stale and carries the new one, and handing the new one out clears it.
+// A typed address that leaves the box is reported too.
+func TestIPOnlyMapGoesStale(t *testing.T) {
+	if !testenv.InNetNS(t) {
+		return
+	}
+	testenv.IP(t, "link", "add", "wan0", "type", "veth", "peer", "name", "wan0p")
+	testenv.IP(t, "link", "set", "wan0p", "up")
+	testenv.IP(t, "link", "set", "wan0", "up")
+	testenv.IP(t, "addr", "add", "203.0.113.10/24", "dev", "wan0")
+	stateDir := t.TempDir()
+	cfg, err := config.Parse([]byte(fmt.Sprintf("state_dir: %s\nrelay: {listen: \"127.0.0.1:0\", stun_listen: \"\", verify_clients: {open: true}}\n", stateDir)), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, cfg, nil)
+	host := func() string {
+		m, ok := a.DERPMap()
+		if !ok {
+			return ""
+		}
+		return m.Region.Nodes[0].HostName
+	}
+	liveHas := func(want string) func() bool {
+		return func() bool {
+			r := a.Relay()
+			if r == nil {
+				return false
+			}
+			rec := httptest.NewRecorder()
+			r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", relay.LiveMapPath, nil))
+			return strings.Contains(rec.Body.String(), `"HostName": "`+want+`"`)
+		}
+	}
+	waitFor(t, "the first map", time.Minute, func() bool { return host() == "203.0.113.10" })
+	if st := a.Status(t.Context()); st.MapStale || len(st.Warnings) != 0 {
+		t.Fatalf("fresh map reported stale: %q", st.Warnings)
+	}
+	testenv.IP(t, "addr", "add", "198.51.100.20/24", "dev", "wan0") // another subnet: deleting a primary deletes its secondaries
+	testenv.IP(t, "addr", "del", "203.0.113.10/24", "dev", "wan0")
+	d := testenv.WaitFor(t, time.Minute, "the live map to follow", liveHas("198.51.100.20"))
+	t.Logf("live map followed the address change in %v", d)
+	st := a.Status(t.Context())
+	if !st.MapStale || st.DERPMap.Region.Nodes[0].HostName != "198.51.100.20" || len(st.Warnings) != 1 ||
+		!strings.Contains(st.Warnings[0], "203.0.113.10") || !strings.Contains(st.Warnings[0], "198.51.100.20") {
+		t.Fatalf("stale: %v, warnings %q, map %+v", st.MapStale, st.Warnings, st.DERPMap)
+	}
+	t.Logf("status: %s", st.Warnings[0])
+	if m, ok := a.HandOut(); !ok || m.Region.Nodes[0].HostName != "198.51.100.20" {
+		t.Fatalf("hand out: %+v", m)
+	}
+	if st := a.Status(t.Context()); st.MapStale {
+		t.Fatalf("still stale after the new map was handed out: %q", st.Warnings)
+	}
+
+	// A typed address: once it leaves the box, status says so and shows the box's address.
+	typed, err := config.Parse([]byte(fmt.Sprintf("state_dir: %s\nrelay: {hostname: 198.51.100.20, listen: \"127.0.0.1:0\", stun_listen: \"\", verify_clients: {open: true}}\n", t.TempDir())), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startAgent(t, typed, nil)
+	waitFor(t, "the typed map", time.Minute, func() bool {
+		m, ok := b.DERPMap()
+		return ok && m.Region.Nodes[0].HostName == "198.51.100.20"
+	})
+	testenv.IP(t, "addr", "add", "192.0.2.30/24", "dev", "wan0")
+	testenv.IP(t, "addr", "del", "198.51.100.20/24", "dev", "wan0")
+	waitFor(t, "status to report the typed address gone", time.Minute, func() bool {
+		st := b.Status(t.Context())
+		return st.MapStale && len(st.Warnings) == 1 && strings.Contains(st.Warnings[0], "relay.hostname 198.51.100.20 is no longer an address of this box") &&
+			st.DERPMap.Region.Nodes[0].HostName == "192.0.2.30"
+	})
 }

@@ -54,15 +54,14 @@ func (a *Agent) relayPart(rc config.Relay, stateDir string) part {
 				return err
 			}
 			defer publish(a, &a.relay, r)()
-			if a.OnRelayStart != nil {
-				go func() {
-					select {
-					case <-r.Ready():
-						a.OnRelayStart(r)
-					case <-ctx.Done():
-					}
-				}()
-			}
+			defer a.dropMap()
+			ctx, cancel := context.WithCancel(ctx)
+			region := make(chan struct{})
+			go func() {
+				defer close(region)
+				a.followRegion(ctx, r, rc, stateDir)
+			}()
+			defer func() { cancel(); <-region }()
 			return r.Run(ctx)
 		},
 	}
@@ -92,13 +91,14 @@ func (a *Agent) noteAddress(ch ddns.AddressChange, relayRecord string) {
 		return
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	switch ch.Type {
 	case "A":
 		a.addrs.IPv4 = ch.New
 	case "AAAA":
 		a.addrs.IPv6 = ch.New
 	}
+	a.mu.Unlock()
+	a.kickRegion()
 }
 
 // relayRecord is the fully qualified ddns record that publishes host, or "".

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/edgerelay/edgerelay/ddns"
@@ -26,6 +27,8 @@ type Status struct {
 	Warnings []string           `json:"warnings,omitempty"`
 	Addrs    relay.Addrs        `json:"addresses"` // the line's current addresses (from ddns)
 	Relay    *relay.Status      `json:"relay,omitempty"`
+	DERPMap  *relay.Map         `json:"derp_map,omitempty"`       // the relay's map to paste, as of now
+	MapStale bool               `json:"derp_map_stale,omitempty"` // the map handed out last no longer matches
 	DDNS     []ddns.RecordState `json:"ddns,omitempty"`
 	ACME     *ACMEStatus        `json:"acme,omitempty"`
 	Subnet   *SubnetStatus      `json:"subnet,omitempty"`
@@ -72,6 +75,11 @@ func (a *Agent) Status(ctx context.Context) Status {
 			st.Parts[name] = err.Error()
 		}
 	}
+	if a.dmap != nil {
+		m := *a.dmap
+		st.DERPMap = &m
+	}
+	stale := a.staleLocked()
 	a.mu.Unlock()
 	if st.Config == "" {
 		st.Config = "built-in default"
@@ -79,9 +87,13 @@ func (a *Agent) Status(ctx context.Context) Status {
 	if r != nil {
 		rs := r.Status()
 		st.Relay = &rs
-		if w := r.OpenRelayWarning(); w != "" {
+		if w := r.Warning(); w != "" {
 			st.Warnings = append(st.Warnings, w)
 		}
+	}
+	if stale != "" {
+		st.Warnings = append(st.Warnings, stale)
+		st.MapStale = true
 	}
 	if u != nil {
 		st.DDNS = u.Current()
@@ -133,6 +145,20 @@ func (a *Agent) serveStatus(ctx context.Context, stateDir, metricsListen string)
 		enc.Encode(a.Status(req.Context()))
 	})
 	mux.HandleFunc("/metrics", a.writeMetrics)
+	// GET: the relay's map to paste; POST: the same, recorded as handed out for pasting.
+	mux.HandleFunc("/derpmap", func(w http.ResponseWriter, req *http.Request) {
+		get := a.DERPMap
+		if req.Method == http.MethodPost {
+			get = a.HandOut
+		}
+		m, ok := get()
+		if !ok {
+			http.Error(w, "the relay has no DERP map (off, or not listening yet)", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(m)
+	})
 	srvs := []*http.Server{{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}}
 	lns := []net.Listener{ln}
 	if metricsListen != "" {
@@ -203,26 +229,40 @@ func (a *Agent) writeMetrics(w http.ResponseWriter, _ *http.Request) {
 
 // QueryStatus asks the daemon whose state dir is stateDir for its status.
 func QueryStatus(ctx context.Context, stateDir string) (*Status, error) {
-	path := StatusSocket(stateDir)
+	var st Status
+	return &st, ask(ctx, stateDir, http.MethodGet, "/status", &st)
+}
+
+// HandOutMap asks the daemon for its relay's map to paste and has it recorded as pasted.
+func HandOutMap(ctx context.Context, stateDir string) (relay.Map, error) {
+	var m relay.Map
+	return m, ask(ctx, stateDir, http.MethodPost, "/derpmap", &m)
+}
+
+// ask sends one request to the daemon's status socket and decodes its JSON answer into v.
+func ask(ctx context.Context, stateDir, method, path string, v any) error {
+	sock := StatusSocket(stateDir)
 	hc := &http.Client{Transport: &http.Transport{
 		DisableKeepAlives: true, // one question per call; no idle connection left on the daemon
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			return d.DialContext(ctx, "unix", sock)
 		}}}
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://edgerelay/status", nil)
+	req, _ := http.NewRequestWithContext(ctx, method, "http://edgerelay"+path, nil)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("is the daemon running? %w", err)
+		return fmt.Errorf("is the daemon running? %w", err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var st Status
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("status reply: %w", err)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("daemon answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
-	return &st, nil
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s reply: %w", path, err)
+	}
+	return nil
 }

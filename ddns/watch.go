@@ -20,6 +20,13 @@ type netWatcher struct {
 	log *slog.Logger
 }
 
+// WatchNet sends a non-blocking kick on kick for each kernel address or link event (and one
+// after each (re)subscription) until ctx ends: for parts other than the updater that follow
+// this box's addresses.
+func WatchNet(ctx context.Context, log *slog.Logger, kick chan<- time.Time) {
+	(&netWatcher{log: log}).run(ctx, kick)
+}
+
 // run subscribes to address and link events and sends a non-blocking kick for each, with the
 // time the event arrived. A subscription ends on any receive error (the kernel drops events
 // when the socket buffer overflows), so it is re-established with backoff and followed by a

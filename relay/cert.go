@@ -105,12 +105,15 @@ type SelfSigned struct {
 const selfSignedLifetime = 5 * 365 * 24 * time.Hour
 
 // LoadOrCreateSelfSigned reuses the certificate in dir when it covers host and is not about
-// to expire, otherwise creates one.
+// to expire, otherwise creates one. An IP-only relay (host an IP) keeps a certificate made
+// for another IP: the line's address moved, and clients trust the pin, not the address, so
+// a new certificate would only make every pasted map stale.
 func LoadOrCreateSelfSigned(dir, host string) (*SelfSigned, error) {
 	certFile, keyFile := filepath.Join(dir, "selfsigned.crt"), filepath.Join(dir, "selfsigned.key")
 	if cert, err := tls.LoadX509KeyPair(certFile, keyFile); err == nil {
 		leaf := Leaf(&cert)
-		if leaf != nil && leaf.VerifyHostname(host) == nil && time.Until(leaf.NotAfter) > 30*24*time.Hour {
+		ipOnly := net.ParseIP(host) != nil && leaf != nil && len(leaf.DNSNames) == 0 && len(leaf.IPAddresses) > 0
+		if leaf != nil && (leaf.VerifyHostname(host) == nil || ipOnly) && time.Until(leaf.NotAfter) > 30*24*time.Hour {
 			return &SelfSigned{cert: &cert}, nil
 		}
 	}

@@ -96,3 +96,20 @@ func TestSelfSignedPersists(t *testing.T) {
 		t.Fatal("a hostname change did not make a new certificate for it")
 	}
 }
+
+// TestSelfSignedIPOnlyKeepsPin: when an IP-only relay's address moves, its certificate (and
+// the pin every pasted map carries) stays.
+func TestSelfSignedIPOnlyKeepsPin(t *testing.T) {
+	dir := t.TempDir()
+	a, err := LoadOrCreateSelfSigned(dir, "2001:db8::7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadOrCreateSelfSigned(dir, "2001:db8:1::9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Pin() != b.Pin() {
+		t.Fatal("an address change made a new certificate")
+	}
+}

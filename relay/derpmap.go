@@ -84,6 +84,20 @@ func LocalAddrs() Addrs {
 	return a
 }
 
+// HasLocalAddr reports whether ip is an address of one of this box's interfaces.
+func HasLocalAddr(ip netip.Addr) bool {
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, ia := range ifaddrs {
+		if pfx, err := netip.ParsePrefix(ia.String()); err == nil && pfx.Addr().Unmap() == ip.Unmap() {
+			return true
+		}
+	}
+	return false
+}
+
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
 // IsPublic reports whether ip is globally routable (not private, CGNAT, ULA, link-local,
@@ -95,8 +109,16 @@ func IsPublic(ip netip.Addr) bool {
 
 // Node builds this node's DERP map entry. Addresses come from, in order: relay.ipv4/ipv6,
 // the agent's current addresses, the hostname if it is an IP, the hostname's DNS records.
-func Node(ctx context.Context, cfg config.Relay, cur Addrs, pin string) DERPNode {
+// With no hostname (IP-only mode) the node is at the line's current address, IPv4 first.
+// With followDNS (the hostname is a name our own DDNS keeps) IPv4 and IPv6 are left out, so
+// clients resolve the name and follow address changes without a new map.
+func Node(ctx context.Context, cfg config.Relay, cur Addrs, pin string, followDNS bool) DERPNode {
 	host := Hostname(cfg)
+	if cfg.Hostname == "" && cur.IPv4.IsValid() {
+		host = cur.IPv4.String()
+	} else if cfg.Hostname == "" && cur.IPv6.IsValid() {
+		host = cur.IPv6.String()
+	}
 	n := DERPNode{
 		Name:     strconv.Itoa(cfg.Region.ID) + "a",
 		RegionID: cfg.Region.ID,
@@ -107,6 +129,10 @@ func Node(ctx context.Context, cfg config.Relay, cur Addrs, pin string) DERPNode
 	}
 	if s := cfg.STUNAddr(); s != "" {
 		n.STUNPort = portOf(s, 3478)
+	}
+	if followDNS {
+		n.IPv4, n.IPv6 = cfg.IPv4, cfg.IPv6 // only what the user set explicitly
+		return n
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		if ip.Is4() {
@@ -192,20 +218,63 @@ func Region(cfg config.Relay, nodes ...DERPNode) DERPRegion {
 	return DERPRegion{RegionID: cfg.Region.ID, RegionCode: cfg.Region.Code, RegionName: cfg.Region.Name, Nodes: nodes}
 }
 
-// DERPMapFormats are the output formats of WriteDERPMap.
-var DERPMapFormats = []string{"tailscale", "json", "headscale"}
+// Map is this relay's region as published for pasting, with what the printed forms say
+// about it.
+type Map struct {
+	Region DERPRegion `json:"region"`
+	// Notes are comment lines for the formats that take comments.
+	Notes []string `json:"notes,omitempty"`
+	// LiveURL is where the relay serves its live map ("" when relay.live_map is off).
+	LiveURL string `json:"live_url,omitempty"`
+	// SelfSigned: clients trust the certificate by its pin; a headscale server fetching
+	// the live map over HTTPS would not.
+	SelfSigned bool `json:"self_signed,omitempty"`
+}
 
-// WriteDERPMap prints a region as:
-//   - tailscale: the "derpMap" block for the tailnet policy file (ACLs);
-//   - json: a DERP map JSON file for headscale's derp.urls (or any client taking a map);
-//   - headscale: the YAML form for headscale's derp.paths.
-func WriteDERPMap(w io.Writer, format string, r DERPRegion) error {
-	id := strconv.Itoa(r.RegionID)
+// BuildMap computes the region to paste and the one the live map serves, from the current
+// addresses cur (zero when unknown), the self-signed pin ("" otherwise) and whether the
+// hostname is a name our own DDNS keeps. The live region always carries the current
+// addresses: it is fetched again when they change.
+func BuildMap(ctx context.Context, cfg config.Relay, cur Addrs, pin string, followDNS bool) (pasted Map, live DERPRegion) {
+	mesh := MeshNodes(cfg)
+	own := Node(ctx, cfg, cur, pin, followDNS)
+	pasted = Map{Region: Region(cfg, append([]DERPNode{own}, mesh...)...), SelfSigned: cfg.TLS.Mode == "self-signed"}
+	live = pasted.Region
+	if followDNS {
+		liveNode := Node(ctx, cfg, cur, pin, false)
+		live = Region(cfg, append([]DERPNode{liveNode}, mesh...)...)
+		pasted.Notes = append(pasted.Notes, fmt.Sprintf("IPv4/IPv6 are left out on purpose: clients resolve %s, which this relay's own DDNS keeps current, so this map never needs pasting again.", own.HostName))
+	} else if ip, err := netip.ParseAddr(own.HostName); err == nil && IsPublic(ip) {
+		pasted.Notes = append(pasted.Notes, "IP-only: when this line's address changes, `edgerelay status` (and the LuCI page) says this map is stale and shows the new one. A DNS name kept by DDNS avoids re-pasting.")
+	}
+	if config.On(cfg.LiveMap, true) {
+		pasted.LiveURL = "https://" + net.JoinHostPort(own.HostName, strconv.Itoa(own.DERPPort)) + LiveMapPath
+	}
+	return pasted, live
+}
+
+// DERPMapFormats are the output formats of WriteDERPMap.
+var DERPMapFormats = []string{"tailscale", "json", "yaml", "headscale"}
+
+// WriteDERPMap prints a map as:
+//   - tailscale: the "derpMap" block for the tailnet policy file (HuJSON, with // notes);
+//   - json: a DERP map JSON file (what the live map serves; any client taking a map);
+//   - yaml: the DERP map as a file for headscale's derp.paths;
+//   - headscale: the derp.urls snippet for headscale's config.yaml that follows the live
+//     map (the yaml form when the live map is off or headscale could not trust the
+//     self-signed certificate).
+func WriteDERPMap(w io.Writer, format string, m Map) error {
+	comment := func(prefix string, notes ...string) {
+		for _, n := range notes {
+			fmt.Fprintf(w, "%s %s\n", prefix, n)
+		}
+	}
 	switch format {
 	case "tailscale":
+		comment("//", m.Notes...)
 		b, err := json.MarshalIndent(map[string]any{"derpMap": map[string]any{
 			"OmitDefaultRegions": false,
-			"Regions":            map[string]DERPRegion{id: r},
+			"Regions":            map[string]DERPRegion{strconv.Itoa(m.Region.RegionID): m.Region},
 		}}, "", "  ")
 		if err != nil {
 			return err
@@ -213,16 +282,41 @@ func WriteDERPMap(w io.Writer, format string, r DERPRegion) error {
 		_, err = fmt.Fprintf(w, "%s\n", b)
 		return err
 	case "json":
-		b, err := json.MarshalIndent(map[string]any{"Regions": map[string]DERPRegion{id: r}}, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
+		_, err := fmt.Fprintf(w, "%s\n", DERPMapJSON(m.Region))
 		return err
+	case "yaml":
+		comment("#", m.Notes...)
+		return writeHeadscaleYAML(w, m.Region)
 	case "headscale":
-		return writeHeadscaleYAML(w, r)
+		switch {
+		case m.LiveURL == "":
+			comment("#", "relay.live_map is off: a DERP map file for headscale's derp.paths follows (it does not follow address changes).")
+			return writeHeadscaleYAML(w, m.Region)
+		case m.SelfSigned:
+			comment("#", "headscale fetches derp.urls over HTTPS and would not trust this relay's self-signed certificate",
+				"(use tls mode acme or manual for the live map); a DERP map file for headscale's derp.paths follows.")
+			comment("#", m.Notes...)
+			return writeHeadscaleYAML(w, m.Region)
+		}
+		comment("#", "headscale config.yaml: add this relay's live map to derp.urls (keep the URLs you already use);",
+			"headscale fetches it every update_frequency, so clients follow this relay's address changes.")
+		_, err := fmt.Fprintf(w, "derp:\n  urls:\n    - %s\n  auto_update_enabled: true\n  update_frequency: 1m\n", m.LiveURL)
+		return err
 	}
 	return fmt.Errorf("unknown derpmap format %q (one of %s)", format, strings.Join(DERPMapFormats, ", "))
+}
+
+// DERPMapJSON is a region as a DERP map (tailcfg.DERPMap's JSON).
+func DERPMapJSON(r DERPRegion) []byte {
+	b, _ := json.MarshalIndent(map[string]any{"Regions": map[string]DERPRegion{strconv.Itoa(r.RegionID): r}}, "", "  ")
+	return b
+}
+
+// SetRegion makes region what the live map serves. The agent computes it from the
+// addresses it owns and sets it whenever they change.
+func (r *Relay) SetRegion(region DERPRegion) {
+	b := DERPMapJSON(region)
+	r.liveJSON.Store(&b)
 }
 
 // writeHeadscaleYAML writes the region in the form headscale's derp.paths reads: yaml.v3

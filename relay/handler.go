@@ -3,9 +3,15 @@ package relay
 import (
 	"net/http"
 	"regexp"
+
+	"github.com/edgerelay/edgerelay/relay/verify"
 )
 
-// Handler is the relay's HTTP surface: /derp and the endpoints Tailscale clients probe.
+// LiveMapPath is where the relay serves its own region as a DERP map (relay.live_map).
+const LiveMapPath = "/derpmap.json"
+
+// Handler is the relay's HTTP surface: /derp, the endpoints Tailscale clients probe, the
+// live DERP map, and the home page. Nothing on it names the product or its version.
 func (r *Relay) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/derp/probe", probe)
@@ -16,8 +22,38 @@ func (r *Relay) Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("User-agent: *\nDisallow: /\n"))
 	})
-	mux.HandleFunc("/", home)
+	if r.liveMap {
+		mux.HandleFunc("GET "+LiveMapPath, r.serveLiveMap)
+	}
+	mux.Handle("/", homeHandler(homeMode(r.cfg.Home, r.cfg.Listen)))
 	return mux
+}
+
+// homeMode resolves relay.home: unset is blank, except on a loopback-only listener where
+// the short default page helps someone trying the relay.
+func homeMode(home, listen string) string {
+	if home == "" {
+		if verify.LoopbackOnly(listen) {
+			return "default"
+		}
+		return "blank"
+	}
+	return home
+}
+
+// serveLiveMap answers with the region the agent last set (SetRegion), as a DERP map.
+func (r *Relay) serveLiveMap(w http.ResponseWriter, _ *http.Request) {
+	b := r.liveJSON.Load()
+	if b == nil {
+		http.Error(w, "no DERP map yet", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	// No keep-alive: the map is fetched every few minutes, and a connection kept to the
+	// address the line just lost would make the next fetch hang instead of resolving anew.
+	w.Header().Set("Connection", "close")
+	w.Write(*b)
 }
 
 // probe answers netcheck's HTTPS latency check and browser clients' probe.
@@ -41,24 +77,37 @@ func generate204(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-const homePage = `<!DOCTYPE html>
+// defaultHomePage names neither the product nor its version: scanners should not learn
+// what runs here.
+const defaultHomePage = `<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>DERP relay</title></head>
 <body><h1>DERP relay</h1>
-<p>This is a Tailscale DERP relay run by edgerelay.
+<p>This is a Tailscale DERP relay.
 It relays encrypted WireGuard packets between the devices of its owner's tailnet.</p>
 </body></html>
 `
 
-func home(w http.ResponseWriter, req *http.Request) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	if req.URL.Path != "/" {
-		http.NotFound(w, req)
-		return
-	}
-	w.Write([]byte(homePage))
+// homeHandler serves GET / as derper's --home does: blank (an empty page), default (the
+// page above) or a redirect to a URL.
+func homeHandler(mode string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		h := w.Header()
+		h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("X-Content-Type-Options", "nosniff")
+		if req.URL.Path != "/" {
+			http.NotFound(w, req)
+			return
+		}
+		switch mode {
+		case "blank":
+			h.Set("Content-Type", "text/html; charset=utf-8")
+		case "default":
+			h.Set("Content-Type", "text/html; charset=utf-8")
+			w.Write([]byte(defaultHomePage))
+		default:
+			http.Redirect(w, req, mode, http.StatusFound)
+		}
+	})
 }

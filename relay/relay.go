@@ -46,6 +46,8 @@ type Relay struct {
 	lastMeta *tls.Certificate
 
 	verify      *verify.Verifier
+	liveMap     bool
+	liveJSON    atomic.Pointer[[]byte] // the region the agent set, as DERP map JSON
 	listenStats ListenerStats
 	ready       chan struct{}               // closed once Run listens
 	tcpAddr     atomic.Pointer[net.TCPAddr] // bound addresses, once Run listens
@@ -65,7 +67,8 @@ func New(opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{cfg: cfg, log: log, base: base, certs: opts.Certs, ready: make(chan struct{})}
+	r := &Relay{cfg: cfg, log: log, base: base, certs: opts.Certs, ready: make(chan struct{}),
+		liveMap: config.On(cfg.LiveMap, true)}
 	if r.certs == nil {
 		switch cfg.TLS.Mode {
 		case "manual":
@@ -92,7 +95,7 @@ func New(opts Options) (*Relay, error) {
 			return nil, fmt.Errorf("relay.mesh.key_file %s: %w", cfg.Mesh.KeyFile, err)
 		}
 	}
-	if r.verify, err = verify.New(cfg.VerifyClients, base); err != nil {
+	if r.verify, err = verify.New(cfg.VerifyClients, base, verify.WithListener(cfg.Listen)); err != nil {
 		return nil, fmt.Errorf("relay.verify_clients: %w", err)
 	}
 	r.derp, err = derp.NewServer(priv, derp.Options{
@@ -200,10 +203,11 @@ func (r *Relay) Run(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	verify.WarnIfOpen(ln.Addr().String(), r.verify, r.base)
-	if err := r.verify.Preflight(ctx); err != nil {
-		r.log.Warn("client verification cannot answer yet", "err", err)
-	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.verify.Run(ctx)
+	}()
 	defer r.verify.Close()
 	close(r.ready)
 	r.log.Info("relay listening", "derp", ln.Addr().String(), "stun", r.cfg.STUNAddr(), "tls", r.cfg.TLS.Mode,

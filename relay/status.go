@@ -32,6 +32,7 @@ type Status struct {
 	STUN          stun.Stats            `json:"stun"`
 	Mesh          []derp.MeshPeerStatus `json:"mesh,omitempty"`
 	Verification  verify.Stats          `json:"verification"`
+	Admits        string                `json:"admits"` // who client verification lets in
 	Warning       string                `json:"warning,omitempty"`
 }
 
@@ -58,7 +59,8 @@ func (r *Relay) Status() Status {
 		STUN:          r.STUNStats(),
 		Mesh:          r.derp.MeshPeers(),
 		Verification:  r.verify.Stats(),
-		Warning:       r.OpenRelayWarning(),
+		Admits:        r.verify.Describe(),
+		Warning:       r.verify.Warning(),
 	}
 	if a := r.Addr(); a != nil {
 		s.Listen = a.String()
@@ -79,12 +81,6 @@ func (r *Relay) Status() Status {
 	return s
 }
 
-// OpenRelayWarning warns, for status, when anyone on the network can relay through this
-// node: no client verification on a listener that is not loopback-only.
-func (r *Relay) OpenRelayWarning() string {
-	listen := r.cfg.Listen
-	if a := r.Addr(); a != nil {
-		listen = a.String()
-	}
-	return verify.OpenWarning(listen, r.verify)
-}
+// Warning is what status shows about who may use the relay: set when it admits anyone
+// (open on a reachable listener) or refuses everyone (no check that can answer).
+func (r *Relay) Warning() string { return r.verify.Warning() }

@@ -4,6 +4,10 @@
 package config
 
 import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -24,6 +28,59 @@ type Config struct {
 
 	// Source is the file the config came from ("" for the embedded default).
 	Source string `yaml:"-"`
+	// UCI is set when the config was read from a UCI file.
+	UCI bool `yaml:"-"`
+}
+
+// Line is how to write one setting (key a YAML path such as relay.verify_clients.url) in
+// this config's own format, for messages that tell the user what to add: in a UCI file
+// `option verify_clients_url '…'` (or `list …`) in `config relay`, in YAML the key under
+// its section, e.g. `verify_clients: {url: "…"}` under `relay:`.
+func (cfg *Config) Line(key, value string) string {
+	parts := strings.Split(key, ".")
+	if len(parts) < 2 {
+		if cfg.UCI {
+			return fmt.Sprintf("option %s '%s'   (in config edgerelay 'main')", key, value)
+		}
+		return fmt.Sprintf("%s: %s", key, value)
+	}
+	section, rest := parts[0], parts[1:]
+	list := isListKey(key)
+	if cfg.UCI {
+		if value == "true" {
+			value = "1"
+		}
+		kw := "option"
+		if list {
+			kw = "list"
+		}
+		return fmt.Sprintf("%s %s '%s'   (in config %s)", kw, strings.Join(rest, "_"), value, section)
+	}
+	v := strconv.Quote(value)
+	if value == "true" || value == "false" {
+		v = value
+	}
+	if list {
+		v = "[" + v + "]"
+	}
+	inner := rest[len(rest)-1] + ": " + v
+	for i := len(rest) - 2; i >= 0; i-- {
+		inner = rest[i] + ": {" + inner + "}"
+	}
+	return fmt.Sprintf("%s   (under %s:)", inner, section)
+}
+
+// isListKey reports whether the YAML path names a list.
+func isListKey(key string) bool {
+	t := reflect.TypeOf(Config{})
+	for _, p := range strings.Split(key, ".") {
+		i, ok := yamlFields(t)[p]
+		if !ok {
+			return false
+		}
+		t = derefType(t.Field(i).Type)
+	}
+	return t.Kind() == reflect.Slice
 }
 
 // Duration is a time.Duration written as "10s", "2m" in files.

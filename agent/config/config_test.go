@@ -328,3 +328,51 @@ config acme
 		t.Errorf("mesh STUN servers %v", got)
 	}
 }
+
+// TestClosedDefaultOptions: verify_clients.open, relay.home, relay.live_map and the free
+// DNS providers are read from both formats and checked.
+func TestClosedDefaultOptions(t *testing.T) {
+	cfg, err := Parse([]byte("config relay 'relay'\n\toption verify_clients_open '1'\n\toption home 'https://example.com/'\n\toption live_map '0'\n"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Relay.VerifyClients.Open || cfg.Relay.VerifyClients.Configured() || cfg.Relay.Home != "https://example.com/" || On(cfg.Relay.LiveMap, true) {
+		t.Fatalf("relay %+v", cfg.Relay)
+	}
+	for src, want := range map[string]string{
+		"relay: {verify_clients: {open: true, allow: [\"nodekey:" + strings.Repeat("ab", 32) + "\"]}}\n": "relay.verify_clients.open: admits everyone",
+		"relay: {home: gopher://x}\n": "relay.home: expected blank, default or an http(s) URL",
+		"ddns: {provider: {type: duckdns}, zone: home.duckdns.org, records: [{name: '@', type: A, value: 192.0.2.1}]}\n":                "ddns.provider.api_token: required",
+		"ddns: {provider: {type: duckdns, api_token: t}, zone: example.com, records: [{name: '@', type: A, value: 192.0.2.1}]}\n":       "ddns.zone: with duckdns",
+		"ddns: {provider: {type: duckdns, api_token: t}, zone: home.duckdns.org, records: [{name: derp, type: A, value: 192.0.2.1}]}\n": "ddns.records[0].name: with duckdns, use @",
+		"ddns: {provider: {type: dynv6}, zone: home.dynv6.net, records: [{name: '@', type: A, value: 192.0.2.1}]}\n":                    "dynv6.com/keys",
+	} {
+		_, err := Parse([]byte(src), false)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", src, err, want)
+		}
+	}
+	if _, err := Parse([]byte("ddns: {provider: {type: dynv6, api_token: t}, zone: home.dynv6.net, records: [{name: '@', type: AAAA, interface: eth0}]}\n"), false); err != nil {
+		t.Errorf("dynv6: %v", err)
+	}
+}
+
+// TestLine: hints are written in the config's own format.
+func TestLine(t *testing.T) {
+	uci, yaml := &Config{UCI: true}, &Config{}
+	for _, c := range []struct {
+		cfg        *Config
+		key, value string
+		want       string
+	}{
+		{uci, "relay.verify_clients.open", "true", "option verify_clients_open '1'   (in config relay)"},
+		{uci, "relay.verify_clients.allow", "nodekey:x", "list verify_clients_allow 'nodekey:x'   (in config relay)"},
+		{yaml, "relay.verify_clients.open", "true", "verify_clients: {open: true}   (under relay:)"},
+		{yaml, "relay.verify_clients.allow", "nodekey:x", `verify_clients: {allow: ["nodekey:x"]}   (under relay:)`},
+		{yaml, "relay.verify_clients.url", "https://h/verify", `verify_clients: {url: "https://h/verify"}   (under relay:)`},
+	} {
+		if got := c.cfg.Line(c.key, c.value); got != c.want {
+			t.Errorf("Line(%s, %s) = %q, want %q", c.key, c.value, got, c.want)
+		}
+	}
+}

@@ -19,7 +19,7 @@ type DDNS struct {
 // Provider configures a libdns DNS provider. Which keys apply depends on Type.
 type Provider struct {
 	Type string `yaml:"type"`
-	// cloudflare
+	// cloudflare (an API token), duckdns (the account's token), dynv6 (an HTTP token)
 	APIToken     string `yaml:"api_token"`
 	APITokenFile string `yaml:"api_token_file"`
 	// rfc2136
@@ -76,6 +76,16 @@ func (d *DDNS) check(c *checker, cfg *Config) {
 	if d.Zone == "" {
 		c.add("ddns.zone", "required: the DNS zone the records live in")
 	}
+	if d.Provider.Type == "duckdns" {
+		if z := strings.ToLower(strings.TrimSuffix(d.Zone, ".")); !strings.HasSuffix(z, ".duckdns.org") || strings.Count(z, ".") != 2 {
+			c.add("ddns.zone", "with duckdns, the zone is your DuckDNS name (<name>.duckdns.org), got %q", d.Zone)
+		}
+		for i, r := range d.Records {
+			if r.Name != "@" {
+				c.add(fmt.Sprintf("ddns.records[%d].name", i), "with duckdns, use @: DuckDNS keeps one address per family for the whole name (names under it answer the same), got %q", r.Name)
+			}
+		}
+	}
 	if len(d.Records) == 0 {
 		c.add("ddns.records", "at least one record is needed")
 	}
@@ -118,9 +128,7 @@ func (d *DDNS) check(c *checker, cfg *Config) {
 
 // ProviderTypes are the DNS providers edgerelay can drive (ddns/provider.Types; a test
 // there keeps the two lists equal).
-var ProviderTypes = []string{"alidns", "cloudflare", "huaweicloud", "rfc2136",
-	"tencentcloud", "dnspod",
-}
+var ProviderTypes = []string{"alidns", "cloudflare", "dnspod", "duckdns", "dynv6", "huaweicloud", "rfc2136", "tencentcloud"}
 
 // TSIGAlgorithms are the key_alg values for rfc2136 (BIND and Knot accept them all); the
 // trailing dot of the FQDN form and case do not matter.
@@ -139,6 +147,14 @@ func (p *Provider) check(c *checker, path string) {
 	case "cloudflare":
 		if p.APIToken == "" && p.APITokenFile == "" {
 			c.add(path+".api_token", "required (or api_token_file): a Cloudflare API token with Zone.DNS edit rights")
+		}
+	case "duckdns":
+		if p.APIToken == "" && p.APITokenFile == "" {
+			c.add(path+".api_token", "required (or api_token_file): the token shown on your DuckDNS account page")
+		}
+	case "dynv6":
+		if p.APIToken == "" && p.APITokenFile == "" {
+			c.add(path+".api_token", "required (or api_token_file): an HTTP token from dynv6.com/keys")
 		}
 	case "rfc2136":
 		if p.Server == "" {

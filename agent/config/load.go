@@ -40,7 +40,7 @@ func Parse(data []byte, uci bool) (*Config, error) {
 			return nil, Problems{{Path: "yaml", Msg: err.Error()}}
 		}
 	}
-	cfg := &Config{}
+	cfg := &Config{UCI: uci}
 	decode(root, reflect.ValueOf(cfg).Elem(), "", c)
 	cfg.setDefaults()
 	cfg.check(c)

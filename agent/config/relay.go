@@ -47,6 +47,13 @@ type Relay struct {
 	// connection whose sent data stays unacknowledged this long (dead peers).
 	TCPKeepAlive   Duration `yaml:"tcp_keepalive"`
 	TCPUserTimeout Duration `yaml:"tcp_user_timeout"`
+	// Home is what GET / on the DERP port shows: blank (an empty page), default (a short
+	// page naming neither product nor version) or an http(s) URL to redirect to. Unset:
+	// blank, or default on a loopback-only listener.
+	Home string `yaml:"home"`
+	// LiveMap serves this region as DERP map JSON at /derpmap.json on the DERP port, kept
+	// current as the addresses change (headscale's derp.urls). Default on.
+	LiveMap *bool `yaml:"live_map"`
 }
 
 // Region is the DERP region this node belongs to.
@@ -64,11 +71,20 @@ type TLS struct {
 }
 
 // VerifyClients lists the admission checks; a client is admitted if one says yes.
+// With none configured, a relay reachable beyond loopback asks the local tailscaled found at
+// the usual socket paths, and refuses every client while there is none; Open admits
+// everyone instead (an open relay, chosen explicitly).
 type VerifyClients struct {
 	TailscaledSocket string   `yaml:"tailscaled_socket"`
 	URL              string   `yaml:"url"`
 	FailOpen         bool     `yaml:"fail_open"`
 	Allow            []string `yaml:"allow"`
+	Open             bool     `yaml:"open"`
+}
+
+// Configured reports whether a check is configured (tailscaled_socket, url or allow).
+func (v VerifyClients) Configured() bool {
+	return v.TailscaledSocket != "" || v.URL != "" || len(v.Allow) > 0
 }
 
 // Mesh joins several relays into one region.
@@ -178,6 +194,16 @@ func (r *Relay) check(c *checker, cfg *Config) {
 	for i, k := range r.VerifyClients.Allow {
 		if !validNodeKey(k) {
 			c.add(fmt.Sprintf("relay.verify_clients.allow[%d]", i), "expected nodekey: followed by 64 hex digits, got %q", k)
+		}
+	}
+	if r.VerifyClients.Open && r.VerifyClients.Configured() {
+		c.add("relay.verify_clients.open", "admits everyone, so tailscaled_socket, url and allow would never refuse anyone: remove open or the checks")
+	}
+	switch h := r.Home; h {
+	case "", "blank", "default":
+	default:
+		if p, err := url.Parse(h); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			c.add("relay.home", "expected blank, default or an http(s) URL to redirect to, got %q", h)
 		}
 	}
 	if len(r.Mesh.Peers) > 0 && r.Mesh.KeyFile == "" {

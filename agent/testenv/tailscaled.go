@@ -2,9 +2,11 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -13,7 +15,7 @@ import (
 )
 
 // TailscaledDir is a short state directory for a test tailscaled (unix socket paths are
-// limited to 108 bytes) and the LocalAPI socket path in it.
+// limited to 108 bytes) and the LocalAPI socket path in it, named as tailscaled names it.
 func TailscaledDir(t testing.TB) (dir, sock string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "er-ts")
@@ -21,7 +23,7 @@ func TailscaledDir(t testing.TB) (dir, sock string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir, filepath.Join(dir, "ts.sock")
+	return dir, filepath.Join(dir, "tailscaled.sock")
 }
 
 // StartTailscaled runs the real tailscaled (BuildTailscaled) in userspace-networking mode
@@ -30,6 +32,39 @@ func TailscaledDir(t testing.TB) (dir, sock string) {
 // test failed.
 func StartTailscaled(t testing.TB, ns, dir string) *local.Client {
 	t.Helper()
+	return RunTailscaled(t, ns, dir).Client
+}
+
+// Tailscaled is a test tailscaled that a test can stop before it ends.
+type Tailscaled struct {
+	*local.Client
+	cmd  *exec.Cmd
+	logf *os.File
+	once sync.Once
+}
+
+// Stop ends tailscaled (SIGTERM, which removes its socket; SIGKILL if it has not exited
+// after 20 s) and waits for it.
+func (ts *Tailscaled) Stop() {
+	ts.once.Do(func() {
+		ts.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { ts.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			fmt.Fprintf(ts.logf, "edgerelay test: tailscaled did not exit 20s after SIGTERM; killing it\n")
+			ts.cmd.Process.Kill()
+			<-done
+		}
+		ts.logf.Close()
+	})
+}
+
+// RunTailscaled is StartTailscaled with extra environment (KEY=value, e.g. tailscaled's
+// TS_DEBUG_* knobs) and a handle to stop it.
+func RunTailscaled(t testing.TB, ns, dir string, env ...string) *Tailscaled {
+	t.Helper()
 	RequireRoot(t)
 	RequireCommand(t, "go")
 	ip := RequireCommand(t, "ip")
@@ -37,23 +72,22 @@ func StartTailscaled(t testing.TB, ns, dir string) *local.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(dir, "ts.sock")
+	sock := filepath.Join(dir, "tailscaled.sock")
 	logPath := filepath.Join(dir, "tailscaled.log")
-	logf, err := os.Create(logPath)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(ip, "netns", "exec", ns, bin, "--tun=userspace-networking", "--statedir="+dir,
 		"--socket="+sock, "--no-logs-no-support", "--port=0")
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "TS_LOGS_DIR="+dir) // not /var/lib/tailscale on the host
+	cmd.Env = append(append(os.Environ(), "TS_LOGS_DIR="+dir), env...) // not /var/lib/tailscale on the host
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	ts := &Tailscaled{Client: &local.Client{Socket: sock, UseSocketOnly: true}, cmd: cmd, logf: logf}
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		logf.Close()
+		ts.Stop()
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			if len(b) > 4000 {
@@ -62,14 +96,13 @@ func StartTailscaled(t testing.TB, ns, dir string) *local.Client {
 			t.Logf("tailscaled log (tail):\n%s", b)
 		}
 	})
-	lc := &local.Client{Socket: sock, UseSocketOnly: true}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := lc.StatusWithoutPeers(ctx)
+		_, err := ts.StatusWithoutPeers(ctx)
 		cancel()
 		if err == nil {
-			return lc
+			return ts
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("tailscaled LocalAPI not up: %v", err)
@@ -77,3 +110,6 @@ func StartTailscaled(t testing.TB, ns, dir string) *local.Client {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// CurrentNetNS is the namespace InNetNS runs this test process in ("" outside one).
+func CurrentNetNS() string { return os.Getenv(netnsEnv) }

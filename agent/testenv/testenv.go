@@ -73,3 +73,12 @@ func FreePort(t testing.TB, network string) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// IP runs `ip args…` in the current network namespace (use InNetNS first) and fails the
+// test if it fails.
+func IP(t testing.TB, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(RequireCommand(t, "ip"), args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %v: %v\n%s", args, err, out)
+	}
+}

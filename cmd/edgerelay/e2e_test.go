@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailscale/hujson"
 	"gopkg.in/yaml.v3"
 	"tailscale.com/derp"
 	"tailscale.com/net/netcheck"
@@ -76,9 +77,16 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 
 func startDaemon(t *testing.T, env []string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{exited: make(chan error, 1)}
-	d.cmd = exec.Command(binPath, append([]string{"run"}, args...)...)
-	d.cmd.Env = append(os.Environ(), env...)
+	cmd := exec.Command(binPath, append([]string{"run"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	return startCmd(t, cmd)
+}
+
+// startCmd starts cmd, which runs the daemon (possibly through exec wrappers), and kills it
+// when the test ends.
+func startCmd(t *testing.T, cmd *exec.Cmd) *daemon {
+	t.Helper()
+	d := &daemon{exited: make(chan error, 1), cmd: cmd}
 	d.cmd.Stdout = lockedWriter{&d.mu, &d.stdout}
 	d.cmd.Stderr = testLog{t}
 	if err := d.cmd.Start(); err != nil {
@@ -308,14 +316,22 @@ relay:
 		}
 	}
 	t.Run("tailscale", func(t *testing.T) {
+		// The policy file is HuJSON: the map's notes are // comments.
 		out, err := edgerelay(t, "derpmap", "-c", cfgPath)
 		if err != nil {
 			t.Fatal(err, out)
 		}
+		if !strings.HasPrefix(out, "// IP-only: ") {
+			t.Errorf("no IP-only note:\n%s", out)
+		}
+		std, err := hujson.Standardize([]byte(out))
+		if err != nil {
+			t.Fatal(err)
+		}
 		var acl struct {
 			DERPMap tailcfg.DERPMap `json:"derpMap"`
 		}
-		if err := json.Unmarshal([]byte(out), &acl); err != nil {
+		if err := json.Unmarshal(std, &acl); err != nil {
 			t.Fatal(err)
 		}
 		check(t, acl.DERPMap.Regions[950])
@@ -328,17 +344,50 @@ relay:
 		}
 		check(t, dm.Regions[950])
 	})
-	t.Run("headscale", func(t *testing.T) {
-		// headscale reads derp.paths files with yaml.v3 straight into tailcfg.DERPMap.
-		out, _ := edgerelay(t, "derpmap", "-c", cfgPath, "--format", "headscale")
-		var dm tailcfg.DERPMap
-		if err := yaml.Unmarshal([]byte(out), &dm); err != nil {
+	for _, format := range []string{"yaml", "headscale"} {
+		t.Run(format, func(t *testing.T) {
+			// headscale reads derp.paths files with yaml.v3 straight into tailcfg.DERPMap.
+			// Self-signed: headscale could not fetch the live map, so headscale prints the file too.
+			out, _ := edgerelay(t, "derpmap", "-c", cfgPath, "--format", format)
+			var dm tailcfg.DERPMap
+			if err := yaml.Unmarshal([]byte(out), &dm); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			check(t, dm.Regions[950])
+			if format == "headscale" && !strings.Contains(out, "# headscale fetches derp.urls over HTTPS and would not trust") {
+				t.Errorf("no note on the self-signed certificate:\n%s", out)
+			}
+		})
+	}
+	t.Run("headscale live map", func(t *testing.T) {
+		manual := filepath.Join(dir, "manual.yaml")
+		crt, key := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+		os.WriteFile(crt, nil, 0o600)
+		os.WriteFile(key, nil, 0o600)
+		os.WriteFile(manual, []byte(fmt.Sprintf("state_dir: %s\nrelay:\n  hostname: derp.example.com\n  listen: \":8443\"\n  tls: {mode: manual, cert_file: %s, key_file: %s}\n", dir, crt, key)), 0o600)
+		out, err := edgerelay(t, "derpmap", "-c", manual, "--format", "headscale")
+		if err != nil {
+			t.Fatal(err, out)
+		}
+		var hs struct {
+			DERP struct {
+				URLs            []string `yaml:"urls"`
+				AutoUpdate      bool     `yaml:"auto_update_enabled"`
+				UpdateFrequency string   `yaml:"update_frequency"`
+			} `yaml:"derp"`
+		}
+		if err := yaml.Unmarshal([]byte(out), &hs); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
-		check(t, dm.Regions[950])
+		if len(hs.DERP.URLs) != 1 || hs.DERP.URLs[0] != "https://derp.example.com:8443/derpmap.json" || !hs.DERP.AutoUpdate {
+			t.Fatalf("headscale snippet:\n%s", out)
+		}
+		if _, err := time.ParseDuration(hs.DERP.UpdateFrequency); err != nil {
+			t.Errorf("update_frequency: %v", err)
+		}
 	})
 	t.Run("unknown format", func(t *testing.T) {
-		if out, err := edgerelay(t, "derpmap", "-c", cfgPath, "--format", "xml"); err == nil || !strings.Contains(out, "tailscale, json, headscale") {
+		if out, err := edgerelay(t, "derpmap", "-c", cfgPath, "--format", "xml"); err == nil || !strings.Contains(out, "tailscale, json, yaml, headscale") {
 			t.Fatalf("want an error listing formats, got %v: %s", err, out)
 		}
 	})

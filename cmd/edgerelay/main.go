@@ -21,6 +21,7 @@ import (
 	"github.com/edgerelay/edgerelay/agent"
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/verify"
 )
 
 // version is stamped at build time (-ldflags -X main.version=...).
@@ -31,7 +32,7 @@ const usage = `edgerelay — DERP relay, STUN, DDNS, ACME and subnet-router prep
 Usage:
   edgerelay run     [-c FILE]     run the daemon in the foreground
   edgerelay check   [-c FILE]     validate the config; print every problem; exit 1 if any
-  edgerelay derpmap [-c FILE] [--format tailscale|headscale|json]
+  edgerelay derpmap [-c FILE] [--format tailscale|json|yaml|headscale]
                                   print this node's DERP map entry
   edgerelay status  [-c FILE] [--json]
                                   ask the running daemon: clients, traffic, cert, ddns, subnet
@@ -115,6 +116,12 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "check":
 		fmt.Fprintf(stdout, "%s: ok\n", sourceName(cfg.Source))
+		if config.On(cfg.Relay.Enabled, true) {
+			vc := cfg.Relay.VerifyClients
+			for _, a := range verify.Advice(ctx, cfg.Relay.Listen, vc.Open, vc.Configured(), cfg.Line) {
+				fmt.Fprintln(stdout, a)
+			}
+		}
 	case "derpmap":
 		err = printDERPMap(ctx, stdout, cfg, *format)
 	case "run":
@@ -173,16 +180,16 @@ func run(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	a.Version = version
 	if cfg.Source == "" {
 		// The embedded default: print what to paste so a client can use this relay at once.
-		a.OnRelayStart = func(r *relay.Relay) {
-			rc := cfg.Relay
-			rc.Listen = r.Addr().String()
-			if sa := r.STUNAddr(); sa != nil {
-				s := sa.String()
-				rc.STUNListen = &s
+		go func() {
+			select {
+			case <-a.MapReady():
+				if m, ok := a.HandOut(); ok {
+					fmt.Fprintln(stdout, "// DERP map for this relay (paste into your tailnet policy file's derpMap):")
+					relay.WriteDERPMap(stdout, "tailscale", m)
+				}
+			case <-ctx.Done():
 			}
-			fmt.Fprintln(stdout, "# DERP map for this relay (paste into your tailnet policy file's derpMap):")
-			relay.WriteDERPMap(stdout, "tailscale", relay.Region(rc, relay.Node(ctx, rc, relay.Addrs{}, r.CertPin())))
-		}
+		}()
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -201,23 +208,17 @@ func run(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	return err
 }
 
-// printDERPMap prints this node's region. The current addresses come from the running
-// daemon when one answers (ddns follows the line), else from the config and DNS.
+// printDERPMap prints this node's region: the running daemon's (its addresses follow the
+// line; what is printed is recorded as pasted), else one from the config, the interfaces
+// and DNS.
 func printDERPMap(ctx context.Context, w io.Writer, cfg *config.Config, format string) error {
-	pin := ""
-	if cfg.Relay.TLS.Mode == "self-signed" {
-		ss, err := relay.LoadOrCreateSelfSigned(cfg.StateDir, relay.Hostname(cfg.Relay))
-		if err != nil {
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	m, err := agent.HandOutMap(qctx, cfg.StateDir)
+	cancel()
+	if err != nil {
+		if m, err = agent.OfflineMap(ctx, cfg); err != nil {
 			return err
 		}
-		pin = ss.Pin()
 	}
-	var cur relay.Addrs
-	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	if st, err := agent.QueryStatus(qctx, cfg.StateDir); err == nil {
-		cur = st.Addrs
-	}
-	cancel()
-	nodes := append([]relay.DERPNode{relay.Node(ctx, cfg.Relay, cur, pin)}, relay.MeshNodes(cfg.Relay)...)
-	return relay.WriteDERPMap(w, format, relay.Region(cfg.Relay, nodes...))
+	return relay.WriteDERPMap(w, format, m)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/agent"
 	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/relay"
 )
 
 // printStatus asks the daemon (through the socket in the config's state dir) and prints its
@@ -32,6 +33,10 @@ func printStatus(ctx context.Context, w io.Writer, cfg *config.Config, asJSON bo
 	for _, warn := range st.Warnings {
 		p("WARNING: %s", warn)
 	}
+	if st.MapStale && st.DERPMap != nil {
+		p("The DERP map to paste now:")
+		relay.WriteDERPMap(w, "tailscale", *st.DERPMap)
+	}
 	names := make([]string, 0, len(st.Parts))
 	for n := range st.Parts {
 		names = append(names, n)
@@ -42,6 +47,7 @@ func printStatus(ctx context.Context, w io.Writer, cfg *config.Config, asJSON bo
 	}
 	if r := st.Relay; r != nil {
 		p("relay: %s (stun %s), tls %s, key %s", r.Listen, orNone(r.STUNListen), r.TLSMode, r.ServerKey)
+		p("  admits %s", r.Admits)
 		if !r.CertNotAfter.IsZero() {
 			p("  certificate valid until %s (%s left)", r.CertNotAfter.Format(time.RFC3339), time.Until(r.CertNotAfter).Round(time.Hour))
 		}

@@ -1,6 +1,7 @@
 // Package provider builds libdns DNS providers (Cloudflare, RFC 2136, Alibaba Cloud DNS,
-// Huawei Cloud DNS, Tencent Cloud DNSPod) from the config's provider section, so ddns and acme drive every DNS
-// service through the same four libdns calls.
+// Huawei Cloud DNS, Tencent Cloud DNSPod, and the free dynamic DNS services DuckDNS and
+// dynv6) from the config's provider section, so ddns and acme drive every DNS service
+// through the same four libdns calls.
 package provider
 
 import (
@@ -29,14 +30,12 @@ type Provider interface {
 }
 
 // Types lists the provider types New understands (agent/config keeps the same list for check).
-var Types = []string{"alidns", "cloudflare", "huaweicloud", "rfc2136",
-	"tencentcloud", "dnspod", // dnspod: the same Tencent Cloud DNSPod provider
-}
+var Types = []string{"alidns", "cloudflare", "dnspod", "duckdns", "dynv6", "huaweicloud", "rfc2136", "tencentcloud"} // dnspod: Tencent Cloud DNSPod, as tencentcloud
 
 // Options adjust how providers reach their API.
 type Options struct {
-	// HTTPClient carries API calls for HTTP providers that accept one (cloudflare); nil
-	// means a client with a 30 s timeout.
+	// HTTPClient carries API calls for HTTP providers that accept one (cloudflare, duckdns,
+	// dynv6); nil means a client with a 30 s timeout.
 	HTTPClient *http.Client
 }
 
@@ -56,6 +55,18 @@ func New(p config.Provider, opts Options) (Provider, error) {
 			return nil, fmt.Errorf("cloudflare: api_token is empty")
 		}
 		return newCloudflare(tok, hc), nil
+	case "duckdns", "dynv6":
+		tok, err := config.ReadSecret(p.APIToken, p.APITokenFile, "api_token")
+		if err != nil {
+			return nil, err
+		}
+		if tok == "" {
+			return nil, fmt.Errorf("%s: api_token is empty", p.Type)
+		}
+		if p.Type == "duckdns" {
+			return &duckDNS{token: tok, hc: hc}, nil
+		}
+		return &dynv6{token: tok, hc: hc}, nil
 	case "rfc2136":
 		return newRFC2136(p)
 	case "alidns", "huaweicloud":

@@ -51,7 +51,10 @@ func TestNew(t *testing.T) {
 		{"tencentcloud", config.Provider{Type: "tencentcloud", SecretID: "AKIDx", SecretKey: "k"}, ""},
 		{"dnspod file", config.Provider{Type: "dnspod", SecretID: "AKIDx", SecretKeyFile: tokFile}, ""},
 		{"tencentcloud no key", config.Provider{Type: "tencentcloud", SecretID: "AKIDx"}, "secret_key"},
-		{"unknown", config.Provider{Type: "route53"}, "one of alidns, cloudflare, huaweicloud, rfc2136"},
+		{"duckdns", config.Provider{Type: "duckdns", APIToken: "x"}, ""},
+		{"duckdns empty", config.Provider{Type: "duckdns"}, "api_token is empty"},
+		{"dynv6 file", config.Provider{Type: "dynv6", APITokenFile: tokFile}, ""},
+		{"unknown", config.Provider{Type: "route53"}, "one of alidns, cloudflare, dnspod, duckdns, dynv6, huaweicloud, rfc2136, tencentcloud"},
 		{"empty", config.Provider{}, "empty"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

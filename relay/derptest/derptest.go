@@ -51,6 +51,48 @@ func Connect(t testing.TB, region *tailcfg.DERPRegion, priv key.NodePrivate, tun
 	return start(t, priv, c)
 }
 
+// Refused reports whether the server closes a connection from priv before sending
+// ServerInfo (the client's first Recv fails), as client verification does with a client it
+// does not admit. It fails the test when the server neither refuses nor admits in time.
+func Refused(t testing.TB, region *tailcfg.DERPRegion, priv key.NodePrivate, tune ...func(*derphttp.Client)) bool {
+	t.Helper()
+	c := derphttp.NewRegionClient(priv, t.Logf, netmon.NewStatic(), func() *tailcfg.DERPRegion { return region })
+	defer c.Close()
+	for _, f := range tune {
+		f(c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	start := time.Now()
+	if err := c.Connect(ctx); err != nil {
+		t.Logf("connect failed: %v", err) // refused during setup
+		return true
+	}
+	type result struct {
+		m   derp.ReceivedMessage
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		m, err := c.Recv()
+		done <- result{m, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Logf("first Recv: %v (after %v)", r.err, time.Since(start).Round(time.Millisecond))
+			return true
+		}
+		if _, ok := r.m.(derp.ServerInfoMessage); !ok {
+			t.Fatalf("first message %T, want ServerInfo or the connection closed", r.m)
+		}
+		return false
+	case <-time.After(Timeout):
+		t.Fatal("Recv neither failed nor returned within the timeout")
+		return false
+	}
+}
+
 func start(t testing.TB, priv key.NodePrivate, c *derphttp.Client) *Peer {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)

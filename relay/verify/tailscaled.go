@@ -11,8 +11,10 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -27,29 +29,80 @@ const capabilityVersion = 142
 // whoisBodyLimit bounds a whois answer: a node with its capability map is a few KiB.
 const whoisBodyLimit = 1 << 20
 
-// tailscaled asks the local tailscaled, over its LocalAPI unix socket, whether a node key
-// belongs to a node in its netmap (itself or a peer): what derper --verify-clients does.
-type tailscaled struct {
-	socket  string
-	client  *http.Client
-	timeout time.Duration
+// DefaultTailscaledSockets are where tailscaled puts its LocalAPI socket: OpenWrt and Debian
+// (/var/run is usually /run), and Synology's Tailscale package. A verifier without a
+// configured check looks at them in this order.
+var DefaultTailscaledSockets = []string{
+	"/var/run/tailscale/tailscaled.sock",
+	"/run/tailscale/tailscaled.sock",
+	"/var/packages/Tailscale/var/tailscaled.sock",
 }
 
-func newTailscaled(socket string, o options) *tailscaled {
-	var d net.Dialer
+// tailscaled asks the local tailscaled, over its LocalAPI unix socket, whether a node key
+// belongs to a node in its netmap (itself or a peer): what derper --verify-clients does.
+// Found automatically (auto), it is looked for at each of sockets on every connection, so a
+// tailscaled that starts after us, restarts, or moves is picked up without a restart.
+type tailscaled struct {
+	sockets []string
+	auto    bool
+	client  *http.Client
+	timeout time.Duration
+	found   atomic.Pointer[string] // the socket that last answered ("" or nil: none)
+}
+
+func newTailscaled(sockets []string, auto bool, o options) *tailscaled {
+	t := &tailscaled{sockets: sockets, auto: auto, timeout: o.timeout}
 	tr := &http.Transport{
-		// The URL's host is a placeholder; every connection goes to the socket.
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, "unix", socket)
-		},
+		// The URL's host is a placeholder; every connection goes to a socket.
+		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return t.dial(ctx) },
 		MaxIdleConns:    2,
 		IdleConnTimeout: 30 * time.Second,
 	}
-	return &tailscaled{
-		socket:  socket,
-		client:  &http.Client{Transport: tr, Timeout: o.timeout},
-		timeout: o.timeout,
+	t.client = &http.Client{Transport: tr, Timeout: o.timeout}
+	return t
+}
+
+// dial connects to the socket that answered last, else to the first of the others that
+// does. The error is the first socket's when none answers.
+func (t *tailscaled) dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	order := t.sockets
+	if f := t.found.Load(); f != nil && *f != "" && *f != t.sockets[0] {
+		order = append([]string{*f}, slices.DeleteFunc(slices.Clone(t.sockets), func(s string) bool { return s == *f })...)
 	}
+	var first error
+	for _, s := range order {
+		c, err := d.DialContext(ctx, "unix", s)
+		if err == nil {
+			t.found.Store(&s)
+			return c, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	empty := ""
+	t.found.Store(&empty)
+	return nil, first
+}
+
+// socket is the socket that answered last ("" when none has).
+func (t *tailscaled) socket() string {
+	if f := t.found.Load(); f != nil {
+		return *f
+	}
+	return ""
+}
+
+// where names the socket for messages: the one in use, or every path looked at.
+func (t *tailscaled) where() string {
+	if s := t.socket(); s != "" {
+		return s
+	}
+	return strings.Join(t.sockets, ", ")
 }
 
 func (t *tailscaled) name() string { return checkTailscaled }
@@ -97,7 +150,7 @@ func (t *tailscaled) whois(ctx context.Context, key string) (string, error) {
 	case http.StatusOK:
 		name, err := parseWhoIs(io.LimitReader(res.Body, whoisBodyLimit), key)
 		if err != nil {
-			return "", fmt.Errorf("whois answer from %s: %w", t.socket, err)
+			return "", fmt.Errorf("whois answer from %s: %w", t.where(), err)
 		}
 		return name, nil
 	case http.StatusNotFound:
@@ -107,34 +160,38 @@ func (t *tailscaled) whois(ctx context.Context, key string) (string, error) {
 	switch {
 	case res.StatusCode == http.StatusBadRequest && strings.Contains(body, "invalid 'addr' parameter"):
 		// Before whois by node key, tailscaled parsed addr as ip:port only (tailscale#12617).
-		return "", fmt.Errorf("%w (socket %s)", ErrTailscaledTooOld, t.socket)
+		return "", fmt.Errorf("%w (socket %s)", ErrTailscaledTooOld, t.where())
 	case res.StatusCode == http.StatusForbidden:
-		return "", fmt.Errorf("tailscaled at %s denied whois (%q): run edgerelay as root or as tailscaled's operator user", t.socket, body)
+		return "", fmt.Errorf("tailscaled at %s denied whois (%q): run edgerelay as root or as tailscaled's operator user", t.where(), body)
 	}
-	return "", fmt.Errorf("tailscaled at %s answered whois with %s: %q", t.socket, res.Status, body)
+	return "", fmt.Errorf("tailscaled at %s answered whois with %s: %q", t.where(), res.Status, body)
 }
 
 func (t *tailscaled) transportError(err error) error {
+	if t.auto && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTSOCK)) {
+		return fmt.Errorf("%w: no tailscaled answers at %s (the usual socket paths; no client check is configured)", ErrNoTailscaled, t.where())
+	}
+	sock := t.sockets[0]
 	switch {
 	case errors.Is(err, syscall.ENOENT):
-		return fmt.Errorf("%w: socket %s does not exist (is tailscaled running, and is relay.verify_clients.tailscaled_socket its --socket path?)", ErrNoTailscaled, t.socket)
+		return fmt.Errorf("%w: socket %s does not exist (is tailscaled running, and is relay.verify_clients.tailscaled_socket its --socket path?)", ErrNoTailscaled, sock)
 	case errors.Is(err, syscall.ECONNREFUSED):
-		if fi, serr := os.Stat(t.socket); serr == nil && fi.Mode()&os.ModeSocket == 0 {
-			return fmt.Errorf("%w: %s is not a unix socket", ErrNoTailscaled, t.socket)
+		if fi, serr := os.Stat(sock); serr == nil && fi.Mode()&os.ModeSocket == 0 {
+			return fmt.Errorf("%w: %s is not a unix socket", ErrNoTailscaled, sock)
 		}
-		return fmt.Errorf("%w: nothing listens on socket %s (is tailscaled running?)", ErrNoTailscaled, t.socket)
+		return fmt.Errorf("%w: nothing listens on socket %s (is tailscaled running?)", ErrNoTailscaled, sock)
 	case errors.Is(err, syscall.ENOTSOCK):
-		return fmt.Errorf("%w: %s is not a unix socket", ErrNoTailscaled, t.socket)
+		return fmt.Errorf("%w: %s is not a unix socket", ErrNoTailscaled, sock)
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-		return fmt.Errorf("no permission to open tailscaled socket %s (run edgerelay as root)", t.socket)
+		return fmt.Errorf("no permission to open tailscaled socket %s (run edgerelay as root)", t.where())
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
-		return fmt.Errorf("tailscaled at %s did not answer whois within %v", t.socket, t.timeout)
+		return fmt.Errorf("tailscaled at %s did not answer whois within %v", t.where(), t.timeout)
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err // drop the placeholder URL
 	}
-	return fmt.Errorf("asking tailscaled at %s: %w", t.socket, err)
+	return fmt.Errorf("asking tailscaled at %s: %w", t.where(), err)
 }
 
 // parseWhoIs checks a LocalAPI whois answer (apitype.WhoIsResponse) is about key and returns

@@ -31,6 +31,7 @@ type localAPI struct {
 	socket string
 	mode   string // "", "old", "denied", "broken", "wrong-key", "hang"
 	hang   chan struct{}
+	srv    *http.Server
 
 	mu    sync.Mutex
 	nodes map[key.NodePublic]string // node key → name
@@ -46,15 +47,31 @@ func newLocalAPI(t testing.TB, mode string) *localAPI {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	l := &localAPI{socket: filepath.Join(dir, "tailscaled.sock"), mode: mode, nodes: map[key.NodePublic]string{}, hang: make(chan struct{})}
+	return serveLocalAPI(t, filepath.Join(dir, "tailscaled.sock"), mode)
+}
+
+// serveLocalAPI serves the stand-in at socket until stop or the test's end.
+func serveLocalAPI(t testing.TB, socket, mode string) *localAPI {
+	t.Helper()
+	l := &localAPI{socket: socket, mode: mode, nodes: map[key.NodePublic]string{}, hang: make(chan struct{})}
 	ln, err := net.Listen("unix", l.socket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: l}
-	go srv.Serve(ln)
-	t.Cleanup(func() { close(l.hang); srv.Close() })
+	l.srv = &http.Server{Handler: l}
+	go l.srv.Serve(ln)
+	t.Cleanup(l.stop)
 	return l
+}
+
+// stop closes the listener (removing the socket file), as tailscaled does when it exits.
+func (l *localAPI) stop() {
+	select {
+	case <-l.hang:
+	default:
+		close(l.hang)
+	}
+	l.srv.Close()
 }
 
 func (l *localAPI) add(k [32]byte, name string) {

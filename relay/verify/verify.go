@@ -39,11 +39,29 @@ var (
 	ErrUnreachable = errors.New("admission URL unreachable")
 )
 
+// Mode is how a Verifier decides.
+type Mode int
+
+const (
+	// ModeChecks asks the configured checks (allow, tailscaled_socket, url).
+	ModeChecks Mode = iota
+	// ModeAuto: no check is configured and the listener is reachable beyond loopback. The
+	// local tailscaled, found at the usual socket paths, is asked; without it every client
+	// is refused.
+	ModeAuto
+	// ModeOpen admits everyone: verify_clients.open, or no check on a loopback-only listener.
+	ModeOpen
+)
+
 // Verifier runs the configured checks. It is safe for concurrent use.
 type Verifier struct {
-	log    *slog.Logger
-	checks []check // cheapest first
-	stats  counters
+	log       *slog.Logger
+	mode      Mode
+	reachable bool    // the listener accepts connections from beyond loopback
+	checks    []check // cheapest first
+	// probeEvery is how often Run asks tailscaled whether it can answer.
+	probeEvery time.Duration
+	stats      counters
 	// lastErr is the most recent check failure (not a plain "no"), for status.
 	lastErr atomic.Pointer[timedError]
 	// failOpenLog limits the fail-open warning so an outage does not flood the log.
@@ -93,6 +111,8 @@ type options struct {
 	now            func() time.Time
 	urlTransport   http.RoundTripper
 	failOpenPeriod time.Duration
+	listen         string
+	sockets        []string
 }
 
 // WithTimeout bounds each request to tailscaled and to the admission URL (default 5 s).
@@ -114,6 +134,18 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 // CA). The default is a clone of http.DefaultTransport.
 func WithURLTransport(rt http.RoundTripper) Option { return func(o *options) { o.urlTransport = rt } }
 
+// WithListener names the DERP listen address (host:port) the verifier guards. Without a
+// configured check, a loopback-only listener admits everyone (trying the relay on one's own
+// machine needs nothing) and any other asks the local tailscaled or refuses. The default is
+// a reachable listener.
+func WithListener(listen string) Option { return func(o *options) { o.listen = listen } }
+
+// WithTailscaledSockets replaces DefaultTailscaledSockets, where a verifier without a
+// configured check looks for the local tailscaled.
+func WithTailscaledSockets(paths ...string) Option {
+	return func(o *options) { o.sockets = paths }
+}
+
 // New builds a Verifier from the relay.verify_clients section.
 func New(cfg config.VerifyClients, log *slog.Logger, opts ...Option) (*Verifier, error) {
 	o := options{
@@ -123,6 +155,7 @@ func New(cfg config.VerifyClients, log *slog.Logger, opts ...Option) (*Verifier,
 		cacheSize:      DefaultCacheSize,
 		now:            time.Now,
 		failOpenPeriod: time.Minute,
+		sockets:        DefaultTailscaledSockets,
 	}
 	for _, f := range opts {
 		f(&o)
@@ -133,7 +166,7 @@ func New(cfg config.VerifyClients, log *slog.Logger, opts ...Option) (*Verifier,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	v := &Verifier{log: log.With("component", "verify")}
+	v := &Verifier{log: log.With("component", "verify"), reachable: !LoopbackOnly(o.listen), probeEvery: 5 * time.Second}
 	v.failOpenLog.period = o.failOpenPeriod
 	if len(cfg.Allow) > 0 {
 		a, err := newAllowList(cfg.Allow)
@@ -143,7 +176,7 @@ func New(cfg config.VerifyClients, log *slog.Logger, opts ...Option) (*Verifier,
 		v.checks = append(v.checks, a)
 	}
 	if cfg.TailscaledSocket != "" {
-		v.checks = append(v.checks, newTailscaled(cfg.TailscaledSocket, o))
+		v.checks = append(v.checks, newTailscaled([]string{cfg.TailscaledSocket}, false, o))
 	}
 	if cfg.URL != "" {
 		u, err := newAdmissionURL(cfg.URL, cfg.FailOpen, o, &v.stats)
@@ -152,13 +185,30 @@ func New(cfg config.VerifyClients, log *slog.Logger, opts ...Option) (*Verifier,
 		}
 		v.checks = append(v.checks, u)
 	}
+	switch {
+	case len(v.checks) > 0 && cfg.Open:
+		return nil, errors.New("verify: relay.verify_clients.open admits everyone, so the configured checks would never refuse anyone: remove open or the checks")
+	case len(v.checks) > 0:
+		v.mode = ModeChecks
+	case cfg.Open || !v.reachable:
+		v.mode = ModeOpen
+	default:
+		if len(o.sockets) == 0 {
+			return nil, errors.New("verify: no tailscaled socket paths to look at")
+		}
+		v.mode = ModeAuto
+		v.checks = []check{newTailscaled(o.sockets, true, o)}
+	}
 	return v, nil
 }
 
-// Configured reports whether any check is configured. Without one, Check admits everyone.
-func (v *Verifier) Configured() bool { return len(v.checks) > 0 }
+// Mode says how the verifier decides.
+func (v *Verifier) Mode() Mode { return v.mode }
 
-// Checks names the configured checks in the order they are asked.
+// Configured reports whether a check is configured (allow, tailscaled_socket, url).
+func (v *Verifier) Configured() bool { return v.mode == ModeChecks }
+
+// Checks names the checks in the order they are asked (in ModeAuto: tailscaled).
 func (v *Verifier) Checks() []string {
 	names := make([]string, len(v.checks))
 	for i, c := range v.checks {
@@ -173,7 +223,7 @@ func (v *Verifier) Checks() []string {
 // derper, only for transport errors and timeouts). A refusal is a *RefusedError listing
 // every check's reason.
 func (v *Verifier) Check(ctx context.Context, key [32]byte, source netip.Addr) error {
-	if len(v.checks) == 0 {
+	if v.mode == ModeOpen {
 		v.stats.admitted.Add(1)
 		v.stats.unverified.Add(1)
 		return nil

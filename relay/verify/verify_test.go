@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,15 +13,17 @@ import (
 	"tailscale.com/types/key"
 
 	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/agent/testenv"
 )
 
-func TestNoChecks(t *testing.T) {
-	v, err := New(config.VerifyClients{}, nil)
+// TestLoopbackWithoutChecks: trying the relay on one's own machine needs nothing.
+func TestLoopbackWithoutChecks(t *testing.T) {
+	v, err := New(config.VerifyClients{}, nil, WithListener("127.0.0.1:12345"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Configured() || len(v.Checks()) != 0 {
-		t.Fatalf("Configured %v, checks %v", v.Configured(), v.Checks())
+	if v.Mode() != ModeOpen || v.Configured() || len(v.Checks()) != 0 || v.Warning() != "" {
+		t.Fatalf("mode %v, configured %v, checks %v, warning %q", v.Mode(), v.Configured(), v.Checks(), v.Warning())
 	}
 	for range 3 {
 		if err := v.Check(context.Background(), randomKey(t), src1); err != nil {
@@ -31,6 +35,109 @@ func TestNoChecks(t *testing.T) {
 	}
 	if err := v.Preflight(context.Background()); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestOpenIsExplicit: open admits everyone on a reachable listener, and says so.
+func TestOpenIsExplicit(t *testing.T) {
+	v, err := New(config.VerifyClients{Open: true}, nil, WithListener(":12345"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Check(context.Background(), randomKey(t), src1); err != nil {
+		t.Fatal(err)
+	}
+	if w := v.Warning(); !strings.Contains(w, "relay.verify_clients.open") || !strings.Contains(w, "anyone") {
+		t.Errorf("warning %q", w)
+	}
+	if _, err := New(config.VerifyClients{Open: true, Allow: []string{NodeKeyString(randomKey(t))}}, nil); err == nil {
+		t.Error("open together with a check was accepted")
+	}
+}
+
+// TestClosedByDefault: with no check on a reachable listener, the local tailscaled is looked
+// for at each socket path on every client; while none answers every client is refused with
+// that reason. A tailscaled that starts later is picked up, one that stops refuses again,
+// and one that comes back at another of the paths is found there.
+func TestClosedByDefault(t *testing.T) {
+	dir, err := os.MkdirTemp("", "erv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	first, second := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
+	for _, listen := range []string{":12345", "[::]:12345", "192.0.2.1:12345", "router.lan:12345", ""} {
+		v, err := New(config.VerifyClients{}, nil, WithListener(listen))
+		if err != nil || v.Mode() != ModeAuto {
+			t.Fatalf("listen %q: mode %v, %v", listen, v.Mode(), err)
+		}
+	}
+	v, err := New(config.VerifyClients{}, testLogger(t), WithListener(":12345"), WithTailscaledSockets(first, second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	member, stranger := randomKey(t), randomKey(t)
+	refusedNoTailscaled := func(k [32]byte) {
+		t.Helper()
+		err := v.Check(ctx, k, src1)
+		if !errors.Is(err, ErrNoTailscaled) || !strings.Contains(err.Error(), first+", "+second) {
+			t.Fatalf("want a refusal naming both paths, got %v", err)
+		}
+		if w := v.Warning(); !strings.Contains(w, "refusing every client") || !strings.Contains(w, "relay.verify_clients.allow") {
+			t.Fatalf("warning %q", w)
+		}
+	}
+	refusedNoTailscaled(member)
+	t.Logf("refusal: %v; warning: %s", v.Check(ctx, member, src1), v.Warning())
+
+	l := serveLocalAPI(t, second, "")
+	l.add(member, "laptop")
+	if err := v.Check(ctx, member, src1); err != nil {
+		t.Fatalf("member refused once tailscaled runs: %v", err)
+	}
+	if err := v.Check(ctx, stranger, src1); !errors.Is(err, ErrNotInNetmap) {
+		t.Fatalf("stranger: %v", err)
+	}
+	if d := v.Describe(); !strings.Contains(d, second) || v.Warning() != "" {
+		t.Errorf("describe %q, warning %q", d, v.Warning())
+	}
+
+	l.stop()
+	refusedNoTailscaled(member)
+
+	l = serveLocalAPI(t, first, "")
+	l.add(member, "laptop")
+	if err := v.Check(ctx, member, src1); err != nil {
+		t.Fatalf("member refused after tailscaled came back: %v", err)
+	}
+	if st := v.Stats(); st.Tailscaled.Admitted != 2 || st.Unverified != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestRunProbesTailscaled: Run finds a tailscaled that starts later without a client
+// asking, so status says it before the first client comes.
+func TestRunProbesTailscaled(t *testing.T) {
+	dir, err := os.MkdirTemp("", "erv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "tailscaled.sock")
+	v, err := New(config.VerifyClients{}, testLogger(t), WithListener(":12345"), WithTailscaledSockets(sock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.probeEvery = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { v.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	serveLocalAPI(t, sock, "")
+	testenv.WaitFor(t, 10*time.Second, "Run finds tailscaled", func() bool { return v.Warning() == "" })
+	if !strings.Contains(v.Describe(), sock) {
+		t.Errorf("describe %q", v.Describe())
 	}
 }
 
@@ -156,38 +263,40 @@ func TestNodeKeyString(t *testing.T) {
 	}
 }
 
-func TestOpenWarning(t *testing.T) {
-	none, _ := New(config.VerifyClients{}, nil)
-	some, _ := New(config.VerifyClients{Allow: []string{NodeKeyString(randomKey(t))}}, nil)
-	cases := []struct {
-		listen string
-		v      *Verifier
-		warn   bool
-	}{
-		{":12345", none, true},
-		{"0.0.0.0:12345", none, true},
-		{"[::]:12345", none, true},
-		{"192.168.1.1:12345", none, true},
-		{"router.lan:12345", none, true},
-		{"garbage", none, true},
-		{"127.0.0.1:12345", none, false},
-		{"127.0.0.53:12345", none, false},
-		{"[::1]:12345", none, false},
-		{"[::ffff:127.0.0.1]:12345", none, false},
-		{"localhost:12345", none, false},
-		{":12345", some, false},
-		{":12345", nil, true},
-	}
-	for _, c := range cases {
-		w := OpenWarning(c.listen, c.v)
-		if (w != "") != c.warn {
-			t.Errorf("OpenWarning(%q, configured=%v) = %q", c.listen, c.v != nil && c.v.Configured(), w)
+func TestLoopbackOnly(t *testing.T) {
+	for listen, want := range map[string]bool{
+		":12345": false, "0.0.0.0:12345": false, "[::]:12345": false, "192.168.1.1:12345": false,
+		"router.lan:12345": false, "garbage": false, "": false,
+		"127.0.0.1:12345": true, "127.0.0.53:12345": true, "[::1]:12345": true,
+		"[::ffff:127.0.0.1]:12345": true, "localhost:12345": true,
+	} {
+		if got := LoopbackOnly(listen); got != want {
+			t.Errorf("LoopbackOnly(%q) = %v", listen, got)
 		}
 	}
-	w := WarnIfOpen(":12345", none, testLogger(t))
-	if !strings.Contains(w, "relay.verify_clients") || !strings.Contains(w, `":12345"`) {
-		t.Errorf("warning %q", w)
+}
+
+func TestAdvice(t *testing.T) {
+	line := func(k, v string) string { return k + ": " + v }
+	if a := Advice(context.Background(), ":12345", false, true, line); a != nil {
+		t.Errorf("configured: %q", a)
 	}
+	if a := Advice(context.Background(), "127.0.0.1:12345", false, false, line); a != nil {
+		t.Errorf("loopback: %q", a)
+	}
+	a := Advice(context.Background(), ":12345", true, false, line)
+	if len(a) != 1 || !strings.Contains(a[0], "relay.verify_clients.open: true") || !strings.Contains(a[0], "anyone") {
+		t.Errorf("open: %q", a)
+	}
+	if FindTailscaled(context.Background()) != "" {
+		t.Skip("a tailscaled runs on this machine")
+	}
+	a = Advice(context.Background(), ":12345", false, false, line)
+	if len(a) != 1 || !strings.Contains(a[0], "refuse every client") || !strings.Contains(a[0], "relay.verify_clients.url: https://") ||
+		!strings.Contains(a[0], "relay.verify_clients.allow: nodekey:") || !strings.Contains(a[0], DefaultTailscaledSockets[0]) {
+		t.Errorf("closed: %q", a)
+	}
+	t.Log(a[0])
 }
 
 func TestLogLimiter(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgerelay/edgerelay/ddns/internal/fakeclient"
+	"github.com/edgerelay/edgerelay/ddns/internal/fakeapi"
 )
 
 // Perms are an API token's permissions, named as in Cloudflare's token editor.
@@ -72,9 +72,8 @@ func New(zones []string, tokens map[string]Perms) *Server {
 // Close stops the server.
 func (s *Server) Close() { s.srv.Close() }
 
-// Client returns an HTTP client that sends requests meant for the real API host to the fake;
-// the Host header (signed, for DNSPod) stays the real one.
-func (s *Server) Client() *http.Client { return fakeclient.For(s.srv) }
+// Client returns an HTTP client that sends requests meant for the real API host to the fake.
+func (s *Server) Client() *http.Client { return fakeapi.Client(s.srv, "api.cloudflare.com") }
 
 // Records returns a copy of the records of zone (name without trailing dot).
 func (s *Server) Records(zoneName string) []Record {

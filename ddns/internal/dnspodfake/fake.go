@@ -27,7 +27,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgerelay/edgerelay/ddns/internal/fakeclient"
+	"github.com/edgerelay/edgerelay/ddns/internal/fakeapi"
 )
 
 // Key is an API key (SecretId → SecretKey) and whether its CAM policy allows DNSPod.
@@ -76,7 +76,7 @@ func (s *Server) Close() { s.srv.Close() }
 
 // Client returns an HTTP client that sends requests meant for the real API host to the fake;
 // the Host header (signed, for DNSPod) stays the real one.
-func (s *Server) Client() *http.Client { return fakeclient.For(s.srv) }
+func (s *Server) Client() *http.Client { return fakeapi.Client(s.srv, "dnspod.tencentcloudapi.com") }
 
 // Add inserts a record on the default line directly, as if made in the console.
 func (s *Server) Add(domain, typ, name, value string, ttl uint64) {

@@ -29,6 +29,8 @@ function providerOptions(s, prefix, inheritsDDNS) {
 	o.value('huaweicloud', 'Huawei Cloud DNS');
 	o.value('tencentcloud', 'Tencent Cloud DNSPod');
 	o.value('dnspod', _('DNSPod (the same as Tencent Cloud DNSPod)'));
+	o.value('duckdns', _('DuckDNS (free name)'));
+	o.value('dynv6', _('dynv6 (free name)'));
 
 	var opt = function(widget, key, title, types, description) {
 		var o = s.option(widget, prefix + key, title, description);
@@ -36,8 +38,10 @@ function providerOptions(s, prefix, inheritsDDNS) {
 		return o;
 	};
 	var cloud = [ 'alidns', 'huaweicloud' ];
-	opt(form.Value, 'api_token', _('API token'), [ 'cloudflare' ]).password = true;
-	opt(form.Value, 'api_token_file', _('API token file'), [ 'cloudflare' ]);
+	var token = [ 'cloudflare', 'duckdns', 'dynv6' ];
+	opt(form.Value, 'api_token', _('API token'), token,
+		_('Cloudflare: an API token with DNS edit rights; DuckDNS: your account token; dynv6: an HTTP token.')).password = true;
+	opt(form.Value, 'api_token_file', _('API token file'), token);
 	opt(form.Value, 'server', _('Server'), [ 'rfc2136' ], _('host:port of the primary.'));
 	opt(form.Value, 'key_name', _('TSIG key name'), [ 'rfc2136' ]);
 	o = opt(form.ListValue, 'key_alg', _('TSIG algorithm'), [ 'rfc2136' ]);
@@ -62,8 +66,11 @@ function output(res, fallback) {
 }
 
 return view.extend({
+	// status first: it reports a stale DERP map before derpmap records the new one as shown.
 	load: function() {
-		return Promise.all([ run('status'), run('derpmap') ]);
+		return run('status').then(function(status) {
+			return run('derpmap').then(function(derpmap) { return [ status, derpmap ]; });
+		});
 	},
 
 	render: function(data) {
@@ -87,7 +94,8 @@ return view.extend({
 
 		s = m.section(form.NamedSection, 'relay', 'relay', _('DERP relay and STUN'));
 		s.tab('general', _('General'));
-		s.tab('access', _('Who may relay'));
+		s.tab('access', _('Who may relay'),
+			_('Without any check below, the relay admits the devices of the tailscaled running on this router (found by itself) and refuses everyone else; with no tailscaled it refuses every client (the status above says which). Admit your own devices with one of: tailscaled on this router, an admission URL (headscale\'s /verify), or their node keys.'));
 		s.tab('mesh', _('Mesh'));
 		s.tab('limits', _('Limits'));
 
@@ -121,9 +129,15 @@ return view.extend({
 			_('Address in the DERP map; default: the current one; none hides IPv4.'));
 		o = s.taboption('general', form.Value, 'ipv6', _('Published IPv6'),
 			_('Address in the DERP map; default: the current one; none hides IPv6.'));
+		o = s.taboption('general', form.Flag, 'live_map', _('Live DERP map'),
+			_('Serve this region at /derpmap.json on the DERP port, kept current as the address changes (for headscale\'s derp.urls).'));
+		o.default = '1';
+		o = s.taboption('general', form.Value, 'home', _('Home page'),
+			_('What GET / shows: blank (default), default (a short page), or a URL to redirect to. Never the product name or version.'));
+		o.placeholder = 'blank';
 
 		o = s.taboption('access', form.Value, 'verify_clients_tailscaled_socket', _('Ask tailscaled'),
-			_('Admit only node keys of your tailnet, as the local tailscaled knows them.'));
+			_('Admit only node keys of your tailnet, as the local tailscaled knows them. Empty: found at the usual paths.'));
 		o.placeholder = '/var/run/tailscale/tailscaled.sock';
 		o = s.taboption('access', form.Value, 'verify_clients_url', _('Admission URL'),
 			_('An admission service such as headscale\'s /verify endpoint.'));
@@ -131,6 +145,8 @@ return view.extend({
 			_('When tailscaled is down or the URL unreachable.'));
 		o = s.taboption('access', form.DynamicList, 'verify_clients_allow', _('Always admitted node keys'));
 		o.placeholder = 'nodekey:…';
+		o = s.taboption('access', form.Flag, 'verify_clients_open', _('Open relay'),
+			_('Admit anyone who finds this relay (it then uses your line for strangers). Not with the checks above.'));
 
 		o = s.taboption('mesh', form.Value, 'mesh_key_file', _('Mesh key file'),
 			_('64 hex digits, the same on every relay of the region.'));

@@ -1,0 +1,265 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edgerelay/edgerelay/agent/atomicfile"
+	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/ddns"
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// The agent owns the DERP region its relay publishes: it computes the region from the
+// addresses it knows (ddns's selection, or this box's interfaces when ddns is off), hands
+// the live form to the relay (relay.SetRegion, served at /derpmap.json), and keeps the form
+// to paste for status and `edgerelay derpmap`. It remembers the map last handed out for
+// pasting (state_dir/derpmap-published.json), so a map that no longer matches the line (an
+// IP-only relay whose address changed) is reported stale, with the new one, until the new
+// one is handed out.
+
+// publishedFile holds the region last handed out for pasting.
+const publishedFile = "derpmap-published.json"
+
+// regionSettle groups the burst of kernel events one address change makes.
+const regionSettle = 300 * time.Millisecond
+
+// followRegion recomputes the region at start and whenever the addresses may have changed,
+// until ctx ends.
+func (a *Agent) followRegion(ctx context.Context, r *relay.Relay, rc config.Relay, stateDir string) {
+	netKick := make(chan time.Time, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ddns.WatchNet(ctx, a.log.With("part", "relay"), netKick)
+	}()
+	defer func() { <-done }()
+	select {
+	case <-r.Ready():
+	case <-ctx.Done():
+		return
+	}
+	for {
+		a.computeRegion(ctx, r, rc, stateDir)
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.regionKick:
+		case <-netKick:
+			select { // let the rest of the change arrive
+			case <-ctx.Done():
+				return
+			case <-time.After(regionSettle):
+			}
+		}
+	}
+}
+
+// kickRegion asks followRegion to recompute (non-blocking).
+func (a *Agent) kickRegion() {
+	select {
+	case a.regionKick <- struct{}{}:
+	default:
+	}
+}
+
+// computeRegion builds the region from what the agent knows now and publishes it.
+func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc config.Relay, stateDir string) {
+	a.mu.Lock()
+	cfg, addrs := a.cfg, a.addrs
+	a.mu.Unlock()
+	ddnsOn := cfg.DDNS != nil && config.On(cfg.DDNS.Enabled, true)
+	if !ddnsOn && rc.Hostname == "" { // IP-only: follow this box's public addresses
+		addrs = relay.LocalAddrs()
+	}
+	hint := ""
+	if moved := movedFrom(rc.Hostname); moved.IsValid() {
+		hint = fmt.Sprintf("relay.hostname %s is no longer an address of this box (its public address is now %s): "+
+			"set relay.hostname to it, or leave it empty to follow the line", rc.Hostname, moved)
+		rc.Hostname = moved.String()
+	}
+	if ad := r.Addr(); ad != nil { // the bound port, when the config asked for any
+		host, _, _ := net.SplitHostPort(rc.Listen)
+		rc.Listen = net.JoinHostPort(host, strconv.Itoa(ad.Port))
+	}
+	if sa := r.STUNAddr(); sa != nil {
+		host, _, _ := net.SplitHostPort(rc.STUNAddr())
+		s := net.JoinHostPort(host, strconv.Itoa(sa.Port))
+		rc.STUNListen = &s
+	}
+	followDNS := ddnsOn && relayRecord(*cfg.DDNS, rc.Hostname) != ""
+	pasted, live := relay.BuildMap(ctx, rc, addrs, r.CertPin(), followDNS)
+	r.SetRegion(live)
+	// IP-only without a public address (the WAN not up yet): nothing worth pasting.
+	usable := true
+	if ip, err := netip.ParseAddr(pasted.Region.Nodes[0].HostName); err == nil && rc.Hostname == "" && !relay.IsPublic(ip) {
+		usable = false
+		hint = "relay.hostname is empty and this box has no public address yet: the DERP map names " + ip.String() +
+			" until one appears (or set relay.hostname to a DNS name or the public IP)"
+	}
+	a.mu.Lock()
+	a.hostHint = hint
+	a.mu.Unlock()
+	a.setMap(pasted, stateDir, usable)
+}
+
+// movedFrom returns this box's current public address of the family of a typed IP
+// hostname that is no longer on any interface (the line's address changed), else the zero
+// Addr. A typed address that was never on an interface (a port forward to a box behind
+// NAT, whose own addresses are private) is left alone.
+func movedFrom(hostname string) netip.Addr {
+	ip, err := netip.ParseAddr(hostname)
+	if err != nil || !relay.IsPublic(ip) || relay.HasLocalAddr(ip) {
+		return netip.Addr{}
+	}
+	local := relay.LocalAddrs()
+	if ip.Unmap().Is4() {
+		return local.IPv4
+	}
+	return local.IPv6
+}
+
+// setMap makes m the map to paste and compares it with the one handed out last. The first
+// usable map is taken as handed out when none was before.
+func (a *Agent) setMap(m relay.Map, stateDir string, usable bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.dmap, a.mapDir = &m, stateDir
+	if a.published == nil && usable {
+		p, err := loadPublished(stateDir)
+		if err != nil {
+			a.log.Warn("cannot read the DERP map handed out earlier; taking the current one", "err", err)
+		}
+		if p == nil {
+			a.handOutLocked()
+		} else {
+			a.published = p
+		}
+	}
+	a.mapReadyOnce.Do(func() { close(a.mapReady) })
+	if stale := a.staleLocked(); stale != "" && !reflect.DeepEqual(a.staleLogged, m.Region) {
+		a.staleLogged = m.Region
+		a.log.Warn(stale, "new_map", string(relay.DERPMapJSON(m.Region)))
+	}
+}
+
+// staleLocked is the warning when the map handed out last no longer matches, else "".
+func (a *Agent) staleLocked() string {
+	if a.dmap == nil || a.published == nil || reflect.DeepEqual(*a.published, a.dmap.Region) {
+		return a.hostHint
+	}
+	msg := fmt.Sprintf("the DERP map pasted earlier is stale: it says %s, this relay is now %s. "+
+		"Paste the new map (`edgerelay derpmap` prints it; headscale's derp.urls with the live map follows by itself)",
+		describeRegion(*a.published), describeRegion(a.dmap.Region))
+	if a.hostHint != "" {
+		msg += "; " + a.hostHint
+	}
+	return msg
+}
+
+// describeRegion names what a pasted map pins down: the first node's host, addresses, ports
+// and pin.
+func describeRegion(r relay.DERPRegion) string {
+	if len(r.Nodes) == 0 {
+		return fmt.Sprintf("region %d with no node", r.RegionID)
+	}
+	n := r.Nodes[0]
+	parts := []string{fmt.Sprintf("region %d %s port %d", r.RegionID, n.HostName, n.DERPPort)}
+	for _, kv := range [][2]string{{"IPv4", n.IPv4}, {"IPv6", n.IPv6}} {
+		if kv[1] != "" && kv[1] != n.HostName {
+			parts = append(parts, kv[0]+" "+kv[1])
+		}
+	}
+	if n.CertName != "" {
+		parts = append(parts, "pin "+n.CertName[:min(len(n.CertName), 19)]+"…")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// handOutLocked records the current map as the one pasted.
+func (a *Agent) handOutLocked() {
+	reg := a.dmap.Region
+	a.published = &reg
+	b, _ := json.MarshalIndent(reg, "", "  ")
+	if err := atomicfile.Write(filepath.Join(a.mapDir, publishedFile), append(b, '\n'), 0o600); err != nil {
+		a.log.Warn("cannot save the DERP map handed out", "err", err)
+	}
+}
+
+func loadPublished(stateDir string) (*relay.DERPRegion, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, publishedFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r relay.DERPRegion
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", publishedFile, err)
+	}
+	return &r, nil
+}
+
+// DERPMap returns the map to paste as of now (false while the relay has none).
+func (a *Agent) DERPMap() (relay.Map, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.dmap == nil {
+		return relay.Map{}, false
+	}
+	return *a.dmap, true
+}
+
+// HandOut returns the map to paste and records it as the one pasted: `edgerelay derpmap`
+// and the embedded default's first run print what this returns.
+func (a *Agent) HandOut() (relay.Map, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.dmap == nil {
+		return relay.Map{}, false
+	}
+	a.handOutLocked()
+	return *a.dmap, true
+}
+
+// MapReady is closed once the relay has had a region.
+func (a *Agent) MapReady() <-chan struct{} { return a.mapReady }
+
+// dropMap forgets the map when the relay part stops.
+func (a *Agent) dropMap() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.dmap = nil
+}
+
+// OfflineMap is the map `edgerelay derpmap` prints when no daemon answers: from the config,
+// the interfaces (or DNS) and the self-signed certificate in state_dir.
+func OfflineMap(ctx context.Context, cfg *config.Config) (relay.Map, error) {
+	pin := ""
+	if cfg.Relay.TLS.Mode == "self-signed" {
+		ss, err := relay.LoadOrCreateSelfSigned(cfg.StateDir, relay.Hostname(cfg.Relay))
+		if err != nil {
+			return relay.Map{}, err
+		}
+		pin = ss.Pin()
+	}
+	ddnsOn := cfg.DDNS != nil && config.On(cfg.DDNS.Enabled, true)
+	var cur relay.Addrs
+	if !ddnsOn && cfg.Relay.Hostname == "" {
+		cur = relay.LocalAddrs()
+	}
+	m, _ := relay.BuildMap(ctx, cfg.Relay, cur, pin, ddnsOn && relayRecord(*cfg.DDNS, cfg.Relay.Hostname) != "")
+	return m, nil
+}
