@@ -1,8 +1,10 @@
 package derp
 
 import (
+	"net/netip"
 	"slices"
 	"sync"
+	"time"
 )
 
 // forwarder carries packets to a key connected to another relay of the region. It owns p
@@ -21,6 +23,50 @@ type meshState struct {
 
 	linksMu sync.Mutex
 	links   []*meshLink // running mesh clients, for status
+
+	// addrs are where mesh peers were seen lately: the addresses our links reached them at
+	// and those they connected from with the mesh key. Admission control keeps a way in
+	// for them (IsMeshPeerAddr).
+	addrsMu sync.Mutex
+	addrs   map[netip.Addr]time.Time
+}
+
+// Mesh peer addresses are remembered for a day, at most maxMeshAddrs of them.
+const (
+	meshAddrTTL  = 24 * time.Hour
+	maxMeshAddrs = 64
+)
+
+func (m *meshState) noteAddr(a netip.Addr) {
+	a = a.Unmap()
+	if !a.IsValid() {
+		return
+	}
+	m.addrsMu.Lock()
+	defer m.addrsMu.Unlock()
+	if m.addrs == nil {
+		m.addrs = map[netip.Addr]time.Time{}
+	}
+	if _, ok := m.addrs[a]; !ok && len(m.addrs) >= maxMeshAddrs {
+		var oldest netip.Addr
+		for k, t := range m.addrs {
+			if !oldest.IsValid() || t.Before(m.addrs[oldest]) {
+				oldest = k
+			}
+		}
+		delete(m.addrs, oldest)
+	}
+	m.addrs[a] = time.Now()
+}
+
+// IsMeshPeerAddr reports whether a mesh peer of this region was seen at a lately: our link
+// reached it there, or it connected from there with the mesh key.
+func (s *Server) IsMeshPeerAddr(a netip.Addr) bool {
+	m := &s.mesh
+	m.addrsMu.Lock()
+	defer m.addrsMu.Unlock()
+	t, ok := m.addrs[a.Unmap()]
+	return ok && time.Since(t) < meshAddrTTL
 }
 
 // fwdSet is every forwarder that announced one key, in registration order. It is never

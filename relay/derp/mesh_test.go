@@ -448,12 +448,12 @@ func stuckPeer(t *testing.T, announce Key) (url string) {
 		if err := writeServerKey(bw, priv.Public()); err != nil {
 			return
 		}
-		ck, _, err := readClientInfo(br, priv)
+		h, err := readClientInfo(br, priv)
 		if err != nil {
 			t.Errorf("stuck peer: %v", err)
 			return
 		}
-		writeServerInfo(bw, priv, ck, serverInfo{Version: ProtocolVersion})
+		writeServerInfo(bw, priv, h.key, serverInfo{Version: ProtocolVersion})
 		if typ, _, err := readFrameHeader(br); err != nil || typ != frameWatchConns {
 			t.Errorf("stuck peer: frame 0x%02x (%v), want WatchConns", typ, err)
 			return
