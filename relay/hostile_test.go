@@ -110,16 +110,20 @@ func TestLimits(t *testing.T) {
 		node := region.Nodes[0]
 		derptest.Connect(t, region, key.NewNode())
 		derptest.Connect(t, region, key.NewNode())
+		// Unauthenticated connections have a pool of their own: max_clients does not count them.
 		conn, err := net.Dial("tcp", strings.TrimPrefix(derptest.URL(node), "https://"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		if !closedWithin(conn) {
-			t.Fatal("third connection was not closed")
+		waitFor(t, "the raw connection to be pending", func() bool { return r.ListenerStats().Pending.Load() == 1 })
+		// A third client is turned away after the handshake, before ServerInfo.
+		dc, _ := derptest.DialRaw(t, node, key.NewNode(), nil)
+		if m, err := dc.Recv(); err == nil {
+			t.Fatalf("a client over max_clients got %T", m)
 		}
-		if r.ListenerStats().RejectedFull.Load() != 1 {
-			t.Fatalf("RejectedFull = %d", r.ListenerStats().RejectedFull.Load())
+		if got := r.DERP().Stats().RejectedFull.Load(); got != 1 {
+			t.Fatalf("derp RejectedFull = %d, want 1", got)
 		}
 	})
 	t.Run("max_clients leaves room for mesh peers", func(t *testing.T) {
@@ -128,14 +132,12 @@ func TestLimits(t *testing.T) {
 		if err := os.WriteFile(keyFile, []byte(mk+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		// One configured peer (never reachable here): the listener lets in max_clients + 1.
 		r, region := startRelay(t, selfSignedYAML+"  max_clients: 1\n  mesh:\n    key_file: "+keyFile+
 			"\n    peers: [\"https://127.0.0.1:9/derp\"]\n")
 		node := region.Nodes[0]
 		a := derptest.Connect(t, region, key.NewNode())
 
-		// A second client passes the listener (one slot is the peer's) and is turned away
-		// after the handshake, before ServerInfo.
+		// A second client is turned away after the handshake, before ServerInfo.
 		dc, _ := derptest.DialRaw(t, node, key.NewNode(), nil)
 		for {
 			m, err := dc.Recv()
@@ -201,7 +203,7 @@ func openFDs() int {
 // TestConnectChurnLeaks connects and disconnects 5,000 clients and checks that goroutines
 // and file descriptors come back to where they started.
 func TestConnectChurnLeaks(t *testing.T) {
-	r, region := startRelay(t, selfSignedYAML+"  accept_rate: 1000000\n  max_clients: 100000\n")
+	r, region := startRelay(t, selfSignedYAML+"  accept_rate: 1000000\n  accept_rate_per_source: 1000000\n  max_pending_per_source: 128\n  max_clients: 100000\n")
 	node := region.Nodes[0]
 	// Warm up once so pools and lazily started goroutines exist before the baseline.
 	dc, conn := derptest.DialRaw(t, node, key.NewNode(), nil)
