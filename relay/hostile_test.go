@@ -171,6 +171,30 @@ func TestLimits(t *testing.T) {
 		waitFor(t, "the slot to be given back", func() bool { return r.DERP().Stats().CurrentConns.Load() == 1 })
 		derptest.Connect(t, region, key.NewNode())
 	})
+	t.Run("mesh peers pass the accept rate", func(t *testing.T) {
+		mk := strings.Repeat("6b", 32)
+		keyFile := t.TempDir() + "/mesh.key"
+		if err := os.WriteFile(keyFile, []byte(mk+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r, region := startRelay(t, selfSignedYAML+"  accept_rate: 1\n  accept_burst: 2\n  mesh:\n    key_file: "+keyFile+"\n")
+		tsMesh, err := key.ParseDERPMesh(mk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		asPeer := func(c *derphttp.Client) { c.MeshKey = tsMesh }
+		derptest.Connect(t, region, key.NewNode(), asPeer) // the relay learns the peer's address
+		// Another address spends the rest of the accept budget...
+		addr := strings.TrimPrefix(derptest.URL(region.Nodes[0]), "https://")
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+		for r.ListenerStats().RejectedRate.Load() == 0 {
+			if c, err := d.Dial("tcp", addr); err == nil {
+				defer c.Close()
+			}
+		}
+		// ...and the mesh peer still gets in.
+		derptest.Connect(t, region, key.NewNode(), asPeer)
+	})
 	t.Run("accept_rate", func(t *testing.T) {
 		r, region := startRelay(t, selfSignedYAML+"  accept_rate: 1\n  accept_burst: 3\n")
 		addr := strings.TrimPrefix(derptest.URL(region.Nodes[0]), "https://")

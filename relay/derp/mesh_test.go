@@ -249,6 +249,12 @@ func TestMeshRelaysBetweenNodes(t *testing.T) {
 	if st := a.srv.MeshPeers(); len(st) != 1 || st[0].State != "connected" || st[0].ServerKey != b.srv.pub.String() {
 		t.Fatalf("A's mesh status %+v", st)
 	}
+	// Both know where the other is, for admission control's way in; nobody else is a peer.
+	loopback := netip.MustParseAddr("127.0.0.1")
+	if !a.srv.IsMeshPeerAddr(loopback) || !b.srv.IsMeshPeerAddr(netip.MustParseAddr("::ffff:127.0.0.1")) ||
+		a.srv.IsMeshPeerAddr(netip.MustParseAddr("127.0.0.2")) {
+		t.Fatal("mesh peer addresses not learned from the links")
+	}
 
 	for i, n := range []int{1, 1200, 2049, 65536} {
 		pa, pb := derptest.Pattern(n, byte(i)), derptest.Pattern(n, byte(i+50))
