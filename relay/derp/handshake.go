@@ -114,3 +114,56 @@ func writeServerInfo(bw *bufio.Writer, priv PrivateKey, client Key, info serverI
 	}
 	return bw.Flush()
 }
+
+// The client side, for our mesh links.
+
+// readServerKey reads the first DERP frame: magic, the server's key, maybe future bytes.
+func readServerKey(br *bufio.Reader) (Key, error) {
+	var k Key
+	typ, n, err := readFrameHeader(br)
+	if err != nil {
+		return k, fmt.Errorf("reading ServerKey: %w", err)
+	}
+	if typ != frameServerKey {
+		return k, fmt.Errorf("first frame is type 0x%02x, want ServerKey (0x%02x)", typ, frameServerKey)
+	}
+	if n < uint32(len(magic)+keyLen) || n > maxServerKeyLen {
+		return k, fmt.Errorf("ServerKey length %d outside %d..%d", n, len(magic)+keyLen, maxServerKeyLen)
+	}
+	var b [len(magic) + keyLen]byte
+	if _, err := io.ReadFull(br, b[:]); err != nil {
+		return k, fmt.Errorf("reading ServerKey: %w", err)
+	}
+	if string(b[:len(magic)]) != magic {
+		return k, errors.New("ServerKey frame without the DERP magic")
+	}
+	copy(k[:], b[len(magic):])
+	return k, discard(br, n-uint32(len(b)))
+}
+
+// readServerInfo reads and opens the ServerInfo frame, which must follow ClientInfo.
+func readServerInfo(br *bufio.Reader, priv PrivateKey, serverKey Key) (*serverInfo, error) {
+	typ, n, err := readFrameHeader(br)
+	if err != nil {
+		return nil, fmt.Errorf("reading ServerInfo: %w", err)
+	}
+	if typ != frameServerInfo {
+		return nil, fmt.Errorf("frame type 0x%02x after ClientInfo, want ServerInfo (0x%02x)", typ, frameServerInfo)
+	}
+	if n < nonceLen || n > maxServerInfoLen {
+		return nil, fmt.Errorf("ServerInfo length %d outside %d..%d", n, nonceLen, maxServerInfoLen)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(br, buf); err != nil {
+		return nil, fmt.Errorf("reading ServerInfo: %w", err)
+	}
+	msg, ok := priv.openFrom(serverKey, buf)
+	if !ok {
+		return nil, errors.New("ServerInfo box does not open")
+	}
+	info := new(serverInfo)
+	if err := json.Unmarshal(msg, info); err != nil {
+		return nil, fmt.Errorf("ServerInfo: %w", err)
+	}
+	return info, nil
+}

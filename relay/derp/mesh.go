@@ -146,6 +146,20 @@ func (m *meshState) removeLink(l *meshLink) {
 	}
 }
 
+// MeshPeerStatus is one mesh link as `status` shows it.
+type MeshPeerStatus struct {
+	URL        string
+	State      string    // connecting | connected | backoff | self | stopped
+	ServerKey  string    // the peer's key once known (nodekey:… form)
+	Since      time.Time // when State last changed
+	Keys       int       // keys the peer announced that we forward to
+	Forwarded  int64     // packets written to the peer
+	Dropped    int64     // packets for the peer that were dropped (queue full, link down)
+	Connects   int64     // handshakes completed
+	LastError  string    // why the last connection ended or failed ("" if none)
+	HealthText string    // the peer's Health frame text, if any
+}
+
 // MeshPeers reports every running mesh client, in the order they were started.
 func (s *Server) MeshPeers() []MeshPeerStatus {
 	s.mesh.linksMu.Lock()

@@ -42,20 +42,6 @@ const (
 	maxHealthLen     = 1 << 16
 )
 
-// MeshPeerStatus is one mesh link as `status` shows it.
-type MeshPeerStatus struct {
-	URL        string
-	State      string    // connecting | connected | backoff | self | stopped
-	ServerKey  string    // the peer's key once known (nodekey:… form)
-	Since      time.Time // when State last changed
-	Keys       int       // keys the peer announced that we forward to
-	Forwarded  int64     // packets written to the peer
-	Dropped    int64     // packets for the peer that were dropped (queue full, link down)
-	Connects   int64     // handshakes completed
-	LastError  string    // why the last connection ended or failed ("" if none)
-	HealthText string    // the peer's Health frame text, if any
-}
-
 // errSelfConnect ends a mesh client that dialled its own server.
 var errSelfConnect = errors.New("mesh peer is this relay itself")
 
@@ -400,57 +386,6 @@ func (l *meshLink) handshake(br *bufio.Reader, bw *bufio.Writer) (Key, error) {
 		return serverKey, fmt.Errorf("writing WatchConns: %w", err)
 	}
 	return serverKey, nil
-}
-
-// readServerKey reads the first DERP frame: magic, the server's key, maybe future bytes.
-func readServerKey(br *bufio.Reader) (Key, error) {
-	var k Key
-	typ, n, err := readFrameHeader(br)
-	if err != nil {
-		return k, fmt.Errorf("reading ServerKey: %w", err)
-	}
-	if typ != frameServerKey {
-		return k, fmt.Errorf("first frame is type 0x%02x, want ServerKey (0x%02x)", typ, frameServerKey)
-	}
-	if n < uint32(len(magic)+keyLen) || n > maxServerKeyLen {
-		return k, fmt.Errorf("ServerKey length %d outside %d..%d", n, len(magic)+keyLen, maxServerKeyLen)
-	}
-	var b [len(magic) + keyLen]byte
-	if _, err := io.ReadFull(br, b[:]); err != nil {
-		return k, fmt.Errorf("reading ServerKey: %w", err)
-	}
-	if string(b[:len(magic)]) != magic {
-		return k, errors.New("ServerKey frame without the DERP magic")
-	}
-	copy(k[:], b[len(magic):])
-	return k, discard(br, n-uint32(len(b)))
-}
-
-// readServerInfo reads and opens the ServerInfo frame, which must follow ClientInfo.
-func readServerInfo(br *bufio.Reader, priv PrivateKey, serverKey Key) (*serverInfo, error) {
-	typ, n, err := readFrameHeader(br)
-	if err != nil {
-		return nil, fmt.Errorf("reading ServerInfo: %w", err)
-	}
-	if typ != frameServerInfo {
-		return nil, fmt.Errorf("frame type 0x%02x after ClientInfo, want ServerInfo (0x%02x)", typ, frameServerInfo)
-	}
-	if n < nonceLen || n > maxServerInfoLen {
-		return nil, fmt.Errorf("ServerInfo length %d outside %d..%d", n, nonceLen, maxServerInfoLen)
-	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(br, buf); err != nil {
-		return nil, fmt.Errorf("reading ServerInfo: %w", err)
-	}
-	msg, ok := priv.openFrom(serverKey, buf)
-	if !ok {
-		return nil, errors.New("ServerInfo box does not open")
-	}
-	info := new(serverInfo)
-	if err := json.Unmarshal(msg, info); err != nil {
-		return nil, fmt.Errorf("ServerInfo: %w", err)
-	}
-	return info, nil
 }
 
 // meshConn is the reading side of one connection of a link.
