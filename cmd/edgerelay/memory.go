@@ -31,11 +31,11 @@ func privateDir(dir string, log *slog.Logger) error {
 
 // After a burst (an attack, a thousand clients leaving) the Go runtime keeps the freed heap,
 // and with nothing allocating, even the garbage waits for the two-minute forced collection.
-// On a router that memory belongs to the other services, so every memoryCheckEvery the
-// daemon collects and hands the free heap back when it holds much more than it uses: more
-// than minRetained, and more than half the live heap (which steady traffic at GC percent
-// 50 never reaches). An idle relay's heap is a few megabytes: that collection costs about a
-// millisecond.
+// On a router that memory belongs to the other services. So every memoryCheckEvery, if no
+// collection ran since the last look (the daemon is quiet) and the heap has grown by more
+// than minRetained since this last handed memory back, the daemon collects and hands the
+// free heap back at once. Under load collections run on their own and this does nothing;
+// an idle relay's heap is a few megabytes, so the collection costs about a millisecond.
 const (
 	memoryCheckEvery = 10 * time.Second
 	minRetained      = 4 << 20
@@ -43,10 +43,21 @@ const (
 
 func returnFreedMemory(ctx context.Context, every time.Duration) {
 	samples := []metrics.Sample{
+		{Name: "/gc/cycles/total:gc-cycles"},
 		{Name: "/memory/classes/heap/free:bytes"},    // free, not yet returned
 		{Name: "/memory/classes/heap/objects:bytes"}, // live and not yet collected
-		{Name: "/gc/heap/live:bytes"},                // live at the last collection
 	}
+	read := func() (cycles, heap uint64) {
+		metrics.Read(samples)
+		var v [3]uint64
+		for i, s := range samples {
+			if s.Value.Kind() == metrics.KindUint64 {
+				v[i] = s.Value.Uint64()
+			}
+		}
+		return v[0], v[1] + v[2]
+	}
+	lastCycles, base := read()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -55,16 +66,11 @@ func returnFreedMemory(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		metrics.Read(samples)
-		var v [3]uint64
-		for i, s := range samples {
-			if s.Value.Kind() == metrics.KindUint64 {
-				v[i] = s.Value.Uint64()
-			}
-		}
-		free, objects, live := v[0], v[1], v[2]
-		if spare := free + objects - min(live, objects); spare > max(minRetained, live/2) {
+		cycles, heap := read()
+		if cycles == lastCycles && heap > base+minRetained {
 			debug.FreeOSMemory()
+			cycles, base = read()
 		}
+		lastCycles = cycles
 	}
 }
