@@ -24,8 +24,8 @@ import (
 // the newcomer's would. Mesh peers' addresses pass every limit (the pool may exceed its size
 // by their few connections), and theirs are never closed to make room.
 
-// AdmissionLimits configure admission control; zero values mean no limit.
-type AdmissionLimits struct {
+// admitLimits configure admission control; zero values mean no limit.
+type admitLimits struct {
 	AcceptRate, AcceptBurst         int // new connections per second, all sources
 	SourceRate, SourceBurst         int // new connections per second, per source
 	MaxPending, MaxPendingPerSource int // connections not yet authenticated
@@ -47,12 +47,13 @@ type ListenerStats struct {
 	Pending               atomic.Int64 // of which not yet authenticated
 }
 
-// maxSources bounds the per-source table; beyond it, sources with nothing pending and a
-// refilled bucket are forgotten (and, if that is not enough, all with nothing pending).
+// maxSources bounds the per-source table: beyond it (checked at most once a second, unless
+// it doubled), sources with nothing pending and a refilled bucket are forgotten, and if that
+// is not enough, all with nothing pending.
 const maxSources = 4096
 
 type admission struct {
-	lim    AdmissionLimits
+	lim    admitLimits
 	global *ratelimit.Bucket
 	stats  *ListenerStats
 
@@ -70,7 +71,7 @@ type source struct {
 	pending []*admittedConn
 }
 
-func newAdmission(lim AdmissionLimits, stats *ListenerStats) *admission {
+func newAdmission(lim admitLimits, stats *ListenerStats) *admission {
 	return &admission{
 		lim:     lim,
 		global:  ratelimit.New(float64(lim.AcceptRate), lim.AcceptBurst),
@@ -147,7 +148,7 @@ func (a *admission) sourceLocked(p netip.Prefix, now time.Time) *source {
 	if s := a.sources[p]; s != nil {
 		return s
 	}
-	if len(a.sources) >= maxSources && now.Sub(a.lastPrune) > time.Second {
+	if n := len(a.sources); n >= 2*maxSources || n >= maxSources && now.Sub(a.lastPrune) > time.Second {
 		a.lastPrune = now
 		a.pruneLocked(now)
 	}

@@ -18,7 +18,7 @@ type admissionBed struct {
 	accepted chan *admittedConn
 }
 
-func newAdmissionBed(t *testing.T, lim AdmissionLimits) *admissionBed {
+func newAdmissionBed(t *testing.T, lim admitLimits) *admissionBed {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -73,7 +73,7 @@ func isTimeout(err error) bool {
 }
 
 func TestAdmissionPerSourceRate(t *testing.T) {
-	b := newAdmissionBed(t, AdmissionLimits{SourceRate: 1, SourceBurst: 2, AcceptRate: 1000, AcceptBurst: 1000})
+	b := newAdmissionBed(t, admitLimits{SourceRate: 1, SourceBurst: 2, AcceptRate: 1000, AcceptBurst: 1000})
 	kept := 0
 	for range 5 {
 		if _, ok := b.dial(2); ok {
@@ -90,7 +90,7 @@ func TestAdmissionPerSourceRate(t *testing.T) {
 }
 
 func TestAdmissionGlobalRate(t *testing.T) {
-	b := newAdmissionBed(t, AdmissionLimits{AcceptRate: 1, AcceptBurst: 1})
+	b := newAdmissionBed(t, admitLimits{AcceptRate: 1, AcceptBurst: 1})
 	b.dial(2)
 	if _, ok := b.dial(3); ok || b.stats.RejectedRate.Load() != 1 {
 		t.Fatalf("over the global rate: kept %v, RejectedRate %d", ok, b.stats.RejectedRate.Load())
@@ -98,7 +98,7 @@ func TestAdmissionGlobalRate(t *testing.T) {
 }
 
 func TestAdmissionPendingPool(t *testing.T) {
-	b := newAdmissionBed(t, AdmissionLimits{MaxPending: 4, MaxPendingPerSource: 3})
+	b := newAdmissionBed(t, admitLimits{MaxPending: 4, MaxPendingPerSource: 3})
 	var heavy []net.Conn
 	for range 3 {
 		c, ok := b.dial(2)
@@ -135,7 +135,7 @@ func TestAdmissionPendingPool(t *testing.T) {
 
 func TestAdmissionMeshPeerWayIn(t *testing.T) {
 	peer := netip.MustParseAddr("127.0.0.9")
-	b := newAdmissionBed(t, AdmissionLimits{AcceptRate: 1, AcceptBurst: 2, SourceRate: 1, SourceBurst: 1,
+	b := newAdmissionBed(t, admitLimits{AcceptRate: 1, AcceptBurst: 2, SourceRate: 1, SourceBurst: 1,
 		MaxPending: 2, MaxPendingPerSource: 2, IsMeshPeer: func(a netip.Addr) bool { return a == peer }})
 	b.dial(2)
 	b.dial(3)          // the pool is full and the global rate spent
@@ -153,7 +153,7 @@ func TestAdmissionMeshPeerWayIn(t *testing.T) {
 }
 
 func TestAdmissionPendingLifetime(t *testing.T) {
-	b := newAdmissionBed(t, AdmissionLimits{PendingLifetime: 2 * time.Second})
+	b := newAdmissionBed(t, admitLimits{PendingLifetime: 2 * time.Second})
 	c, _ := b.dial(2)
 	kept, _ := b.dial(2)
 	<-b.accepted // c's
@@ -181,5 +181,27 @@ func TestSourcePrefix(t *testing.T) {
 		if got := sourcePrefix(netip.MustParseAddr(in)).String(); got != want {
 			t.Errorf("%s: %s, want %s", in, got, want)
 		}
+	}
+}
+
+// addrConn is a connection from a given address (the rest of it is a pipe).
+type addrConn struct {
+	net.Conn
+	from *net.TCPAddr
+}
+
+func (c addrConn) RemoteAddr() net.Addr { return c.from }
+
+func TestAdmissionSourceTableBounded(t *testing.T) {
+	a := newAdmission(admitLimits{SourceRate: 1000, SourceBurst: 1}, &ListenerStats{})
+	for i := range 3 * maxSources {
+		p, _ := net.Pipe()
+		ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if c := a.admit(addrConn{p, net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, 1))}); c != nil {
+			c.Close()
+		}
+	}
+	if n := len(a.sources); n >= 2*maxSources {
+		t.Fatalf("%d sources remembered, want under %d", n, 2*maxSources)
 	}
 }

@@ -68,6 +68,23 @@ func TestGarbageAfterUpgrade(t *testing.T) {
 	}
 }
 
+// Headers are bounded (a pending connection may hold little): 64 KiB of them get 431.
+func TestHugeHeaders(t *testing.T) {
+	_, region := startRelay(t, selfSignedYAML)
+	node := region.Nodes[0]
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(derptest.URL(node), "https://"), derptest.TLSConfig(node, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /derp HTTP/1.1\r\nHost: x\r\nX-Junk: %s\r\n\r\n", strings.Repeat("a", 64<<10))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.Contains(line, "431") {
+		t.Fatalf("response %q (%v), want 431", line, err)
+	}
+	derptest.Connect(t, region, key.NewNode())
+}
+
 // A client that never reads must be dropped by the write deadline, and must not slow
 // anyone else down meanwhile.
 func TestClientThatNeverReads(t *testing.T) {

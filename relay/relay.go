@@ -160,17 +160,17 @@ func (r *Relay) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 
 // Connections not yet authenticated are held briefly: a plain HTTP connection idles at most
 // plainHTTPIdle between requests, and any connection is closed if its client is not
-// authenticated within pendingLifetime (at least twice the handshake timeout: TLS and the
-// upgrade, then the DERP handshake).
+// authenticated within minPendingLifetime (or twice the handshake timeout, if longer: TLS and
+// the upgrade, then the DERP handshake).
 const (
 	plainHTTPIdle      = 5 * time.Second
 	minPendingLifetime = 30 * time.Second
 	maxHeaderBytes     = 16 << 10 // DERP upgrades and probes send a few hundred bytes
 )
 
-func (r *Relay) admissionLimits() AdmissionLimits {
+func (r *Relay) admitLimits() admitLimits {
 	c := r.cfg
-	return AdmissionLimits{
+	return admitLimits{
 		AcceptRate: c.AcceptRate, AcceptBurst: c.AcceptBurst,
 		SourceRate: c.AcceptRatePerSource, SourceBurst: c.AcceptBurstPerSource,
 		MaxPending: c.MaxPending, MaxPendingPerSource: c.MaxPendingPerSource,
@@ -234,7 +234,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.log.Info("relay listening", "derp", ln.Addr().String(), "stun", r.cfg.STUNAddr(), "tls", r.cfg.TLS.Mode,
 		"server_key", r.derp.PublicKey().String())
 	errc := make(chan error, 1)
-	guarded := &guardedListener{Listener: ln, adm: newAdmission(r.admissionLimits(), &r.listenStats)}
+	guarded := &guardedListener{Listener: ln, adm: newAdmission(r.admitLimits(), &r.listenStats)}
 	go func() { errc <- srv.Serve(tls.NewListener(guarded, tlsCfg)) }()
 	select {
 	case <-ctx.Done():
