@@ -438,31 +438,24 @@ func TestAttackKeepAliveSlots(t *testing.T) {
 // Attack 4b: idle TCP connections from one address, as fast as it can (about 400/s), held.
 func TestAttackConnectFlood(t *testing.T) {
 	t.Parallel()
-	tg := startTarget(t, 0, "")
-	a := &attacker{sources: 1}
-	var h held
-	defer h.closeAll()
-	admitted, attempts := tg.during(400, func(ctx context.Context, n *atomic.Int64) int {
-		return flood(ctx, 2000, 4, 10*time.Millisecond, func(int) {
-			n.Add(1)
-			if c, err := a.dialer().Dial("tcp", tg.addr()); err == nil {
-				h.add(c)
-			}
-		})
-	})
-	h.closeAll()
-	tg.report("connect-flood-one-source", admitted, fmt.Sprintf("%d attempts", attempts))
+	idleConnections(t, "connect-flood-one-source", 1, 2000, 10*time.Millisecond)
 }
 
 // Attack 4c: idle TCP connections from 64 addresses at 80/s, held.
 func TestAttackPendingPoolManySources(t *testing.T) {
 	t.Parallel()
+	idleConnections(t, "pending-pool-64-sources", 64, 800, 50*time.Millisecond)
+}
+
+// idleConnections opens at least min idle TCP connections from sources addresses, four
+// at a time each every, and holds them.
+func idleConnections(t *testing.T, name string, sources, min int, every time.Duration) {
 	tg := startTarget(t, 0, "")
-	a := &attacker{sources: 64}
+	a := &attacker{sources: sources}
 	var h held
 	defer h.closeAll()
 	admitted, attempts := tg.during(400, func(ctx context.Context, n *atomic.Int64) int {
-		return flood(ctx, 800, 4, 50*time.Millisecond, func(int) {
+		return flood(ctx, min, 4, every, func(int) {
 			n.Add(1)
 			if c, err := a.dialer().Dial("tcp", tg.addr()); err == nil {
 				h.add(c)
@@ -470,7 +463,7 @@ func TestAttackPendingPoolManySources(t *testing.T) {
 		})
 	})
 	h.closeAll()
-	tg.report("pending-pool-64-sources", admitted, fmt.Sprintf("%d attempts", attempts))
+	tg.report(name, admitted, fmt.Sprintf("%d attempts", attempts))
 }
 
 // Attack 7: random keys from one address, each refused by the allow list. The log gets a
