@@ -13,8 +13,8 @@ import (
 // ring in RAM, and random keys from one address would wipe it in seconds. Within each
 // window (a minute), a key is logged at most once per source in refusalKeyEvery, each
 // source gets at most refusalLinesPerSource lines and all sources together
-// refusalLinesPerWindow; what is held back is counted and summarised when the window ends
-// ("N clients refused from A in the last minute").
+// refusalLinesPerWindow; what is held back is counted and summarised when the window ends,
+// one line per address ("clients refused in the last minute" source=A count=N).
 type refusalLog struct {
 	log    *slog.Logger
 	window time.Duration
