@@ -38,7 +38,8 @@ bench:
 	EDGERELAY_BENCH=1 $(GO) test -count=1 -run '^TestLoad$$' -v -timeout 20m ./cmd/edgerelay | grep -v '^=== RUN'
 	-$(GO) run ./packaging/cmd/pkgbuild -version $(VERSION) -targets mipsle-softfloat size
 
-# Long-running churn test of the built daemon (not in make test): SOAK_MINUTES=30 make soak
+# Long run of the built daemon under OpenWrt's GOMEMLIMIT (not in make test): idle, churning and
+# steady clients plus issue 15's attacks at a low rate, sampled every minute. SOAK_MINUTES=150 make soak
 SOAK_MINUTES ?= 30
 soak:
 	EDGERELAY_SOAK_MINUTES=$(SOAK_MINUTES) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout $$(( $(SOAK_MINUTES) + 10 ))m ./cmd/edgerelay

@@ -68,6 +68,23 @@ func TestGarbageAfterUpgrade(t *testing.T) {
 	}
 }
 
+// Headers are bounded (a pending connection may hold little): 64 KiB of them get 431.
+func TestHugeHeaders(t *testing.T) {
+	_, region := startRelay(t, selfSignedYAML)
+	node := region.Nodes[0]
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(derptest.URL(node), "https://"), derptest.TLSConfig(node, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /derp HTTP/1.1\r\nHost: x\r\nX-Junk: %s\r\n\r\n", strings.Repeat("a", 64<<10))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.Contains(line, "431") {
+		t.Fatalf("response %q (%v), want 431", line, err)
+	}
+	derptest.Connect(t, region, key.NewNode())
+}
+
 // A client that never reads must be dropped by the write deadline, and must not slow
 // anyone else down meanwhile.
 func TestClientThatNeverReads(t *testing.T) {
@@ -110,16 +127,20 @@ func TestLimits(t *testing.T) {
 		node := region.Nodes[0]
 		derptest.Connect(t, region, key.NewNode())
 		derptest.Connect(t, region, key.NewNode())
+		// Unauthenticated connections have a pool of their own: max_clients does not count them.
 		conn, err := net.Dial("tcp", strings.TrimPrefix(derptest.URL(node), "https://"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		if !closedWithin(conn) {
-			t.Fatal("third connection was not closed")
+		waitFor(t, "the raw connection to be pending", func() bool { return r.ListenerStats().Pending.Load() == 1 })
+		// A third client is turned away after the handshake, before ServerInfo.
+		dc, _ := derptest.DialRaw(t, node, key.NewNode(), nil)
+		if m, err := dc.Recv(); err == nil {
+			t.Fatalf("a client over max_clients got %T", m)
 		}
-		if r.ListenerStats().RejectedFull.Load() != 1 {
-			t.Fatalf("RejectedFull = %d", r.ListenerStats().RejectedFull.Load())
+		if got := r.DERP().Stats().RejectedFull.Load(); got != 1 {
+			t.Fatalf("derp RejectedFull = %d, want 1", got)
 		}
 	})
 	t.Run("max_clients leaves room for mesh peers", func(t *testing.T) {
@@ -128,14 +149,12 @@ func TestLimits(t *testing.T) {
 		if err := os.WriteFile(keyFile, []byte(mk+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		// One configured peer (never reachable here): the listener lets in max_clients + 1.
 		r, region := startRelay(t, selfSignedYAML+"  max_clients: 1\n  mesh:\n    key_file: "+keyFile+
 			"\n    peers: [\"https://127.0.0.1:9/derp\"]\n")
 		node := region.Nodes[0]
 		a := derptest.Connect(t, region, key.NewNode())
 
-		// A second client passes the listener (one slot is the peer's) and is turned away
-		// after the handshake, before ServerInfo.
+		// A second client is turned away after the handshake, before ServerInfo.
 		dc, _ := derptest.DialRaw(t, node, key.NewNode(), nil)
 		for {
 			m, err := dc.Recv()
@@ -169,6 +188,30 @@ func TestLimits(t *testing.T) {
 		waitFor(t, "the slot to be given back", func() bool { return r.DERP().Stats().CurrentConns.Load() == 1 })
 		derptest.Connect(t, region, key.NewNode())
 	})
+	t.Run("mesh peers pass the accept rate", func(t *testing.T) {
+		mk := strings.Repeat("6b", 32)
+		keyFile := t.TempDir() + "/mesh.key"
+		if err := os.WriteFile(keyFile, []byte(mk+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r, region := startRelay(t, selfSignedYAML+"  accept_rate: 1\n  accept_burst: 2\n  mesh:\n    key_file: "+keyFile+"\n")
+		tsMesh, err := key.ParseDERPMesh(mk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		asPeer := func(c *derphttp.Client) { c.MeshKey = tsMesh }
+		derptest.Connect(t, region, key.NewNode(), asPeer) // the relay learns the peer's address
+		// Another address spends the rest of the accept budget...
+		addr := strings.TrimPrefix(derptest.URL(region.Nodes[0]), "https://")
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+		for r.ListenerStats().RejectedRate.Load() == 0 {
+			if c, err := d.Dial("tcp", addr); err == nil {
+				defer c.Close()
+			}
+		}
+		// ...and the mesh peer still gets in.
+		derptest.Connect(t, region, key.NewNode(), asPeer)
+	})
 	t.Run("accept_rate", func(t *testing.T) {
 		r, region := startRelay(t, selfSignedYAML+"  accept_rate: 1\n  accept_burst: 3\n")
 		addr := strings.TrimPrefix(derptest.URL(region.Nodes[0]), "https://")
@@ -201,7 +244,7 @@ func openFDs() int {
 // TestConnectChurnLeaks connects and disconnects 5,000 clients and checks that goroutines
 // and file descriptors come back to where they started.
 func TestConnectChurnLeaks(t *testing.T) {
-	r, region := startRelay(t, selfSignedYAML+"  accept_rate: 1000000\n  max_clients: 100000\n")
+	r, region := startRelay(t, selfSignedYAML+"  accept_rate: 1000000\n  accept_rate_per_source: 1000000\n  max_pending_per_source: 128\n  max_clients: 100000\n")
 	node := region.Nodes[0]
 	// Warm up once so pools and lazily started goroutines exist before the baseline.
 	dc, conn := derptest.DialRaw(t, node, key.NewNode(), nil)

@@ -3,31 +3,17 @@ package relay
 import (
 	"context"
 	"net"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/edgerelay/edgerelay/relay/ratelimit"
 )
 
-// ListenerStats count what the listener guard let in and turned away.
-type ListenerStats struct {
-	Accepted     atomic.Int64
-	RejectedRate atomic.Int64 // over the accept rate
-	RejectedFull atomic.Int64 // over max_clients
-	Open         atomic.Int64 // TCP connections open now
-}
-
-// guardedListener applies the accept rate and the client cap before TLS starts, so a
-// connection storm costs an accept and a close, nothing more.
+// guardedListener applies admission control before TLS starts, so a connection storm
+// costs an accept and a close, nothing more.
 type guardedListener struct {
 	net.Listener
-	accept *ratelimit.Bucket
-	max    int64
-	stats  *ListenerStats
+	adm *admission
 }
 
 func (l *guardedListener) Accept() (net.Conn, error) {
@@ -36,31 +22,11 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		switch {
-		case !l.accept.Allow(1):
-			l.stats.RejectedRate.Add(1)
-			c.Close()
-		case l.max > 0 && l.stats.Open.Load() >= l.max:
-			l.stats.RejectedFull.Add(1)
-			c.Close()
-		default:
-			l.stats.Accepted.Add(1)
-			l.stats.Open.Add(1)
-			return &countedConn{Conn: c, open: &l.stats.Open}, nil
+		if ac := l.adm.admit(c); ac != nil {
+			return ac, nil
 		}
+		c.Close()
 	}
-}
-
-// countedConn gives its slot back when closed (once, however often Close is called).
-type countedConn struct {
-	net.Conn
-	open *atomic.Int64
-	once sync.Once
-}
-
-func (c *countedConn) Close() error {
-	c.once.Do(func() { c.open.Add(-1) })
-	return c.Conn.Close()
 }
 
 // listenTCP binds addr with TCP keepalive and TCP_USER_TIMEOUT (inherited by accepted

@@ -18,6 +18,7 @@ func (r *Relay) WriteMetrics(w io.Writer) {
 	m("gauge", "derp_current_connections", st.CurrentConns.Load(), "Connections now.")
 	m("gauge", "derp_current_home_connections", st.CurrentHome.Load(), "Connections whose client calls this its home relay.")
 	m("gauge", "derp_current_dup_client_keys", st.DupKeys.Load(), "Keys connected more than once.")
+	m("counter", "derp_dup_client_conns_closed", st.DupEvicted.Load(), "Connections closed because their key had too many newer ones.")
 	m("gauge", "derp_watchers", st.Watchers.Load(), "Mesh peers watching connections.")
 	m("counter", "derp_accepts", st.Accepts.Load(), "Connections that completed the DERP handshake.")
 	m("counter", "derp_bytes_received", st.BytesRecv.Load(), "Packet bytes received from clients.")
@@ -49,9 +50,19 @@ func (r *Relay) WriteMetrics(w io.Writer) {
 	}
 	ls := &r.listenStats
 	fmt.Fprintf(w, "# HELP tls_listener_connections Connections at the listener, by outcome.\n# TYPE tls_listener_connections counter\n")
-	fmt.Fprintf(w, "tls_listener_connections{outcome=\"accepted\"} %d\n", ls.Accepted.Load())
-	fmt.Fprintf(w, "tls_listener_connections{outcome=\"rejected_rate\"} %d\n", ls.RejectedRate.Load())
-	fmt.Fprintf(w, "tls_listener_connections{outcome=\"rejected_full\"} %d\n", ls.RejectedFull.Load())
+	for _, o := range []struct {
+		name string
+		v    int64
+	}{{"accepted", ls.Accepted.Load()}, {"rejected_rate", ls.RejectedRate.Load()}, {"rejected_source_rate", ls.RejectedSourceRate.Load()},
+		{"rejected_source_pending", ls.RejectedSourcePending.Load()}, {"rejected_pending_full", ls.RejectedPendingFull.Load()},
+		{"evicted", ls.Evicted.Load()}, {"expired", ls.Expired.Load()}, {"admitted", ls.Admitted.Load()}} {
+		fmt.Fprintf(w, "tls_listener_connections{outcome=%q} %d\n", o.name, o.v)
+	}
+	m("gauge", "tls_listener_open_connections", ls.Open.Load(), "TCP connections open now.")
+	m("gauge", "tls_listener_pending_connections", ls.Pending.Load(), "Connections not yet authenticated (handshakes, plain HTTP).")
+	used, limit := r.derp.QueuedBytes()
+	m("gauge", "derp_queued_bytes", used, "Bytes waiting in client and mesh queues.")
+	m("gauge", "derp_queued_bytes_limit", limit, "The budget all queues share.")
 	v := r.verify.Stats()
 	m("counter", "derp_verify_admitted_total", v.Admitted, "Clients admitted (by a check, or unverified when none is set).")
 	m("counter", "derp_verify_refused_total", v.Refused, "Clients refused by client verification.")

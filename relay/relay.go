@@ -17,7 +17,6 @@ import (
 
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/relay/derp"
-	"github.com/edgerelay/edgerelay/relay/ratelimit"
 	"github.com/edgerelay/edgerelay/relay/stun"
 	"github.com/edgerelay/edgerelay/relay/verify"
 )
@@ -105,6 +104,8 @@ func New(opts Options) (*Relay, error) {
 		WriteTimeout:     cfg.WriteTimeout.D(),
 		HandshakeTimeout: cfg.HandshakeTimeout.D(),
 		QueueDepth:       cfg.QueueDepth,
+		QueueBytes:       int64(cfg.QueueBytes),
+		QueueBytesTotal:  int64(cfg.QueueBytesTotal),
 		ClientRate:       cfg.ClientRate,
 		ClientBurst:      cfg.ClientBurst,
 		MaxClients:       cfg.MaxClients,
@@ -160,6 +161,27 @@ func (r *Relay) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 	return r.lastMeta, nil
 }
 
+// Connections not yet authenticated are held briefly: a plain HTTP connection idles at most
+// plainHTTPIdle between requests, and any connection is closed if its client is not
+// authenticated within minPendingLifetime (or twice the handshake timeout, if longer: TLS and
+// the upgrade, then the DERP handshake).
+const (
+	plainHTTPIdle      = 5 * time.Second
+	minPendingLifetime = 30 * time.Second
+	maxHeaderBytes     = 16 << 10 // DERP upgrades and probes send a few hundred bytes
+)
+
+func (r *Relay) admitLimits() admitLimits {
+	c := r.cfg
+	return admitLimits{
+		AcceptRate: c.AcceptRate, AcceptBurst: c.AcceptBurst,
+		SourceRate: c.AcceptRatePerSource, SourceBurst: c.AcceptBurstPerSource,
+		MaxPending: c.MaxPending, MaxPendingPerSource: c.MaxPendingPerSource,
+		PendingLifetime: max(minPendingLifetime, 2*c.HandshakeTimeout.D()),
+		IsMeshPeer:      r.derp.IsMeshPeerAddr,
+	}
+}
+
 // Run listens and serves until ctx ends, then tells clients the server is restarting and
 // closes everything. A bind failure is returned at once.
 func (r *Relay) Run(ctx context.Context) error {
@@ -194,10 +216,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           r.Handler(),
 		ReadHeaderTimeout: r.cfg.HandshakeTimeout.D(),
-		IdleTimeout:       time.Minute,
-		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
+		// Only plain HTTP connections (probes) are ever idle here: DERP ones are hijacked.
+		// They are unauthenticated, so they may not linger (nor live past pendingLifetime).
+		IdleTimeout:    plainHTTPIdle,
+		MaxHeaderBytes: maxHeaderBytes,
+		TLSNextProto:   map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		BaseContext:    func(net.Listener) context.Context { return ctx },
+		ErrorLog:       slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
 	}
 	if err := r.startMesh(ctx, &wg); err != nil {
 		ln.Close()
@@ -213,15 +238,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.log.Info("relay listening", "derp", ln.Addr().String(), "stun", r.cfg.STUNAddr(), "tls", r.cfg.TLS.Mode,
 		"server_key", r.derp.PublicKey().String())
 	errc := make(chan error, 1)
-	// The listener lets in one connection per mesh peer beyond max_clients: it cannot tell
-	// a peer from a client before the handshake, and a full relay must stay in its region.
-	// The DERP server then holds other clients to max_clients.
-	maxConns := int64(r.cfg.MaxClients)
-	if maxConns > 0 {
-		maxConns += int64(len(r.cfg.Mesh.Peers))
-	}
-	guarded := &guardedListener{Listener: ln, max: maxConns, stats: &r.listenStats,
-		accept: ratelimit.New(float64(r.cfg.AcceptRate), r.cfg.AcceptBurst)}
+	guarded := &guardedListener{Listener: ln, adm: newAdmission(r.admitLimits(), &r.listenStats)}
 	go func() { errc <- srv.Serve(tls.NewListener(guarded, tlsCfg)) }()
 	select {
 	case <-ctx.Done():

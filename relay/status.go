@@ -20,14 +20,20 @@ type Status struct {
 	Clients       int64                 `json:"clients"`
 	HomeClients   int64                 `json:"home_clients"`
 	Accepted      int64                 `json:"connections_accepted"`
-	RejectedRate  int64                 `json:"connections_rejected_rate"`
-	RejectedFull  int64                 `json:"connections_rejected_full"`
+	Pending       int64                 `json:"connections_pending"`       // not yet authenticated, now
+	RejectedRate  int64                 `json:"connections_rejected_rate"` // over the global or per-source rate
+	RejectedBusy  int64                 `json:"connections_rejected_pending"`
+	Evicted       int64                 `json:"connections_evicted"`       // pending ones closed: room for a newcomer, or too old
+	RejectedFull  int64                 `json:"connections_rejected_full"` // authenticated, but max_clients reached
+	DupClosed     int64                 `json:"duplicate_connections_closed"`
 	Refused       int64                 `json:"clients_refused"` // by client verification
 	PacketsIn     int64                 `json:"packets_received"`
 	BytesIn       int64                 `json:"bytes_received"`
 	PacketsOut    int64                 `json:"packets_sent"`
 	BytesOut      int64                 `json:"bytes_sent"`
 	Dropped       map[string]int64      `json:"packets_dropped,omitempty"` // by reason
+	QueuedBytes   int64                 `json:"queued_bytes"`
+	QueueBudget   int64                 `json:"queued_bytes_limit"`
 	WriteTimeouts int64                 `json:"write_timeouts"`
 	STUN          stun.Stats            `json:"stun"`
 	Mesh          []derp.MeshPeerStatus `json:"mesh,omitempty"`
@@ -38,7 +44,7 @@ type Status struct {
 
 // Status snapshots the counters.
 func (r *Relay) Status() Status {
-	st := r.derp.Stats()
+	st, ls := r.derp.Stats(), &r.listenStats
 	s := Status{
 		ServerKey:     r.derp.PublicKey().String(),
 		Listen:        r.cfg.Listen,
@@ -47,9 +53,13 @@ func (r *Relay) Status() Status {
 		CertPin:       r.pin,
 		Clients:       st.CurrentConns.Load(),
 		HomeClients:   st.CurrentHome.Load(),
-		Accepted:      r.listenStats.Accepted.Load(),
-		RejectedRate:  r.listenStats.RejectedRate.Load(),
-		RejectedFull:  r.listenStats.RejectedFull.Load() + st.RejectedFull.Load(),
+		Accepted:      ls.Accepted.Load(),
+		Pending:       ls.Pending.Load(),
+		RejectedRate:  ls.RejectedRate.Load() + ls.RejectedSourceRate.Load(),
+		RejectedBusy:  ls.RejectedSourcePending.Load() + ls.RejectedPendingFull.Load(),
+		Evicted:       ls.Evicted.Load() + ls.Expired.Load(),
+		RejectedFull:  st.RejectedFull.Load(),
+		DupClosed:     st.DupEvicted.Load(),
 		Refused:       st.Rejected.Load(),
 		PacketsIn:     st.PacketsRecv.Load(),
 		BytesIn:       st.BytesRecv.Load(),
@@ -65,6 +75,7 @@ func (r *Relay) Status() Status {
 	if a := r.Addr(); a != nil {
 		s.Listen = a.String()
 	}
+	s.QueuedBytes, s.QueueBudget = r.derp.QueuedBytes()
 	for i, name := range derp.DropReasonNames {
 		if n := st.PacketsDropped[i].Load(); n > 0 {
 			if s.Dropped == nil {

@@ -10,6 +10,17 @@ import (
 
 // Write writes data to path atomically with perm. The directory is created 0700 if missing.
 func Write(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, os.Rename)
+}
+
+// WriteNew is Write for a file that must not exist yet: if it does (another writer was
+// first), it is left alone and the error matches fs.ErrExist.
+func WriteNew(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, os.Link)
+}
+
+// write writes data to a temporary file beside path and puts it in place with place.
+func write(path string, data []byte, perm os.FileMode, place func(tmp, path string) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -34,5 +45,5 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(f.Name(), path)
+	return place(f.Name(), path)
 }

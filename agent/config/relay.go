@@ -32,12 +32,25 @@ type Relay struct {
 	HandshakeTimeout Duration `yaml:"handshake_timeout"`
 	// QueueDepth is the per-client queue length (data and disco queues each).
 	QueueDepth int `yaml:"queue_depth"`
-	// MaxClients caps client connections (0 = no cap); more are accepted and closed at once.
-	// Mesh peers do not count: each configured peer gets a connection beyond the cap.
-	MaxClients int `yaml:"max_clients"`
-	// AcceptRate limits new connections per second, with AcceptBurst (0 = unlimited).
-	AcceptRate  int `yaml:"accept_rate"`
-	AcceptBurst int `yaml:"accept_burst"`
+	// QueueBytes bounds one client's queues in bytes (0: two full queues of ordinary
+	// packets, 128 KiB at the default depth); QueueBytesTotal bounds all queues together
+	// (0: an eighth of GOMEMLIMIT, else of a quarter of the RAM, 1-64 MiB).
+	QueueBytes      int `yaml:"queue_bytes"`
+	QueueBytesTotal int `yaml:"queue_bytes_total"`
+	// MaxClients caps authenticated client connections (0 = no cap); more are refused after
+	// the handshake. Mesh peers do not count. Connections not yet authenticated never take
+	// these places: they have a pool of their own, MaxPending (at most MaxPendingPerSource
+	// from one address, or one IPv6 /64), which a newcomer may take over from the address
+	// holding the most.
+	MaxClients          int `yaml:"max_clients"`
+	MaxPending          int `yaml:"max_pending"`
+	MaxPendingPerSource int `yaml:"max_pending_per_source"`
+	// AcceptRate limits new connections per second, with AcceptBurst; per source address,
+	// AcceptRatePerSource with AcceptBurstPerSource. Mesh peers are exempt.
+	AcceptRate           int `yaml:"accept_rate"`
+	AcceptBurst          int `yaml:"accept_burst"`
+	AcceptRatePerSource  int `yaml:"accept_rate_per_source"`
+	AcceptBurstPerSource int `yaml:"accept_burst_per_source"`
 	// ClientRate limits what one client may send, in bytes per second, with ClientBurst
 	// (0 = unlimited). Clients learn it from ServerInfo and pace themselves; mesh peers are
 	// exempt.
@@ -143,6 +156,19 @@ func (r *Relay) setDefaults(acmeOn bool) {
 	if r.AcceptBurst == 0 {
 		r.AcceptBurst = 2 * r.AcceptRate
 	}
+	// A few kilobytes each: the pool costs a few megabytes when full.
+	if r.MaxPending == 0 {
+		r.MaxPending = 128
+	}
+	if r.MaxPendingPerSource == 0 {
+		r.MaxPendingPerSource = 16
+	}
+	if r.AcceptRatePerSource == 0 {
+		r.AcceptRatePerSource = 20
+	}
+	if r.AcceptBurstPerSource == 0 {
+		r.AcceptBurstPerSource = 2 * r.AcceptRatePerSource
+	}
 	if r.ClientRate > 0 && r.ClientBurst == 0 {
 		r.ClientBurst = max(r.ClientRate, 65536+32) // at least one largest packet
 	}
@@ -233,10 +259,21 @@ func (r *Relay) check(c *checker, cfg *Config) {
 		c.add("relay.queue_depth", "must be between 1 and 4096, got %d", r.QueueDepth)
 	}
 	for key, v := range map[string]int{"relay.max_clients": r.MaxClients, "relay.accept_rate": r.AcceptRate,
-		"relay.accept_burst": r.AcceptBurst, "relay.client_rate": r.ClientRate, "relay.client_burst": r.ClientBurst} {
+		"relay.accept_burst": r.AcceptBurst, "relay.client_rate": r.ClientRate, "relay.client_burst": r.ClientBurst,
+		"relay.max_pending": r.MaxPending, "relay.max_pending_per_source": r.MaxPendingPerSource,
+		"relay.accept_rate_per_source": r.AcceptRatePerSource, "relay.accept_burst_per_source": r.AcceptBurstPerSource} {
 		if v < 0 {
 			c.add(key, "must not be negative, got %d", v)
 		}
+	}
+	if r.MaxPendingPerSource > r.MaxPending {
+		c.add("relay.max_pending_per_source", "must not exceed max_pending (%d), got %d", r.MaxPending, r.MaxPendingPerSource)
+	}
+	if r.QueueBytes != 0 && r.QueueBytes < 65536 {
+		c.add("relay.queue_bytes", "must hold at least one largest packet (65536 bytes), got %d", r.QueueBytes)
+	}
+	if r.QueueBytesTotal != 0 && r.QueueBytesTotal < max(r.QueueBytes, 65536) {
+		c.add("relay.queue_bytes_total", "must hold at least one client's queue_bytes (%d), got %d", max(r.QueueBytes, 65536), r.QueueBytesTotal)
 	}
 	if r.ClientRate > 0 && r.ClientBurst < 65536+32 {
 		c.add("relay.client_burst", "must hold at least one largest packet (65568 bytes), got %d", r.ClientBurst)

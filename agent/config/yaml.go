@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -10,7 +12,8 @@ import (
 func parseYAML(data []byte) (*node, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("yaml: %w", err)
+		// yaml.v3 starts its messages with "yaml: "; the problem is reported under "yaml".
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	if doc.Kind == 0 { // empty file
 		return &node{kind: mappingNode}, nil

@@ -48,7 +48,7 @@ func TestLoad(t *testing.T) {
 		{"edgerelay", func(t *testing.T, port int) *exec.Cmd {
 			dir := t.TempDir()
 			cfg := filepath.Join(dir, "c.yaml")
-			os.WriteFile(cfg, []byte(fmt.Sprintf("state_dir: %s\nlog_level: warn\nrelay:\n  hostname: 127.0.0.1\n  listen: 127.0.0.1:%d\n  stun_listen: \"\"\n  tls: {mode: self-signed}\n  max_clients: 5000\n  accept_rate: 10000\n", dir, port)), 0o600)
+			os.WriteFile(cfg, []byte(fmt.Sprintf("state_dir: %s\nlog_level: warn\nrelay:\n  hostname: 127.0.0.1\n  listen: 127.0.0.1:%d\n  stun_listen: \"\"\n  tls: {mode: self-signed}\n  max_clients: 5000\n  accept_rate: 10000\n  accept_rate_per_source: 10000\n  max_pending: 1000\n  max_pending_per_source: 1000\n", dir, port)), 0o600)
 			return exec.Command(binPath, "run", "-c", cfg)
 		}},
 		{"derper", func(t *testing.T, port int) *exec.Cmd {

@@ -31,15 +31,20 @@ import (
 )
 
 // binPath is the edgerelay binary built once for these tests, the way `make build` builds it.
+// EDGERELAY_E2E_BIN names another build instead (an older commit, for before/after figures).
 var binPath string
 
 func TestMain(m *testing.M) {
+	if binPath = os.Getenv("EDGERELAY_E2E_BIN"); binPath != "" {
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "edgerelay-e2e")
 	if err != nil {
 		panic(err)
 	}
 	binPath = filepath.Join(dir, "edgerelay")
 	build := exec.Command("go", append(append([]string{"build"}, packaging.BuildFlags("e2e-test")...), "-o", binPath, ".")...)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as pkgbuild builds it: memory figures compare
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building edgerelay:", err)
@@ -55,6 +60,7 @@ type daemon struct {
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	stdout bytes.Buffer
+	stderr bytes.Buffer // the log, also passed to t.Log
 	exited chan error
 }
 
@@ -62,6 +68,13 @@ func (d *daemon) output() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.stdout.String()
+}
+
+// log is what the daemon logged so far.
+func (d *daemon) log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stderr.String()
 }
 
 type lockedWriter struct {
@@ -88,7 +101,7 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *daemon {
 	t.Helper()
 	d := &daemon{exited: make(chan error, 1), cmd: cmd}
 	d.cmd.Stdout = lockedWriter{&d.mu, &d.stdout}
-	d.cmd.Stderr = testLog{t}
+	d.cmd.Stderr = io.MultiWriter(testLog{t}, lockedWriter{&d.mu, &d.stderr})
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +231,9 @@ relay:
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		for _, want := range []string{"derp_current_connections ", "derp_packets_sent ", `derp_packets_dropped{reason="queue_head"}`, `stun_counter_requests{disposition="success"}`} {
+		for _, want := range []string{"derp_current_connections ", "derp_packets_sent ", `derp_packets_dropped{reason="queue_head"}`,
+			`derp_packets_dropped{reason="total_queue_bytes"}`, "derp_queued_bytes_limit ", "tls_listener_pending_connections ",
+			`tls_listener_connections{outcome="admitted"}`, `stun_counter_requests{disposition="success"}`} {
 			if !strings.Contains(string(body), want) {
 				t.Errorf("metrics lack %q", want)
 			}

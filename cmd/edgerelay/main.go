@@ -113,6 +113,11 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cmd == "check" {
+		for _, w := range cfg.PermissionWarnings() {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
+	}
 	switch cmd {
 	case "check":
 		fmt.Fprintf(stdout, "%s: ok\n", sourceName(cfg.Source))
@@ -176,6 +181,13 @@ func run(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	}
 	log := newLogger(cfg.LogLevel, stderr)
 	log.Info("edgerelay starting", "version", version, "config", sourceName(cfg.Source), "state_dir", cfg.StateDir)
+	for _, w := range cfg.PermissionWarnings() {
+		log.Warn("loose permissions", "problem", w)
+	}
+	if err := privateDir(cfg.StateDir, log); err != nil {
+		return err
+	}
+	go returnFreedMemory(ctx, memoryCheckEvery)
 	a := agent.New(cfg, log)
 	a.Version = version
 	if cfg.Source == "" {

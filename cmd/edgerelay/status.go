@@ -51,8 +51,10 @@ func printStatus(ctx context.Context, w io.Writer, cfg *config.Config, asJSON bo
 		if !r.CertNotAfter.IsZero() {
 			p("  certificate valid until %s (%s left)", r.CertNotAfter.Format(time.RFC3339), time.Until(r.CertNotAfter).Round(time.Hour))
 		}
-		p("  clients %d (home %d); accepted %d, refused by verification %d, over rate %d, over max %d",
-			r.Clients, r.HomeClients, r.Accepted, r.Refused, r.RejectedRate, r.RejectedFull)
+		p("  clients %d (home %d), %d connections not yet authenticated; refused by verification %d, over max_clients %d",
+			r.Clients, r.HomeClients, r.Pending, r.Refused, r.RejectedFull)
+		p("  connections: accepted %d; turned away over rate %d, over pending limits %d; pending ones closed %d",
+			r.Accepted, r.RejectedRate, r.RejectedBusy, r.Evicted)
 		p("  relayed %d packets / %d bytes in, %d packets / %d bytes out; write timeouts %d",
 			r.PacketsIn, r.BytesIn, r.PacketsOut, r.BytesOut, r.WriteTimeouts)
 		if len(r.Dropped) > 0 {
@@ -63,6 +65,7 @@ func printStatus(ctx context.Context, w io.Writer, cfg *config.Config, asJSON bo
 			sort.Strings(ds)
 			p("  dropped: %s", strings.Join(ds, " "))
 		}
+		p("  queued now %d bytes of %d", r.QueuedBytes, r.QueueBudget)
 		p("  stun: %d answered (%d IPv4, %d IPv6), %d not STUN", r.STUN.Success, r.STUN.IPv4, r.STUN.IPv6, r.STUN.NotSTUN)
 	}
 	if st.Addrs.IPv4.IsValid() || st.Addrs.IPv6.IsValid() {

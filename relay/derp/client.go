@@ -26,16 +26,18 @@ type sclient struct {
 	nc        net.Conn
 	br        *bufio.Reader
 	key       Key
-	info      *clientInfo
 	remote    netip.AddrPort
 	canMesh   bool
+	isProber  bool
 	connNum   uint64
 	isDup     atomic.Bool
+	evicted   atomic.Bool // closed for MaxConnsPerKey; its reader is ending
 	preferred atomic.Bool
 
 	done   chan struct{} // closed when the reader loop ends
 	dataQ  chan packet
 	discoQ chan packet   // disco gets its own queue so control survives bulk data
+	queued budget        // bytes in dataQ and discoQ (queue.go)
 	pongQ  chan [8]byte  // depth 1: pings faster than pongs go out are dropped
 	notify chan struct{} // depth 1: pending control frames below are waiting
 	kaDue  atomic.Bool   // a KeepAlive frame is due
@@ -74,15 +76,15 @@ type peerPresence struct {
 	flags byte
 }
 
-func (s *Server) newClient(nc net.Conn, br *bufio.Reader, key Key, info *clientInfo, remote netip.AddrPort) *sclient {
+func (s *Server) newClient(nc net.Conn, br *bufio.Reader, h hello, remote netip.AddrPort) *sclient {
 	c := &sclient{
 		s:             s,
 		nc:            nc,
 		br:            br,
-		key:           key,
-		info:          info,
+		key:           h.key,
 		remote:        remote,
-		canMesh:       s.isMeshPeer(info),
+		canMesh:       s.isMeshPeer(h),
+		isProber:      h.isProber,
 		connNum:       s.nextConn.Add(1),
 		done:          make(chan struct{}),
 		dataQ:         make(chan packet, s.opts.QueueDepth),
@@ -95,6 +97,7 @@ func (s *Server) newClient(nc net.Conn, br *bufio.Reader, key Key, info *clientI
 	if !c.canMesh {
 		c.recvLimit = ratelimit.New(float64(s.opts.ClientRate), s.opts.ClientBurst)
 	}
+	c.queued.limit, c.queued.parent = s.opts.QueueBytes, &s.queued
 	c.sendCond = sync.NewCond(&c.sendMu)
 	return c
 }
@@ -113,7 +116,7 @@ func (c *sclient) presence() peerPresence {
 	if c.canMesh {
 		flags |= peerPresentIsMeshPeer
 	}
-	if c.info.IsProber {
+	if c.isProber {
 		flags |= peerPresentIsProber
 	}
 	if flags == 0 {
@@ -317,53 +320,6 @@ func (c *sclient) noteNotHere(dst Key) {
 	c.queueGone(dst, PeerGoneNotHere)
 }
 
-// enqueue adds p to c's queue without ever blocking: when full, the oldest packet makes room.
-func (c *sclient) enqueue(p packet) {
-	q := c.dataQ
-	if p.disco {
-		q = c.discoQ
-	}
-	st := &c.s.stats
-	for range 3 {
-		select {
-		case <-c.done:
-			st.drop(dropGoneDisconnected, p.len())
-			p.release()
-			return
-		default:
-		}
-		select {
-		case q <- p:
-			c.kick()
-			return
-		default:
-		}
-		select {
-		case old := <-q:
-			st.drop(dropQueueHead, old.len())
-			old.release()
-		default:
-		}
-	}
-	st.drop(dropQueueTail, p.len())
-	p.release()
-}
-
-func (c *sclient) drainQueues() {
-	for {
-		select {
-		case p := <-c.dataQ:
-			c.s.stats.drop(dropGoneDisconnected, p.len())
-			p.release()
-		case p := <-c.discoQ:
-			c.s.stats.drop(dropGoneDisconnected, p.len())
-			p.release()
-		default:
-			return
-		}
-	}
-}
-
 func (c *sclient) signal() {
 	select {
 	case c.notify <- struct{}{}:
@@ -504,6 +460,7 @@ func (c *sclient) writeReady(bw *bufio.Writer) error {
 
 func (c *sclient) writePacket(bw *bufio.Writer, p packet) error {
 	defer p.release()
+	defer c.queued.give(p.cost()) // once written: the bytes were held until then
 	if _, seen := c.sawSrc[p.src]; !seen {
 		c.sawSrc[p.src] = struct{}{}
 		c.s.notePeerSend(p.src, c)

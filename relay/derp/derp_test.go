@@ -231,10 +231,9 @@ func FuzzClientInfo(f *testing.F) {
 	f.Add(make([]byte, minClientInfoLen))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var k Key
-		info, err := parseClientInfo(b, s.priv, &k)
-		if err == nil && info == nil {
-			t.Fatal("nil info without error")
+		h, err := parseClientInfo(b, s.priv)
+		if err == nil && h.key != [keyLen]byte(b[:keyLen]) {
+			t.Fatal("hello does not carry the frame's key")
 		}
 	})
 }

@@ -74,6 +74,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
+// Admittable is implemented by connections that a listener holds in its pool of
+// unauthenticated connections (the relay's admission control). Once a client passed
+// verification and is registered, the server calls Admitted on its connection (or on the
+// connection under its TLS), which moves it to the authenticated clients: a slot that
+// unauthenticated connections can never take.
+type Admittable interface{ Admitted() }
+
+func noteAdmitted(nc net.Conn) {
+	for nc != nil {
+		if a, ok := nc.(Admittable); ok {
+			a.Admitted()
+			return
+		}
+		u, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			return
+		}
+		nc = u.NetConn()
+	}
+}
+
 // smallReader swaps net/http's 4 KiB reader for a small one once nothing is buffered in it:
 // TLS already buffers whole records, so a few bytes suffice for frame headers and idle
 // connections stay cheap.

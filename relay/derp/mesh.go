@@ -1,8 +1,10 @@
 package derp
 
 import (
+	"net/netip"
 	"slices"
 	"sync"
+	"time"
 )
 
 // forwarder carries packets to a key connected to another relay of the region. It owns p
@@ -21,6 +23,50 @@ type meshState struct {
 
 	linksMu sync.Mutex
 	links   []*meshLink // running mesh clients, for status
+
+	// addrs are where mesh peers were seen lately: the addresses our links reached them at
+	// and those they connected from with the mesh key. Admission control keeps a way in
+	// for them (IsMeshPeerAddr).
+	addrsMu sync.Mutex
+	addrs   map[netip.Addr]time.Time
+}
+
+// Mesh peer addresses are remembered for a day, at most maxMeshAddrs of them.
+const (
+	meshAddrTTL  = 24 * time.Hour
+	maxMeshAddrs = 64
+)
+
+func (m *meshState) noteAddr(a netip.Addr) {
+	a = a.Unmap()
+	if !a.IsValid() {
+		return
+	}
+	m.addrsMu.Lock()
+	defer m.addrsMu.Unlock()
+	if m.addrs == nil {
+		m.addrs = map[netip.Addr]time.Time{}
+	}
+	if _, ok := m.addrs[a]; !ok && len(m.addrs) >= maxMeshAddrs {
+		var oldest netip.Addr
+		for k, t := range m.addrs {
+			if !oldest.IsValid() || t.Before(m.addrs[oldest]) {
+				oldest = k
+			}
+		}
+		delete(m.addrs, oldest)
+	}
+	m.addrs[a] = time.Now()
+}
+
+// IsMeshPeerAddr reports whether a mesh peer of this region was seen at a lately: our link
+// reached it there, or it connected from there with the mesh key.
+func (s *Server) IsMeshPeerAddr(a netip.Addr) bool {
+	m := &s.mesh
+	m.addrsMu.Lock()
+	defer m.addrsMu.Unlock()
+	t, ok := m.addrs[a.Unmap()]
+	return ok && time.Since(t) < meshAddrTTL
 }
 
 // fwdSet is every forwarder that announced one key, in registration order. It is never
@@ -98,6 +144,20 @@ func (m *meshState) removeLink(l *meshLink) {
 	if i := slices.Index(m.links, l); i >= 0 {
 		m.links = slices.Delete(m.links, i, i+1)
 	}
+}
+
+// MeshPeerStatus is one mesh link as `status` shows it.
+type MeshPeerStatus struct {
+	URL        string
+	State      string    // connecting | connected | backoff | self | stopped
+	ServerKey  string    // the peer's key once known (nodekey:… form)
+	Since      time.Time // when State last changed
+	Keys       int       // keys the peer announced that we forward to
+	Forwarded  int64     // packets written to the peer
+	Dropped    int64     // packets for the peer that were dropped (queue full, link down)
+	Connects   int64     // handshakes completed
+	LastError  string    // why the last connection ended or failed ("" if none)
+	HealthText string    // the peer's Health frame text, if any
 }
 
 // MeshPeers reports every running mesh client, in the order they were started.

@@ -249,6 +249,12 @@ func TestMeshRelaysBetweenNodes(t *testing.T) {
 	if st := a.srv.MeshPeers(); len(st) != 1 || st[0].State != "connected" || st[0].ServerKey != b.srv.pub.String() {
 		t.Fatalf("A's mesh status %+v", st)
 	}
+	// Both know where the other is, for admission control's way in; nobody else is a peer.
+	loopback := netip.MustParseAddr("127.0.0.1")
+	if !a.srv.IsMeshPeerAddr(loopback) || !b.srv.IsMeshPeerAddr(netip.MustParseAddr("::ffff:127.0.0.1")) ||
+		a.srv.IsMeshPeerAddr(netip.MustParseAddr("127.0.0.2")) {
+		t.Fatal("mesh peer addresses not learned from the links")
+	}
 
 	for i, n := range []int{1, 1200, 2049, 65536} {
 		pa, pb := derptest.Pattern(n, byte(i)), derptest.Pattern(n, byte(i+50))
@@ -448,12 +454,12 @@ func stuckPeer(t *testing.T, announce Key) (url string) {
 		if err := writeServerKey(bw, priv.Public()); err != nil {
 			return
 		}
-		ck, _, err := readClientInfo(br, priv)
+		h, err := readClientInfo(br, priv)
 		if err != nil {
 			t.Errorf("stuck peer: %v", err)
 			return
 		}
-		writeServerInfo(bw, priv, ck, serverInfo{Version: ProtocolVersion})
+		writeServerInfo(bw, priv, h.key, serverInfo{Version: ProtocolVersion})
 		if typ, _, err := readFrameHeader(br); err != nil || typ != frameWatchConns {
 			t.Errorf("stuck peer: frame 0x%02x (%v), want WatchConns", typ, err)
 			return

@@ -33,27 +33,14 @@ const (
 	meshMaxBackoff      = 30 * time.Second
 	// meshQueueDepth bounds the packets waiting for one mesh link. A link carries many
 	// clients' traffic, so it is deeper than a client's queue; at 2 KiB per pooled packet
-	// a full queue holds about 1 MiB.
+	// a full queue holds about 1 MiB, and meshQueueBytes keeps large packets to that too.
 	meshQueueDepth = 512
+	meshQueueBytes = meshQueueDepth * pooledSize
 	// maxServerKeyLen bounds the ServerKey frame (magic + key + future bytes), as clients do.
 	maxServerKeyLen  = 1 << 10
 	maxServerInfoLen = 1 << 16
 	maxHealthLen     = 1 << 16
 )
-
-// MeshPeerStatus is one mesh link as `status` shows it.
-type MeshPeerStatus struct {
-	URL        string
-	State      string    // connecting | connected | backoff | self | stopped
-	ServerKey  string    // the peer's key once known (nodekey:… form)
-	Since      time.Time // when State last changed
-	Keys       int       // keys the peer announced that we forward to
-	Forwarded  int64     // packets written to the peer
-	Dropped    int64     // packets for the peer that were dropped (queue full, link down)
-	Connects   int64     // handshakes completed
-	LastError  string    // why the last connection ended or failed ("" if none)
-	HealthText string    // the peer's Health frame text, if any
-}
 
 // errSelfConnect ends a mesh client that dialled its own server.
 var errSelfConnect = errors.New("mesh peer is this relay itself")
@@ -135,8 +122,9 @@ type meshLink struct {
 	tls  *tls.Config
 	log  *slog.Logger
 
-	q  chan fwdPacket
-	up atomic.Bool // a connection is established and its writer drains q
+	q      chan packet // with dst set
+	queued budget      // bytes in q (queue.go)
+	up     atomic.Bool // a connection is established and its writer drains q
 
 	keys map[Key]struct{} // keys we registered forwarders for; run goroutine only
 
@@ -151,11 +139,6 @@ type meshLink struct {
 	serverKey Key
 	lastErr   string
 	health    string
-}
-
-type fwdPacket struct {
-	dst Key
-	p   packet
 }
 
 func (s *Server) newMeshLink(u *url.URL, tlsCfg *tls.Config) *meshLink {
@@ -173,18 +156,20 @@ func (s *Server) newMeshLink(u *url.URL, tlsCfg *tls.Config) *meshLink {
 		cfg.ServerName = u.Hostname()
 	}
 	cfg.NextProtos = []string{"http/1.1"} // the upgrade needs HTTP/1.1, never h2
-	return &meshLink{
+	l := &meshLink{
 		s:     s,
 		url:   u.String(),
 		host:  u.Host,
 		addr:  net.JoinHostPort(u.Hostname(), port),
 		tls:   cfg,
 		log:   s.log.With("peer", u.Host),
-		q:     make(chan fwdPacket, meshQueueDepth),
+		q:     make(chan packet, meshQueueDepth),
 		keys:  map[Key]struct{}{},
 		state: "connecting",
 		since: time.Now(),
 	}
+	l.queued.limit, l.queued.parent = meshQueueBytes, &s.queued
+	return l
 }
 
 func (l *meshLink) setState(state string, err error) {
@@ -347,6 +332,9 @@ func (l *meshLink) dial(ctx context.Context) (net.Conn, *bufio.Reader, Key, erro
 		return nil, nil, serverKey, context.Cause(ctx)
 	}
 	nc.SetDeadline(time.Time{})
+	if ta, ok := raw.RemoteAddr().(*net.TCPAddr); ok {
+		l.s.mesh.noteAddr(ta.AddrPort().Addr())
+	}
 	return nc, br, serverKey, nil
 }
 
@@ -398,57 +386,6 @@ func (l *meshLink) handshake(br *bufio.Reader, bw *bufio.Writer) (Key, error) {
 		return serverKey, fmt.Errorf("writing WatchConns: %w", err)
 	}
 	return serverKey, nil
-}
-
-// readServerKey reads the first DERP frame: magic, the server's key, maybe future bytes.
-func readServerKey(br *bufio.Reader) (Key, error) {
-	var k Key
-	typ, n, err := readFrameHeader(br)
-	if err != nil {
-		return k, fmt.Errorf("reading ServerKey: %w", err)
-	}
-	if typ != frameServerKey {
-		return k, fmt.Errorf("first frame is type 0x%02x, want ServerKey (0x%02x)", typ, frameServerKey)
-	}
-	if n < uint32(len(magic)+keyLen) || n > maxServerKeyLen {
-		return k, fmt.Errorf("ServerKey length %d outside %d..%d", n, len(magic)+keyLen, maxServerKeyLen)
-	}
-	var b [len(magic) + keyLen]byte
-	if _, err := io.ReadFull(br, b[:]); err != nil {
-		return k, fmt.Errorf("reading ServerKey: %w", err)
-	}
-	if string(b[:len(magic)]) != magic {
-		return k, errors.New("ServerKey frame without the DERP magic")
-	}
-	copy(k[:], b[len(magic):])
-	return k, discard(br, n-uint32(len(b)))
-}
-
-// readServerInfo reads and opens the ServerInfo frame, which must follow ClientInfo.
-func readServerInfo(br *bufio.Reader, priv PrivateKey, serverKey Key) (*serverInfo, error) {
-	typ, n, err := readFrameHeader(br)
-	if err != nil {
-		return nil, fmt.Errorf("reading ServerInfo: %w", err)
-	}
-	if typ != frameServerInfo {
-		return nil, fmt.Errorf("frame type 0x%02x after ClientInfo, want ServerInfo (0x%02x)", typ, frameServerInfo)
-	}
-	if n < nonceLen || n > maxServerInfoLen {
-		return nil, fmt.Errorf("ServerInfo length %d outside %d..%d", n, nonceLen, maxServerInfoLen)
-	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(br, buf); err != nil {
-		return nil, fmt.Errorf("reading ServerInfo: %w", err)
-	}
-	msg, ok := priv.openFrom(serverKey, buf)
-	if !ok {
-		return nil, errors.New("ServerInfo box does not open")
-	}
-	info := new(serverInfo)
-	if err := json.Unmarshal(msg, info); err != nil {
-		return nil, fmt.Errorf("ServerInfo: %w", err)
-	}
-	return info, nil
 }
 
 // meshConn is the reading side of one connection of a link.
@@ -567,47 +504,21 @@ func (l *meshLink) noteHealth(text string) {
 	}
 }
 
-// forward queues p for the peer without blocking: when the queue is full the oldest packet
-// makes room, as for clients.
+// forward queues p for the peer without blocking: when the queue is full or over its
+// bytes the oldest packet makes room, as for clients.
 func (l *meshLink) forward(dst Key, p packet) {
-	st := &l.s.stats
 	if !l.up.Load() {
-		l.dropped.Add(1)
-		st.drop(dropGoneDisconnected, p.len())
-		p.release()
+		dropPacket(&l.s.stats, &l.dropped, dropGoneDisconnected, p)
 		return
 	}
-	it := fwdPacket{dst: dst, p: p}
-	for range 3 {
-		select {
-		case l.q <- it:
-			return
-		default:
-		}
-		select {
-		case old := <-l.q:
-			l.dropped.Add(1)
-			st.drop(dropQueueHead, old.p.len())
-			old.p.release()
-		default:
-		}
+	p.dst = dst
+	if push(p, l.q, l.q, &l.queued, &l.s.stats, &l.dropped) && !l.up.Load() {
+		l.drain() // the link went down meanwhile and may have drained already
 	}
-	l.dropped.Add(1)
-	st.drop(dropQueueTail, p.len())
-	p.release()
 }
 
 func (l *meshLink) drain() {
-	for {
-		select {
-		case it := <-l.q:
-			l.dropped.Add(1)
-			l.s.stats.drop(dropGoneDisconnected, it.p.len())
-			it.p.release()
-		default:
-			return
-		}
-	}
+	drain(l.q, &l.queued, &l.s.stats, &l.dropped, dropGoneDisconnected)
 }
 
 // writeLoop writes queued ForwardPacket frames and pongs, batching whatever is ready into
@@ -621,9 +532,9 @@ func (l *meshLink) writeLoop(nc net.Conn, done <-chan struct{}, pongs <-chan [8]
 		select {
 		case <-done:
 			return nil
-		case it := <-l.q:
+		case p := <-l.q:
 			nc.SetWriteDeadline(time.Now().Add(meshFwdWriteTimeout))
-			err = l.writeForward(bw, it)
+			err = l.writeForward(bw, p)
 		case d := <-pongs:
 			nc.SetWriteDeadline(time.Now().Add(meshFwdWriteTimeout))
 			err = writeFrame(bw, framePong, d[:])
@@ -648,8 +559,8 @@ func (l *meshLink) writeLoop(nc net.Conn, done <-chan struct{}, pongs <-chan [8]
 func (l *meshLink) writeReady(bw *bufio.Writer, pongs <-chan [8]byte) error {
 	for {
 		select {
-		case it := <-l.q:
-			if err := l.writeForward(bw, it); err != nil {
+		case p := <-l.q:
+			if err := l.writeForward(bw, p); err != nil {
 				return err
 			}
 		case d := <-pongs:
@@ -662,11 +573,12 @@ func (l *meshLink) writeReady(bw *bufio.Writer, pongs <-chan [8]byte) error {
 	}
 }
 
-func (l *meshLink) writeForward(bw *bufio.Writer, it fwdPacket) error {
-	defer it.p.release()
-	if err := writeFrame(bw, frameForwardPacket, it.p.src[:], it.dst[:], it.p.data()); err != nil {
+func (l *meshLink) writeForward(bw *bufio.Writer, p packet) error {
+	defer p.release()
+	defer l.queued.give(p.cost())
+	if err := writeFrame(bw, frameForwardPacket, p.src[:], p.dst[:], p.data()); err != nil {
 		l.dropped.Add(1)
-		l.s.stats.drop(dropWriteError, it.p.len())
+		l.s.stats.drop(dropWriteError, p.len())
 		return err
 	}
 	// Counted when handed to the TLS writer; a later flush error drops the link.

@@ -10,6 +10,7 @@ type packet = *pbuf
 
 type pbuf struct {
 	src   Key
+	dst   Key // set only for packets waiting for a mesh link
 	disco bool
 	b     []byte
 }
@@ -31,6 +32,10 @@ func newPacket(n int) packet {
 
 func (p *pbuf) data() []byte { return p.b }
 func (p *pbuf) len() int     { return len(p.b) }
+
+// cost is what the packet holds while queued, as queue budgets count it: a pooled buffer
+// whatever the packet's length, else the packet.
+func (p *pbuf) cost() int64 { return int64(cap(p.b)) }
 
 func (p *pbuf) release() {
 	if cap(p.b) == pooledSize {

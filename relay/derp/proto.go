@@ -20,8 +20,10 @@ const (
 
 	// MaxPacketSize is the largest packet a client may relay (excluding keys).
 	MaxPacketSize = 64 << 10
-	// maxClientInfoLen bounds the sealed ClientInfo frame.
-	maxClientInfoLen = 256 << 10
+	// maxClientInfoLen bounds the sealed ClientInfo frame. Real clients send under 200 bytes
+	// (key, nonce, a box around a few JSON fields); derper allows 256 KiB, which let any
+	// unauthenticated peer make us allocate that much per connection.
+	maxClientInfoLen = 4 << 10
 	// minClientInfoLen is the smallest possible ClientInfo frame: key + nonce.
 	minClientInfoLen = keyLen + nonceLen
 	// maxPingLen bounds a Ping body; only the first 8 bytes are echoed.
@@ -68,13 +70,14 @@ const (
 	peerPresentNotIdeal   = 0x08
 )
 
-// Timing defaults (overridable through Options).
+// Timing and size defaults (overridable through Options).
 const (
 	defaultKeepAlive        = 60 * time.Second // clients time out after 120 s of silence
 	defaultWriteTimeout     = 2 * time.Second
 	meshWriteTimeout        = 30 * time.Second
 	defaultHandshakeTimeout = 10 * time.Second
 	defaultQueueDepth       = 32
+	defaultMaxConnsPerKey   = 4
 )
 
 // discoMagic starts every disco (path discovery) packet; those get their own queue so control

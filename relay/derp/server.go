@@ -18,7 +18,17 @@ type Options struct {
 	KeepAlive        time.Duration
 	WriteTimeout     time.Duration
 	HandshakeTimeout time.Duration
-	QueueDepth       int
+	// QueueDepth bounds each of a client's two queues (data, disco) in packets; QueueBytes
+	// bounds both together in bytes (at least one largest packet), and QueueBytesTotal
+	// bounds every queue of the server (0: DefaultQueueBytesTotal, from the memory the box
+	// has). Over a bound the oldest packets are dropped, counted by reason.
+	QueueDepth      int
+	QueueBytes      int64
+	QueueBytesTotal int64
+	// MaxConnsPerKey caps the connections of one key (mesh peers aside): a newcomer over the
+	// cap closes the one that has been quiet longest. Tailscale clients hold one
+	// connection per region, two for a moment while they reconnect.
+	MaxConnsPerKey int
 	// ClientRate and ClientBurst, when set, limit what each non-mesh client may send in
 	// bytes per second. The reader waits rather than drops (TCP pushes back), and
 	// ServerInfo tells clients so they pace themselves.
@@ -37,6 +47,19 @@ type Options struct {
 	Logger     *slog.Logger
 }
 
+// Validate reports options no server can run with (zero values are defaults, not errors).
+func (o Options) Validate() error {
+	switch {
+	case o.QueueDepth < 0 || o.MaxConnsPerKey < 0 || o.MaxClients < 0 || o.ClientRate < 0 || o.ClientBurst < 0:
+		return errors.New("derp: queue depth, connections per key, max clients and client rate must not be negative")
+	case o.QueueBytes != 0 && o.QueueBytes < MaxPacketSize:
+		return fmt.Errorf("derp: queue bytes %d cannot hold one largest packet (%d bytes)", o.QueueBytes, MaxPacketSize)
+	case o.QueueBytesTotal != 0 && o.QueueBytesTotal < max(o.QueueBytes, MaxPacketSize):
+		return fmt.Errorf("derp: total queue bytes %d below one client's (%d)", o.QueueBytesTotal, max(o.QueueBytes, MaxPacketSize))
+	}
+	return nil
+}
+
 // Server is a DERP server: it owns the registry of connected clients and relays packets
 // between them. Connections reach it through ServeHTTP (or HandleConn for raw DERP).
 type Server struct {
@@ -47,6 +70,7 @@ type Server struct {
 	metaCert []byte
 	stats    Stats
 	nextConn atomic.Uint64
+	queued   budget // bytes in every queue (queue.go)
 
 	// clients maps a key to its *clientSet. Lookups on the packet path are lock-free;
 	// changes happen under mu.
@@ -58,7 +82,7 @@ type Server struct {
 	sentTo   map[Key]map[*sclient]struct{} // src → receivers to tell when src leaves
 	watchers map[*sclient]struct{}         // mesh peers subscribed to presence changes
 	health   string                        // sent to clients as a Health frame
-	refused  map[string]time.Time          // key+source → when its refusal was last logged
+	refusals *refusalLog
 	closing  bool
 
 	mesh meshState // keys reachable through other relays of the region (mesh.go)
@@ -73,6 +97,9 @@ type clientSet struct {
 
 // NewServer returns a server with the given private key.
 func NewServer(priv PrivateKey, opts Options) (*Server, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = defaultKeepAlive
 	}
@@ -84,6 +111,17 @@ func NewServer(priv PrivateKey, opts Options) (*Server, error) {
 	}
 	if opts.QueueDepth <= 0 {
 		opts.QueueDepth = defaultQueueDepth
+	}
+	if opts.QueueBytes <= 0 {
+		// What a full pair of queues of ordinary packets holds: depth binds first for them,
+		// bytes for large ones.
+		opts.QueueBytes = max(2*int64(opts.QueueDepth)*pooledSize, MaxPacketSize)
+	}
+	if opts.QueueBytesTotal <= 0 {
+		opts.QueueBytesTotal = max(DefaultQueueBytesTotal(), opts.QueueBytes)
+	}
+	if opts.MaxConnsPerKey <= 0 {
+		opts.MaxConnsPerKey = defaultMaxConnsPerKey
 	}
 	log := opts.Logger
 	if log == nil {
@@ -97,8 +135,9 @@ func NewServer(priv PrivateKey, opts Options) (*Server, error) {
 		conns:    map[*sclient]struct{}{},
 		sentTo:   map[Key]map[*sclient]struct{}{},
 		watchers: map[*sclient]struct{}{},
-		refused:  map[string]time.Time{},
+		refusals: newRefusalLog(log),
 	}
+	s.queued.limit = opts.QueueBytesTotal
 	var err error
 	if s.metaCert, err = newMetaCert(s.pub); err != nil {
 		return nil, fmt.Errorf("derp: meta cert: %w", err)
@@ -111,6 +150,9 @@ func (s *Server) PublicKey() Key { return s.pub }
 
 // Stats returns the live counters.
 func (s *Server) Stats() *Stats { return &s.stats }
+
+// QueuedBytes is what all queues hold now, and the budget they share.
+func (s *Server) QueuedBytes() (used, limit int64) { return s.queued.used.Load(), s.queued.limit }
 
 // SetHealth sets the problem text sent to every client ("" = healthy).
 func (s *Server) SetHealth(problem string) {
@@ -138,24 +180,25 @@ func (s *Server) HandleConn(ctx context.Context, nc net.Conn, br *bufio.Reader, 
 
 // accept runs the handshake and registers the client; on error nc is closed.
 func (s *Server) accept(ctx context.Context, nc net.Conn, br *bufio.Reader, bw *bufio.Writer, remote netip.AddrPort) (*sclient, error) {
-	key, info, err := s.handshake(ctx, nc, br, bw, remote)
+	h, err := s.handshake(ctx, nc, br, bw, remote)
 	if err != nil {
 		s.stats.HandshakeFailures.Add(1) // before the close that the peer (and tests) see
 		nc.Close()
 		return nil, err
 	}
-	c := s.newClient(nc, smallReader(nc, br), key, info, remote)
+	c := s.newClient(nc, smallReader(nc, br), h, remote)
 	if err := s.register(c); err != nil {
 		nc.Close()
 		return nil, err
 	}
+	noteAdmitted(nc)
 	s.stats.Accepts.Add(1) // before ServerInfo, which the client may act on at once
 	// ServerInfo must be the first frame after ServerKey: written before the send loop runs.
 	nc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
-	if err := writeServerInfo(bw, s.priv, key, c.serverInfo()); err != nil {
+	if err := writeServerInfo(bw, s.priv, h.key, c.serverInfo()); err != nil {
 		s.unregister(c)
 		nc.Close()
-		return nil, fmt.Errorf("derp: %v: writing ServerInfo: %w", key, err)
+		return nil, fmt.Errorf("derp: %v: writing ServerInfo: %w", h.key, err)
 	}
 	nc.SetWriteDeadline(time.Time{})
 	return c, nil
@@ -168,33 +211,27 @@ func (c *sclient) serve(ctx context.Context) error {
 	return c.run(ctx)
 }
 
-func (s *Server) handshake(ctx context.Context, nc net.Conn, br *bufio.Reader, bw *bufio.Writer, remote netip.AddrPort) (Key, *clientInfo, error) {
+func (s *Server) handshake(ctx context.Context, nc net.Conn, br *bufio.Reader, bw *bufio.Writer, remote netip.AddrPort) (hello, error) {
 	nc.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
 	if err := writeServerKey(bw, s.pub); err != nil {
-		return Key{}, nil, fmt.Errorf("derp: writing ServerKey to %v: %w", remote, err)
+		return hello{}, fmt.Errorf("derp: writing ServerKey to %v: %w", remote, err)
 	}
-	key, info, err := readClientInfo(br, s.priv)
+	h, err := readClientInfo(br, s.priv)
 	if err != nil {
-		return key, nil, fmt.Errorf("derp: %v: %w", remote, err)
+		return h, fmt.Errorf("derp: %v: %w", remote, err)
 	}
-	if !s.isMeshPeer(info) && s.opts.Verify != nil {
-		if err := s.opts.Verify(ctx, key, remote.Addr().Unmap()); err != nil {
+	if !s.isMeshPeer(h) && s.opts.Verify != nil {
+		if err := s.opts.Verify(ctx, h.key, remote.Addr().Unmap()); err != nil {
 			s.stats.Rejected.Add(1)
-			s.logRefusal(key, remote.Addr().Unmap(), err)
-			return key, nil, fmt.Errorf("derp: %v from %v refused: %w", key, remote.Addr(), err)
+			s.refusals.note(h.key, remote.Addr().Unmap(), err)
+			return h, fmt.Errorf("derp: %v from %v refused: %w", h.key, remote.Addr(), err)
 		}
 	}
 	nc.SetDeadline(time.Time{})
-	return key, info, nil
+	return h, nil
 }
 
-func (s *Server) isMeshPeer(info *clientInfo) bool {
-	if info.MeshKey == "" {
-		return false
-	}
-	k, err := parseMeshKey(info.MeshKey)
-	return err == nil && s.opts.MeshKey.equal(k)
-}
+func (s *Server) isMeshPeer(h hello) bool { return s.opts.MeshKey.equal(h.meshKey) }
 
 var (
 	errClosing = errors.New("derp: server is shutting down")
@@ -208,7 +245,9 @@ func (s *Server) register(c *sclient) error {
 	if s.closing {
 		return errClosing
 	}
-	if !c.canMesh {
+	if c.canMesh {
+		s.mesh.noteAddr(c.remote.Addr())
+	} else {
 		if s.opts.MaxClients > 0 && s.regular >= s.opts.MaxClients {
 			s.stats.RejectedFull.Add(1)
 			return errFull
@@ -223,6 +262,9 @@ func (s *Server) register(c *sclient) error {
 		s.clients.Store(c.key, set)
 	}
 	set.conns = append(set.conns, c)
+	if !c.canMesh {
+		s.capDupsLocked(set)
+	}
 	if len(set.conns) > 1 {
 		if len(set.conns) == 2 {
 			s.stats.DupKeys.Add(1)
@@ -238,6 +280,28 @@ func (s *Server) register(c *sclient) error {
 		c.queueHealth(s.health)
 	}
 	return nil
+}
+
+// capDupsLocked closes the connections of a key beyond MaxConnsPerKey, quietest first (the
+// set is ordered by activity). They leave the set when their readers end.
+func (s *Server) capDupsLocked(set *clientSet) {
+	live := 0
+	for _, o := range set.conns {
+		if !o.evicted.Load() {
+			live++
+		}
+	}
+	for _, o := range set.conns {
+		if live <= s.opts.MaxConnsPerKey {
+			return
+		}
+		if o.evicted.Swap(true) {
+			continue
+		}
+		live--
+		s.stats.DupEvicted.Add(1)
+		go o.nc.Close() // a TLS close may wait on the peer; never under s.mu
+	}
 }
 
 // unregister removes c; when it was its key's last connection, receivers that got packets
@@ -372,6 +436,7 @@ func (s *Server) closePeer(key Key) {
 // Close tells every client the server is restarting, gives their send loops a moment to
 // write that, then closes all connections. New connections are refused.
 func (s *Server) Close() {
+	s.refusals.close()
 	s.mu.Lock()
 	s.closing = true
 	cs := make([]*sclient, 0, len(s.conns))
@@ -408,24 +473,3 @@ func (s *Server) deliver(from *sclient, dst Key, p packet) {
 	}
 	p.release()
 }
-
-// logRefusal logs a refused client once per key and source in refusalLogEvery, so a client
-// retrying every few seconds does not flood the log.
-func (s *Server) logRefusal(key Key, src netip.Addr, err error) {
-	id := key.String() + " " + src.String()
-	now := time.Now()
-	s.mu.Lock()
-	last, seen := s.refused[id]
-	if !seen || now.Sub(last) > refusalLogEvery {
-		if len(s.refused) >= 1024 { // bounded: forget everyone rather than grow
-			clear(s.refused)
-		}
-		s.refused[id] = now
-	}
-	s.mu.Unlock()
-	if !seen || now.Sub(last) > refusalLogEvery {
-		s.log.Warn("client refused", "key", key.String(), "source", src.String(), "reason", err.Error())
-	}
-}
-
-const refusalLogEvery = 10 * time.Minute

@@ -10,12 +10,15 @@ const (
 	dropQueueHead               // queue full: the oldest packet made room
 	dropQueueTail               // queue full even after head drops: the new packet
 	dropWriteError              // the destination's socket failed
+	dropQueueBytes              // the receiver's byte budget was spent (this or an older packet)
+	dropTotalQueueBytes         // the server's byte budget for all queues was spent
 	numDropReasons
 )
 
 // DropReasonNames are the metric labels of the drop reasons, by index.
 var DropReasonNames = [numDropReasons]string{
 	"unknown_dest", "unknown_dest_on_fwd", "gone_disconnected", "queue_head", "queue_tail", "write_error",
+	"queue_bytes", "total_queue_bytes",
 }
 
 // Stats are the server's counters, read with atomic loads at any time.
@@ -24,6 +27,7 @@ type Stats struct {
 	CurrentConns        atomic.Int64
 	CurrentHome         atomic.Int64 // connections that said this is their home region
 	DupKeys             atomic.Int64 // keys with more than one connection now
+	DupEvicted          atomic.Int64 // connections closed because their key had MaxConnsPerKey newer ones
 	PacketsRecv         atomic.Int64 // packets clients sent us
 	BytesRecv           atomic.Int64
 	PacketsSent         atomic.Int64 // packets written to clients

@@ -50,6 +50,9 @@ type wsConn struct {
 
 func newWSConn(nc net.Conn, br *bufio.Reader) *wsConn { return &wsConn{Conn: nc, br: br} }
 
+// NetConn is the connection under the WebSocket framing.
+func (c *wsConn) NetConn() net.Conn { return c.Conn }
+
 var errWSClosed = errors.New("websocket: closed by peer")
 
 func (c *wsConn) Read(p []byte) (int, error) {

@@ -372,29 +372,45 @@ func URL(node *tailcfg.DERPNode) string {
 // DialRaw does the HTTP upgrade by hand over TLS and runs Tailscale's DERP client on the
 // connection, without derphttp's reconnect logic: for tests that need the socket itself.
 // The caller reads ServerInfo (or not).
-func DialRaw(t testing.TB, node *tailcfg.DERPNode, priv key.NodePrivate, dialer *net.Dialer) (*derp.Client, *tls.Conn) {
+func DialRaw(t testing.TB, node *tailcfg.DERPNode, priv key.NodePrivate, dialer *net.Dialer, opts ...derp.ClientOpt) (*derp.Client, *tls.Conn) {
 	t.Helper()
+	dc, conn, err := Dial(node, priv, dialer, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return dc, conn
+}
+
+// Dial is DialRaw for callers that expect failures (attack tests): the error is returned,
+// and the caller closes the connection.
+func Dial(node *tailcfg.DERPNode, priv key.NodePrivate, dialer *net.Dialer, opts ...derp.ClientOpt) (*derp.Client, *tls.Conn, error) {
 	if dialer == nil {
 		dialer = &net.Dialer{Timeout: Timeout}
 	}
 	addr := strings.TrimPrefix(URL(node), "https://")
 	conn, err := tls.DialWithDialer(dialer, "tcp", addr, TLSConfig(node, nil))
 	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
+		return nil, nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(Timeout))
 	fmt.Fprintf(conn, "GET /derp HTTP/1.1\r\nHost: %s\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n", node.HostName)
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		t.Fatalf("upgrade: %v", err)
+		conn.Close()
+		return nil, nil, fmt.Errorf("upgrade: %w", err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade: status %d", resp.StatusCode)
+		conn.Close()
+		return nil, nil, fmt.Errorf("upgrade: status %d", resp.StatusCode)
 	}
-	dc, err := derp.NewClient(priv, conn, bufio.NewReadWriter(br, bufio.NewWriter(conn)), t.Logf, derp.CanAckPings(true))
+	opts = append([]derp.ClientOpt{derp.CanAckPings(true)}, opts...)
+	dc, err := derp.NewClient(priv, conn, bufio.NewReadWriter(br, bufio.NewWriter(conn)), func(string, ...any) {}, opts...)
 	if err != nil {
-		t.Fatalf("derp handshake: %v", err)
+		conn.Close()
+		return nil, nil, fmt.Errorf("derp handshake: %w", err)
 	}
-	return dc, conn
+	conn.SetDeadline(time.Time{})
+	return dc, conn, nil
 }
