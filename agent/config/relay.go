@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/edgerelay/edgerelay/relay/verify"
 )
 
 // Relay configures the DERP and STUN servers.
@@ -19,7 +21,7 @@ type Relay struct {
 	STUNListen    *string       `yaml:"stun_listen"` // nil: default; "": STUN off
 	Region        Region        `yaml:"region"`
 	TLS           TLS           `yaml:"tls"`
-	VerifyClients VerifyClients `yaml:"verify_clients"`
+	VerifyClients verify.Config `yaml:"verify_clients"`
 	Mesh          Mesh          `yaml:"mesh"`
 	// IPv4 and IPv6 override the addresses published in the DERP map ("none" hides a family).
 	IPv4 string `yaml:"ipv4"`
@@ -81,23 +83,6 @@ type TLS struct {
 	Mode     string `yaml:"mode"` // acme | manual | self-signed
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
-}
-
-// VerifyClients lists the admission checks; a client is admitted if one says yes.
-// With none configured, a relay reachable beyond loopback asks the local tailscaled found at
-// the usual socket paths, and refuses every client while there is none; Open admits
-// everyone instead (an open relay, chosen explicitly).
-type VerifyClients struct {
-	TailscaledSocket string   `yaml:"tailscaled_socket"`
-	URL              string   `yaml:"url"`
-	FailOpen         bool     `yaml:"fail_open"`
-	Allow            []string `yaml:"allow"`
-	Open             bool     `yaml:"open"`
-}
-
-// Configured reports whether a check is configured (tailscaled_socket, url or allow).
-func (v VerifyClients) Configured() bool {
-	return v.TailscaledSocket != "" || v.URL != "" || len(v.Allow) > 0
 }
 
 // Mesh joins several relays into one region.
@@ -212,19 +197,7 @@ func (r *Relay) check(c *checker, cfg *Config) {
 			c.add("relay.hostname", "acme mode needs a DNS name (IP-only relays use self-signed)")
 		}
 	}
-	if u := r.VerifyClients.URL; u != "" {
-		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			c.add("relay.verify_clients.url", "expected an http(s) URL, got %q", u)
-		}
-	}
-	for i, k := range r.VerifyClients.Allow {
-		if !validNodeKey(k) {
-			c.add(fmt.Sprintf("relay.verify_clients.allow[%d]", i), "expected nodekey: followed by 64 hex digits, got %q", k)
-		}
-	}
-	if r.VerifyClients.Open && r.VerifyClients.Configured() {
-		c.add("relay.verify_clients.open", "admits everyone, so tailscaled_socket, url and allow would never refuse anyone: remove open or the checks")
-	}
+	c.merge("relay.verify_clients", r.VerifyClients.Validate())
 	switch h := r.Home; h {
 	case "", "blank", "default":
 	default:
@@ -293,15 +266,6 @@ func (r *Relay) STUNAddr() string {
 
 func isHex(s string) bool {
 	_, err := hex.DecodeString(s)
-	return err == nil
-}
-
-func validNodeKey(s string) bool {
-	h, ok := strings.CutPrefix(s, "nodekey:")
-	if !ok || len(h) != 64 {
-		return false
-	}
-	_, err := hex.DecodeString(h)
 	return err == nil
 }
 

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"strings"
+
+	"github.com/edgerelay/edgerelay/agent/field"
 )
 
 // Problem is one thing wrong with a config: the key path, the source line when known, and
@@ -47,6 +49,15 @@ func (c *checker) add(path, format string, args ...any) {
 		}
 	}
 	c.probs = append(c.probs, Problem{Path: path, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+// merge records the problems a part's Validate found in the section at path.
+func (c *checker) merge(path string, err error) {
+	var ps field.Problems
+	ps.Merge(path, err)
+	for _, p := range ps {
+		c.add(p.Key, "%s", p.Msg)
+	}
 }
 
 // parentPath strips the last element of a key path: "a.b[2].c" → "a.b[2]" → "a.b" → "a".
