@@ -74,11 +74,11 @@ func (cfg *Config) Line(key, value string) string {
 func isListKey(key string) bool {
 	t := reflect.TypeOf(Config{})
 	for _, p := range strings.Split(key, ".") {
-		i, ok := yamlFields(t)[p]
+		f, ok := yamlFields(t)[p]
 		if !ok {
 			return false
 		}
-		t = derefType(t.Field(i).Type)
+		t = derefType(f.typ)
 	}
 	return t.Kind() == reflect.Slice
 }

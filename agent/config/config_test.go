@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -288,6 +289,8 @@ acme:
 
 	keyFile := filepath.Join(t.TempDir(), "mesh.key")
 	os.WriteFile(keyFile, []byte(strings.Repeat("ab", 32)+"\n"), 0o600)
+	dnspodKey := filepath.Join(t.TempDir(), "dnspod.key")
+	os.WriteFile(dnspodKey, []byte("s3cret\n"), 0o600)
 	uci := `config relay
 	option hostname derp.example.com
 	list mesh_peers 'https://derp2.example.com:8443'
@@ -295,7 +298,7 @@ acme:
 config ddns
 	option provider_type dnspod
 	option provider_secret_id AKIDx
-	option provider_secret_key_file /etc/edgerelay/dnspod.key
+	option provider_secret_key_file ` + dnspodKey + `
 	option zone example.com
 config record
 	option name nas
@@ -320,7 +323,7 @@ config acme
 		t.Fatal(err)
 	}
 	r := cfg.DDNS.Records
-	if cfg.DDNS.Provider.SecretID != "AKIDx" || cfg.DDNS.Provider.SecretKeyFile != "/etc/edgerelay/dnspod.key" ||
+	if cfg.DDNS.Provider.SecretID != "AKIDx" || cfg.DDNS.Provider.SecretKeyFile != dnspodKey || cfg.DDNS.Provider.SecretKey != "s3cret" ||
 		r[0].Suffix != "::1234" || r[1].MAC != "aa:bb:cc:dd:ee:ff" || r[2].STUN != "auto" || cfg.ACME.Profile != "shortlived" {
 		t.Fatalf("decoded %+v %+v %+v", cfg.DDNS.Provider, r, cfg.ACME)
 	}
@@ -374,5 +377,39 @@ func TestLine(t *testing.T) {
 		if got := c.cfg.Line(c.key, c.value); got != c.want {
 			t.Errorf("Line(%s, %s) = %q, want %q", c.key, c.value, got, c.want)
 		}
+	}
+}
+
+// TestSecretsReadAtLoad: a key x_file fills x at load, so parts get the secret itself; a file
+// that cannot be read is a problem at x_file with its line. The sections that will not run
+// are not read, except a ddns provider that acme borrows.
+func TestSecretsReadAtLoad(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte("  s3cret\n"), 0o600)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o600)
+	missing := filepath.Join(dir, "missing")
+	ddns := "ddns:\n  provider: {type: cloudflare, api_token_file: %s}\n  zone: example.com\n  records: [{name: a, type: A, value: 192.0.2.1}]\n"
+	cfg, err := Parse([]byte(fmt.Sprintf(ddns, token)), false)
+	if err != nil || cfg.DDNS.Provider.APIToken != "s3cret" {
+		t.Fatalf("token %q, %v", cfg.DDNS.Provider.APIToken, err)
+	}
+	for file, want := range map[string]string{
+		missing: `line 2: ddns.provider.api_token_file: cannot read "` + missing + `": no such file or directory`,
+		empty:   "line 2: ddns.provider.api_token_file: " + empty + " is empty",
+	} {
+		if _, err := Parse([]byte(fmt.Sprintf(ddns, file)), false); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
+	}
+	off := strings.Replace(ddns, "ddns:\n", "ddns:\n  enabled: false\n", 1)
+	if _, err := Parse([]byte(fmt.Sprintf(off, missing)), false); err != nil {
+		t.Errorf("a disabled section's secret was read: %v", err)
+	}
+	borrowed := fmt.Sprintf(off, token) + "relay: {hostname: derp.example.com}\nacme: {email: a@example.com}\n"
+	cfg, err = Parse([]byte(borrowed), false)
+	if err != nil || cfg.ACME.DNSProvider.APIToken != "s3cret" {
+		t.Fatalf("borrowed provider token %q, %v", cfg.ACME.DNSProvider.APIToken, err)
 	}
 }

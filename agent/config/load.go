@@ -42,6 +42,7 @@ func Parse(data []byte, uci bool) (*Config, error) {
 	}
 	cfg := &Config{UCI: uci}
 	decode(root, reflect.ValueOf(cfg).Elem(), "", c)
+	cfg.readSecrets(c)
 	cfg.setDefaults()
 	cfg.check(c)
 	if len(c.probs) > 0 {
