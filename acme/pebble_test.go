@@ -93,7 +93,7 @@ func TestPebble(t *testing.T) {
 		t.Fatal(err)
 	}
 	peb := testenv.StartPebble(t, ns.Addr, testenv.PebbleOptions{})
-	dnsp, err := provider.New(config.Provider{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
+	dnsp, err := provider.New(provider.Config{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestPebbleEAB(t *testing.T) {
 	ns := testenv.StartBIND9(t, "example.test")
 	const kid, hmac = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
 	peb := testenv.StartPebble(t, ns.Addr, testenv.PebbleOptions{EABKeys: map[string]string{kid: hmac}})
-	dnsp, err := provider.New(config.Provider{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
+	dnsp, err := provider.New(provider.Config{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +352,7 @@ func TestPebbleARI(t *testing.T) {
 	}
 	ns := testenv.StartBIND9(t, "example.test")
 	peb := testenv.StartPebble(t, ns.Addr, testenv.PebbleOptions{Binary: bin})
-	dnsp, err := provider.New(config.Provider{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
+	dnsp, err := provider.New(provider.Config{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

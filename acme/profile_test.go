@@ -33,7 +33,7 @@ func TestPebbleProfile(t *testing.T) {
 	}
 	ns := testenv.StartBIND9(t, "example.test")
 	peb := testenv.StartPebble(t, ns.Addr, testenv.PebbleOptions{Binary: bin, Profiles: leProfiles})
-	dnsp, err := provider.New(config.Provider{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
+	dnsp, err := provider.New(provider.Config{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

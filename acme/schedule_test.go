@@ -115,7 +115,7 @@ func FuzzParseCertFile(f *testing.F) {
 }
 
 func TestNew(t *testing.T) {
-	dnsp, err := provider.New(config.Provider{Type: "rfc2136", Server: "127.0.0.1", KeyName: "k", Key: "c2VjcmV0"}, provider.Options{})
+	dnsp, err := provider.New(provider.Config{Type: "rfc2136", Server: "127.0.0.1", KeyName: "k", Key: "c2VjcmV0"}, provider.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/ddns/internal/cloudflarefake"
+	"github.com/edgerelay/edgerelay/ddns/provider"
 )
 
 // TestUpdaterCloudflare runs the updater against the local stand-in for Cloudflare's API:
@@ -25,7 +26,7 @@ func TestUpdaterCloudflare(t *testing.T) {
 	s.Add("example.com", "A", "www", "203.0.113.80", 300)
 
 	cfg := config.DDNS{
-		Provider: config.Provider{Type: "cloudflare", APIToken: "full"},
+		Provider: provider.Config{Type: "cloudflare", APIToken: "full"},
 		Zone:     "example.com", TTL: 120,
 		Records: []config.Record{{Name: "derp", Type: "AAAA", Value: "2001:db8::1"}},
 	}

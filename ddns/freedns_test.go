@@ -11,6 +11,7 @@ import (
 	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/ddns/internal/duckdnsfake"
 	"github.com/edgerelay/edgerelay/ddns/internal/dynv6fake"
+	"github.com/edgerelay/edgerelay/ddns/provider"
 )
 
 // runUpdater runs an updater on cfg against hc until until holds (or fails the test) and
@@ -37,7 +38,7 @@ func TestUpdaterDuckDNS(t *testing.T) {
 	s := duckdnsfake.New("tok", "home")
 	defer s.Close()
 	cfg := config.DDNS{
-		Provider: config.Provider{Type: "duckdns", APIToken: "tok"}, Zone: "home.duckdns.org", TTL: 60,
+		Provider: provider.Config{Type: "duckdns", APIToken: "tok"}, Zone: "home.duckdns.org", TTL: 60,
 		Records: []config.Record{{Name: "@", Type: "AAAA", Value: "2001:db8::1"}},
 	}
 	dir := t.TempDir()
@@ -76,7 +77,7 @@ func TestUpdaterDynv6(t *testing.T) {
 	s.Add("home.dynv6.net", "www", "A", "198.51.100.80")
 	s.Add("home.dynv6.net", "derp", "AAAA", "2001:db8::aa")
 	cfg := config.DDNS{
-		Provider: config.Provider{Type: "dynv6", APIToken: "tok"}, Zone: "home.dynv6.net", TTL: 60,
+		Provider: provider.Config{Type: "dynv6", APIToken: "tok"}, Zone: "home.dynv6.net", TTL: 60,
 		Records: []config.Record{
 			{Name: "@", Type: "AAAA", Value: "2001:db8::1"},
 			{Name: "@", Type: "A", Value: "203.0.113.7"},

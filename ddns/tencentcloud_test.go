@@ -7,6 +7,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/ddns/internal/dnspodfake"
+	"github.com/edgerelay/edgerelay/ddns/provider"
 )
 
 // TestUpdaterTencentCloud runs the updater against the DNSPod fake: the record is created
@@ -15,7 +16,7 @@ func TestUpdaterTencentCloud(t *testing.T) {
 	s := dnspodfake.New([]string{"example.com"}, map[string]dnspodfake.Key{"AKIDx": {SecretKey: "sk", Allowed: true}}, 600)
 	defer s.Close()
 	cfg := config.DDNS{
-		Provider: config.Provider{Type: "dnspod", SecretID: "AKIDx", SecretKey: "sk"},
+		Provider: provider.Config{Type: "dnspod", SecretID: "AKIDx", SecretKey: "sk"},
 		Zone:     "example.com", TTL: 300,
 		Records: []config.Record{{Name: "nas", Type: "AAAA", Value: "2001:db8::1"}},
 	}

@@ -6,16 +6,18 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/edgerelay/edgerelay/ddns/provider"
 )
 
 // ACME obtains the relay certificate by DNS-01.
 type ACME struct {
-	Enabled     *bool    `yaml:"enabled"`
-	Email       string   `yaml:"email"`
-	Directory   string   `yaml:"directory"`
-	Domains     []string `yaml:"domains"`
-	DNSProvider Provider `yaml:"dns_provider"`
-	Resolvers   []string `yaml:"resolvers"`
+	Enabled     *bool           `yaml:"enabled"`
+	Email       string          `yaml:"email"`
+	Directory   string          `yaml:"directory"`
+	Domains     []string        `yaml:"domains"`
+	DNSProvider provider.Config `yaml:"dns_provider"`
+	Resolvers   []string        `yaml:"resolvers"`
 	// PropagationTimeout bounds the wait for the TXT record to be visible.
 	PropagationTimeout Duration `yaml:"propagation_timeout"`
 	EAB                EAB      `yaml:"eab"`
@@ -69,7 +71,7 @@ func (a *ACME) check(c *checker, cfg *Config) {
 	if a.DNSProvider.IsZero() {
 		c.add("acme.dns_provider", "required when there is no ddns section to borrow the provider from")
 	} else {
-		a.DNSProvider.check(c, "acme.dns_provider")
+		c.merge("acme.dns_provider", a.DNSProvider.Validate())
 	}
 }
 

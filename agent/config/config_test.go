@@ -54,7 +54,7 @@ config record
 	if secs[0].opts[2].line != 5 && secs[0].opts[1].line != 5 {
 		t.Errorf("line numbers off: %+v", secs[0].opts)
 	}
-	cfg, err := Parse([]byte(src+"config ddns\n\toption provider_type rfc2136\n\toption provider_server ns:53\n\toption provider_key_name k.\n\toption provider_key x\n\toption zone example.com\n"), true)
+	cfg, err := Parse([]byte(src+"config ddns\n\toption provider_type rfc2136\n\toption provider_server ns:53\n\toption provider_key_name k.\n\toption provider_key eA==\n\toption zone example.com\n"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
