@@ -29,7 +29,7 @@ func (a *Agent) parts() []part {
 		ps = append(ps, a.relayPart(cfg.Relay, cfg.StateDir))
 	}
 	if cfg.DDNS != nil && config.On(cfg.DDNS.Enabled, true) {
-		ps = append(ps, a.ddnsPart(*cfg.DDNS, cfg.StateDir, cfg.Relay.Hostname, cfg.Relay.MeshSTUNServers()))
+		ps = append(ps, a.ddnsPart(cfg.DDNS.Config, cfg.StateDir, cfg.Relay.Hostname, cfg.Relay.MeshSTUNServers()))
 	}
 	if cfg.ACME != nil && config.On(cfg.ACME.Enabled, true) {
 		ps = append(ps, a.acmePart(*cfg.ACME, cfg.StateDir))
@@ -67,7 +67,7 @@ func (a *Agent) relayPart(rc config.Relay, stateDir string) part {
 	}
 }
 
-func (a *Agent) ddnsPart(dc config.DDNS, stateDir, relayHost string, meshSTUN []string) part {
+func (a *Agent) ddnsPart(dc ddns.Config, stateDir, relayHost string, meshSTUN []string) part {
 	return part{
 		name:    "ddns",
 		section: []any{dc, stateDir, relayHost, meshSTUN},
@@ -102,7 +102,7 @@ func (a *Agent) noteAddress(ch ddns.AddressChange, relayRecord string) {
 }
 
 // relayRecord is the fully qualified ddns record that publishes host, or "".
-func relayRecord(dc config.DDNS, host string) string {
+func relayRecord(dc ddns.Config, host string) string {
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	for _, r := range dc.Records {
 		if fqdn := ddns.RecordFQDN(r.Name, dc.Zone); fqdn != "" && fqdn == host {

@@ -98,7 +98,7 @@ func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc config.Rel
 		s := net.JoinHostPort(host, strconv.Itoa(sa.Port))
 		rc.STUNListen = &s
 	}
-	followDNS := ddnsOn && relayRecord(*cfg.DDNS, rc.Hostname) != ""
+	followDNS := ddnsOn && relayRecord(cfg.DDNS.Config, rc.Hostname) != ""
 	pasted, live := relay.BuildMap(ctx, rc, addrs, r.CertPin(), followDNS)
 	r.SetRegion(live)
 	// IP-only without a public address (the WAN not up yet): nothing worth pasting.
@@ -260,6 +260,6 @@ func OfflineMap(ctx context.Context, cfg *config.Config) (relay.Map, error) {
 	if !ddnsOn && cfg.Relay.Hostname == "" {
 		cur = relay.LocalAddrs()
 	}
-	m, _ := relay.BuildMap(ctx, cfg.Relay, cur, pin, ddnsOn && relayRecord(*cfg.DDNS, cfg.Relay.Hostname) != "")
+	m, _ := relay.BuildMap(ctx, cfg.Relay, cur, pin, ddnsOn && relayRecord(cfg.DDNS.Config, cfg.Relay.Hostname) != "")
 	return m, nil
 }

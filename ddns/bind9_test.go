@@ -18,7 +18,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/ddns/provider"
 )
@@ -119,11 +118,11 @@ func TestBIND9(t *testing.T) {
 	defer echo.Close()
 
 	stateDir := t.TempDir()
-	cfg := config.DDNS{
+	cfg := Config{
 		Provider: rfc2136Provider(ns),
 		Zone:     zone,
-		TTL:      60,
-		Records: []config.Record{
+		TTL:      60 * time.Second,
+		Records: []Record{
 			{Name: "derp", Type: "AAAA", Interface: "er0"},
 			{Name: "cgnat", Type: "A", Interface: "er0"},
 			{Name: "v4." + zone, Type: "A", URL: echo.URL},

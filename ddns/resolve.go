@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-
-	"github.com/edgerelay/edgerelay/agent/config"
 )
 
 // resolve returns the address a record's source offers now. ok is false when the source
@@ -61,7 +59,7 @@ func (u *Updater) resolve(ctx context.Context, r *record) (netip.Addr, bool) {
 // mapped address; the first public answer wins.
 func (u *Updater) resolveSTUN(ctx context.Context, r *record) (netip.Addr, bool) {
 	servers := []string{r.cfg.STUN}
-	if r.cfg.STUN == config.STUNAuto {
+	if r.cfg.STUN == STUNAuto {
 		servers = u.meshSTUN
 	}
 	if len(servers) == 0 {
@@ -78,7 +76,7 @@ func (u *Updater) resolveSTUN(ctx context.Context, r *record) (netip.Addr, bool)
 	answers := make(chan answer, len(servers))
 	for _, srv := range servers {
 		go func() {
-			a, err := askSTUN(ctx, stunNetwork(r.cfg.Type), config.WithDefaultPort(srv, "3478"))
+			a, err := askSTUN(ctx, stunNetwork(r.cfg.Type), withDefaultPort(srv, "3478"))
 			if err == nil {
 				if why := publicReason(r.cfg.Type, a); why != "" {
 					err = fmt.Errorf("it reported %s, which is %s (is the server inside this network?)", a, why)

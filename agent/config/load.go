@@ -117,7 +117,7 @@ func (cfg *Config) setDefaults() {
 	}
 	cfg.Relay.setDefaults(cfg.ACME != nil && On(cfg.ACME.Enabled, true))
 	if cfg.DDNS != nil {
-		cfg.DDNS.setDefaults()
+		cfg.DDNS.SetDefaults()
 	}
 	if cfg.ACME != nil {
 		cfg.ACME.setDefaults(cfg)

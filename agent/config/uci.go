@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+
+	"github.com/edgerelay/edgerelay/ddns"
 )
 
 // OpenWrt UCI files map onto the same tree as YAML:
@@ -319,15 +321,15 @@ func uciTree(secs []uciSection, c *checker) *node {
 		case "":
 			target, t = root, reflect.TypeOf(Config{})
 		case "ddns.records":
-			ddns := ensureMapping(root, "ddns", s.line)
-			recs := ddns.get("records")
+			sec := ensureMapping(root, "ddns", s.line)
+			recs := sec.get("records")
 			if recs == nil {
 				recs = &node{kind: sequenceNode, line: s.line}
-				ddns.set("records", recs)
+				sec.set("records", recs)
 			}
 			target = &node{kind: mappingNode, line: s.line}
 			recs.items = append(recs.items, target)
-			t = reflect.TypeOf(Record{})
+			t = reflect.TypeOf(ddns.Record{})
 		default:
 			target = ensureMapping(root, key, s.line)
 			top := reflect.TypeOf(Config{})
