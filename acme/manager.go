@@ -30,7 +30,7 @@ import (
 	"github.com/go-acme/lego/v4/lego"
 	"github.com/go-acme/lego/v4/registration"
 
-	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/agent/field"
 )
 
 // CertChange tells subscribers that a new certificate is being served.
@@ -84,7 +84,7 @@ func WithRoundTripper(wrap func(http.RoundTripper) http.RoundTripper) Option {
 // Manager keeps a certificate for the configured domains. Build it with New, serve
 // GetCertificate, and call Run.
 type Manager struct {
-	cfg     config.ACME
+	cfg     Config
 	domains []string
 	solver  *dnsSolver
 	store   store
@@ -103,21 +103,22 @@ type Manager struct {
 	changed chan struct{} // a forced renewal replaced the certificate: reschedule
 }
 
-// New builds a Manager from the acme section. dns writes the challenge records (the ddns
-// provider, or one built from acme.dns_provider). A certificate stored in stateDir for the
-// same domains is served at once, before Run.
-func New(cfg config.ACME, dns DNSProvider, stateDir string, log *slog.Logger, opts ...Option) (*Manager, error) {
+// New builds a Manager from the acme section, after checking it (errors name the keys under
+// acme). dns writes the challenge records (the ddns provider, or one built from
+// acme.dns_provider). A certificate stored in stateDir for the same domains is served at
+// once, before Run.
+func New(cfg Config, dns DNSProvider, stateDir string, log *slog.Logger, opts ...Option) (*Manager, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	if dns == nil {
 		return nil, errors.New("acme: no DNS provider for the DNS-01 challenge")
 	}
-	if len(cfg.Domains) == 0 {
-		return nil, errors.New("acme.domains is empty")
-	}
-	if cfg.Directory == "" {
-		return nil, errors.New("acme.directory is empty")
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		var ps field.Problems
+		ps.Merge("acme", err)
+		return nil, ps
 	}
 	m := &Manager{cfg: cfg, log: log.With("component", "acme"), changed: make(chan struct{}, 1)}
 	routeLegoLog(m.log)
@@ -131,10 +132,7 @@ func New(cfg config.ACME, dns DNSProvider, stateDir string, log *slog.Logger, op
 	if stateDir != "" {
 		m.store = store{dir: filepath.Join(stateDir, "acme"), profile: cfg.Profile}
 	}
-	prop := cfg.PropagationTimeout.D()
-	if prop <= 0 {
-		prop = 2 * time.Minute
-	}
+	prop := cfg.PropagationTimeout
 	m.solver = &dnsSolver{
 		p: dns, resolvers: dns01.ParseNameservers(cfg.Resolvers), ttl: 120 * time.Second,
 		timeout: prop, interval: m.timing.PollInterval, apiTime: time.Minute, log: m.log,
@@ -374,12 +372,8 @@ func (m *Manager) register(client *lego.Client, acct *account) error {
 	var reg *registration.Resource
 	var err error
 	if m.cfg.EAB.KID != "" {
-		hmac, herr := config.ReadSecret(m.cfg.EAB.HMAC, m.cfg.EAB.HMACFile, "acme.eab.hmac")
-		if herr != nil {
-			return herr
-		}
 		reg, err = client.Registration.RegisterWithExternalAccountBinding(registration.RegisterEABOptions{
-			TermsOfServiceAgreed: true, Kid: m.cfg.EAB.KID, HmacEncoded: hmac,
+			TermsOfServiceAgreed: true, Kid: m.cfg.EAB.KID, HmacEncoded: m.cfg.EAB.HMAC,
 		})
 	} else {
 		reg, err = client.Registration.Register(registration.RegisterOptions{TermsOfServiceAgreed: true})

@@ -27,7 +27,6 @@ import (
 	"github.com/go-acme/lego/v4/certificate"
 	"github.com/miekg/dns"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/ddns/provider"
 )
@@ -98,10 +97,10 @@ func TestPebble(t *testing.T) {
 		t.Fatal(err)
 	}
 	stateDir := t.TempDir()
-	cfg := config.ACME{
+	cfg := Config{
 		Email: "admin@example.test", Directory: peb.DirectoryURL,
 		Domains:   []string{"derp.example.test", "alt.example.test"},
-		Resolvers: []string{ns.Addr}, PropagationTimeout: config.Duration(30 * time.Second),
+		Resolvers: []string{ns.Addr}, PropagationTimeout: 30 * time.Second,
 		CACertFile: peb.CACertFile,
 	}
 	timing := Timing{PollInterval: 200 * time.Millisecond, RetryMin: time.Second, RetryMax: 2 * time.Second}
@@ -309,12 +308,10 @@ func TestPebbleEAB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hmacFile := filepath.Join(t.TempDir(), "hmac")
-	os.WriteFile(hmacFile, []byte(hmac+"\n"), 0o600)
-	cfg := config.ACME{
+	cfg := Config{
 		Email: "admin@example.test", Directory: peb.DirectoryURL, Domains: []string{"derp.example.test"},
-		Resolvers: []string{ns.Addr}, PropagationTimeout: config.Duration(30 * time.Second), CACertFile: peb.CACertFile,
-		EAB: config.EAB{KID: kid, HMAC: "d3JvbmcgaG1hYyBrZXkgZm9yIHRoZSB0ZXN0IGNhc2U"},
+		Resolvers: []string{ns.Addr}, PropagationTimeout: 30 * time.Second, CACertFile: peb.CACertFile,
+		EAB: EAB{KID: kid, HMAC: "d3JvbmcgaG1hYyBrZXkgZm9yIHRoZSB0ZXN0IGNhc2U"},
 	}
 	log, _ := testLog(t)
 	timing := Timing{PollInterval: 200 * time.Millisecond}
@@ -328,7 +325,7 @@ func TestPebbleEAB(t *testing.T) {
 	}
 	t.Logf("wrong EAB key: %v", err)
 
-	cfg.EAB.HMAC, cfg.EAB.HMACFile = "", hmacFile
+	cfg.EAB.HMAC = hmac // (a hmac_file is read by the config loader)
 	m, err = New(cfg, dnsp, t.TempDir(), log, WithTiming(timing))
 	if err != nil {
 		t.Fatal(err)
@@ -356,9 +353,9 @@ func TestPebbleARI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.ACME{
+	cfg := Config{
 		Email: "admin@example.test", Directory: peb.DirectoryURL, Domains: []string{"derp.example.test"},
-		Resolvers: []string{ns.Addr}, PropagationTimeout: config.Duration(30 * time.Second), CACertFile: peb.CACertFile,
+		Resolvers: []string{ns.Addr}, PropagationTimeout: 30 * time.Second, CACertFile: peb.CACertFile,
 	}
 	cnt := &counter{}
 	log, logBuf := testLog(t)

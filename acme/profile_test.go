@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/ddns/provider"
 )
@@ -39,9 +38,9 @@ func TestPebbleProfile(t *testing.T) {
 	}
 	stateDir := t.TempDir()
 	newManager := func(profile string, cnt *counter) *Manager {
-		cfg := config.ACME{
+		cfg := Config{
 			Email: "admin@example.test", Directory: peb.DirectoryURL, Domains: []string{"derp.example.test"},
-			Resolvers: []string{ns.Addr}, PropagationTimeout: config.Duration(30 * time.Second), CACertFile: peb.CACertFile,
+			Resolvers: []string{ns.Addr}, PropagationTimeout: 30 * time.Second, CACertFile: peb.CACertFile,
 			Profile: profile,
 		}
 		log, _ := testLog(t)

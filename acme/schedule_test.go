@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/ddns/provider"
 )
 
@@ -119,11 +118,11 @@ func TestNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok := config.ACME{Directory: "https://ca.example/dir", Domains: []string{"derp.example.com"}}
+	ok := Config{Directory: "https://ca.example/dir", Domains: []string{"derp.example.com"}}
 	if _, err := New(ok, nil, "", nil); err == nil {
 		t.Error("no DNS provider accepted")
 	}
-	if _, err := New(config.ACME{Directory: ok.Directory}, dnsp, "", nil); err == nil {
+	if _, err := New(Config{Directory: ok.Directory}, dnsp, "", nil); err == nil {
 		t.Error("no domains accepted")
 	}
 

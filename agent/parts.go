@@ -121,7 +121,7 @@ func (a *Agent) acmePart(ac config.ACME, stateDir string) part {
 			if err != nil {
 				return fmt.Errorf("acme.dns_provider: %w", err)
 			}
-			m, err := acme.New(ac, dns, stateDir, a.log)
+			m, err := acme.New(ac.Config, dns, stateDir, a.log)
 			if err != nil {
 				return err
 			}

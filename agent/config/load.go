@@ -150,7 +150,7 @@ func (cfg *Config) check(c *checker) {
 		cfg.DDNS.check(c, cfg)
 	}
 	if cfg.ACME != nil {
-		cfg.ACME.check(c, cfg)
+		cfg.ACME.check(c)
 	}
 	if cfg.Subnet != nil {
 		cfg.Subnet.check(c)
