@@ -137,14 +137,14 @@ func (a *Agent) subnetPart(sc config.Subnet, stateDir string) part {
 		name:    "subnet",
 		section: []any{sc, stateDir},
 		retire: func(ctx context.Context) error {
-			r, err := netfilter.New(sc, stateDir, a.log)
+			r, err := netfilter.New(sc.Config, stateDir, a.log)
 			if err != nil {
 				return err
 			}
 			return r.Remove(ctx)
 		},
 		run: func(ctx context.Context) error {
-			r, err := netfilter.New(sc, stateDir, a.log)
+			r, err := netfilter.New(sc.Config, stateDir, a.log)
 			if err != nil {
 				return err
 			}
