@@ -26,7 +26,7 @@ func (a *Agent) parts() []part {
 		run:     func(ctx context.Context) error { return a.serveStatus(ctx, cfg.StateDir, cfg.MetricsListen) },
 	}}
 	if config.On(cfg.Relay.Enabled, true) {
-		ps = append(ps, a.relayPart(cfg.Relay, cfg.StateDir))
+		ps = append(ps, a.relayPart(cfg.Relay.Config, cfg.StateDir))
 	}
 	if cfg.DDNS != nil && config.On(cfg.DDNS.Enabled, true) {
 		ps = append(ps, a.ddnsPart(cfg.DDNS.Config, cfg.StateDir, cfg.Relay.Hostname, cfg.Relay.MeshSTUNServers()))
@@ -40,7 +40,7 @@ func (a *Agent) parts() []part {
 	return ps
 }
 
-func (a *Agent) relayPart(rc config.Relay, stateDir string) part {
+func (a *Agent) relayPart(rc relay.Config, stateDir string) part {
 	return part{
 		name:    "relay",
 		section: []any{rc, stateDir},

@@ -37,7 +37,7 @@ const regionSettle = 300 * time.Millisecond
 
 // followRegion recomputes the region at start and whenever the addresses may have changed,
 // until ctx ends.
-func (a *Agent) followRegion(ctx context.Context, r *relay.Relay, rc config.Relay, stateDir string) {
+func (a *Agent) followRegion(ctx context.Context, r *relay.Relay, rc relay.Config, stateDir string) {
 	netKick := make(chan time.Time, 1)
 	done := make(chan struct{})
 	go func() {
@@ -75,7 +75,7 @@ func (a *Agent) kickRegion() {
 }
 
 // computeRegion builds the region from what the agent knows now and publishes it.
-func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc config.Relay, stateDir string) {
+func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc relay.Config, stateDir string) {
 	a.mu.Lock()
 	cfg, addrs := a.cfg, a.addrs
 	a.mu.Unlock()
@@ -249,7 +249,7 @@ func (a *Agent) dropMap() {
 func OfflineMap(ctx context.Context, cfg *config.Config) (relay.Map, error) {
 	pin := ""
 	if cfg.Relay.TLS.Mode == "self-signed" {
-		ss, err := relay.LoadOrCreateSelfSigned(cfg.StateDir, relay.Hostname(cfg.Relay))
+		ss, err := relay.LoadOrCreateSelfSigned(cfg.StateDir, relay.Hostname(cfg.Relay.Config))
 		if err != nil {
 			return relay.Map{}, err
 		}
@@ -260,6 +260,6 @@ func OfflineMap(ctx context.Context, cfg *config.Config) (relay.Map, error) {
 	if !ddnsOn && cfg.Relay.Hostname == "" {
 		cur = relay.LocalAddrs()
 	}
-	m, _ := relay.BuildMap(ctx, cfg.Relay, cur, pin, ddnsOn && relayRecord(cfg.DDNS.Config, cfg.Relay.Hostname) != "")
+	m, _ := relay.BuildMap(ctx, cfg.Relay.Config, cur, pin, ddnsOn && relayRecord(cfg.DDNS.Config, cfg.Relay.Hostname) != "")
 	return m, nil
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/agent/field"
 )
 
 // DERPRegion and DERPNode mirror the JSON of Tailscale's tailcfg.DERPRegion / DERPNode, the
@@ -45,7 +45,7 @@ type Addrs struct {
 
 // Hostname is the name clients dial: the configured hostname, else (IP-only mode) the
 // best address of this box — a public IPv4, else a global IPv6, else loopback.
-func Hostname(cfg config.Relay) string {
+func Hostname(cfg Config) string {
 	if cfg.Hostname != "" {
 		return cfg.Hostname
 	}
@@ -112,7 +112,7 @@ func IsPublic(ip netip.Addr) bool {
 // With no hostname (IP-only mode) the node is at the line's current address, IPv4 first.
 // With followDNS (the hostname is a name our own DDNS keeps) IPv4 and IPv6 are left out, so
 // clients resolve the name and follow address changes without a new map.
-func Node(ctx context.Context, cfg config.Relay, cur Addrs, pin string, followDNS bool) DERPNode {
+func Node(ctx context.Context, cfg Config, cur Addrs, pin string, followDNS bool) DERPNode {
 	host := Hostname(cfg)
 	if cfg.Hostname == "" && cur.IPv4.IsValid() {
 		host = cur.IPv4.String()
@@ -181,7 +181,7 @@ func portOf(hostport string, def int) int {
 
 // MeshNodes are the region's other relays (relay.mesh.peers) as DERP map nodes, with their
 // pins when given; addresses are left to DNS (or the peer's own derpmap output).
-func MeshNodes(cfg config.Relay) []DERPNode {
+func MeshNodes(cfg Config) []DERPNode {
 	var nodes []DERPNode
 	for i, p := range cfg.Mesh.Peers {
 		host, port := p, portOf(cfg.Listen, 443)
@@ -213,8 +213,8 @@ func MeshNodes(cfg config.Relay) []DERPNode {
 	return nodes
 }
 
-// Region is this node's region with the given nodes.
-func Region(cfg config.Relay, nodes ...DERPNode) DERPRegion {
+// RegionOf is this node's region with the given nodes.
+func RegionOf(cfg Config, nodes ...DERPNode) DERPRegion {
 	return DERPRegion{RegionID: cfg.Region.ID, RegionCode: cfg.Region.Code, RegionName: cfg.Region.Name, Nodes: nodes}
 }
 
@@ -235,19 +235,19 @@ type Map struct {
 // addresses cur (zero when unknown), the self-signed pin ("" otherwise) and whether the
 // hostname is a name our own DDNS keeps. The live region always carries the current
 // addresses: it is fetched again when they change.
-func BuildMap(ctx context.Context, cfg config.Relay, cur Addrs, pin string, followDNS bool) (pasted Map, live DERPRegion) {
+func BuildMap(ctx context.Context, cfg Config, cur Addrs, pin string, followDNS bool) (pasted Map, live DERPRegion) {
 	mesh := MeshNodes(cfg)
 	own := Node(ctx, cfg, cur, pin, followDNS)
-	pasted = Map{Region: Region(cfg, append([]DERPNode{own}, mesh...)...), SelfSigned: cfg.TLS.Mode == "self-signed"}
+	pasted = Map{Region: RegionOf(cfg, append([]DERPNode{own}, mesh...)...), SelfSigned: cfg.TLS.Mode == "self-signed"}
 	live = pasted.Region
 	if followDNS {
 		liveNode := Node(ctx, cfg, cur, pin, false)
-		live = Region(cfg, append([]DERPNode{liveNode}, mesh...)...)
+		live = RegionOf(cfg, append([]DERPNode{liveNode}, mesh...)...)
 		pasted.Notes = append(pasted.Notes, fmt.Sprintf("IPv4/IPv6 are left out on purpose: clients resolve %s, which this relay's own DDNS keeps current, so this map never needs pasting again.", own.HostName))
 	} else if ip, err := netip.ParseAddr(own.HostName); err == nil && IsPublic(ip) {
 		pasted.Notes = append(pasted.Notes, "IP-only: when this line's address changes, `edgerelay status` (and the LuCI page) says this map is stale and shows the new one. A DNS name kept by DDNS avoids re-pasting.")
 	}
-	if config.On(cfg.LiveMap, true) {
+	if field.On(cfg.LiveMap, true) {
 		pasted.LiveURL = "https://" + net.JoinHostPort(own.HostName, strconv.Itoa(own.DERPPort)) + LiveMapPath
 	}
 	return pasted, live

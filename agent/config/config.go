@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Default file locations searched by `run` when no -c is given, in order.
@@ -82,12 +81,6 @@ func isListKey(key string) bool {
 	}
 	return t.Kind() == reflect.Slice
 }
-
-// Duration is a time.Duration written as "10s", "2m" in files.
-type Duration time.Duration
-
-// D returns the value as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // On reports whether an optional boolean is set and true, with def used when unset.
 func On(b *bool, def bool) bool {

@@ -176,7 +176,7 @@ func TestDefaultsAndParts(t *testing.T) {
 	if cfg.Relay.TLS.Mode != "acme" || cfg.ACME.Domains[0] != "derp.example.com" || cfg.DDNS != nil || cfg.Subnet != nil {
 		t.Fatalf("defaults: %+v %+v", cfg.Relay.TLS, cfg.ACME)
 	}
-	if cfg.Relay.KeepAlive.D().Seconds() != 60 || cfg.Relay.QueueDepth != 32 || cfg.Relay.Region.ID != 900 {
+	if cfg.Relay.KeepAlive.Seconds() != 60 || cfg.Relay.QueueDepth != 32 || cfg.Relay.Region.ID != 900 {
 		t.Fatalf("relay defaults %+v", cfg.Relay)
 	}
 	cfg, err = Parse([]byte("relay: {enabled: false}\nddns:\n  enabled: no\n"), false)
@@ -185,17 +185,6 @@ func TestDefaultsAndParts(t *testing.T) {
 	}
 	if Default().Relay.TLS.Mode != "self-signed" {
 		t.Fatal("the embedded default is not self-signed")
-	}
-}
-
-func TestSecretsFromFiles(t *testing.T) {
-	f := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(f, []byte("  s3cret\n"), 0o600)
-	if s, err := ReadSecret("inline", f, "api_token"); err != nil || s != "s3cret" {
-		t.Fatalf("%q %v", s, err)
-	}
-	if _, err := ReadSecret("", filepath.Join(t.TempDir(), "missing"), "api_token"); err == nil || !strings.Contains(err.Error(), "api_token_file") {
-		t.Fatalf("missing file error %v", err)
 	}
 }
 

@@ -54,22 +54,12 @@ func readSecrets(v reflect.Value, path string, c *checker) {
 	}
 }
 
-// readSecrets reads the secrets of the sections that will be used: the enabled ones, and a
-// disabled ddns section whose provider acme borrows.
+// readSecrets reads the secrets of the sections that will be used: those of running parts,
+// and a disabled ddns section whose provider acme borrows.
 func (cfg *Config) readSecrets(c *checker) {
-	acmeOn := cfg.ACME != nil && On(cfg.ACME.Enabled, true)
-	for _, s := range []struct {
-		key  string
-		used bool
-		v    any
-	}{
-		{"relay", On(cfg.Relay.Enabled, true), &cfg.Relay},
-		{"ddns", cfg.DDNS != nil && (On(cfg.DDNS.Enabled, true) || acmeOn && cfg.ACME.DNSProvider.IsZero()), cfg.DDNS},
-		{"acme", acmeOn, cfg.ACME},
-		{"subnet", cfg.Subnet != nil && On(cfg.Subnet.Enabled, true), cfg.Subnet},
-	} {
-		if s.used {
-			readSecrets(reflect.ValueOf(s.v), s.key, c)
+	for _, s := range cfg.sections() {
+		if s.on || s.key == "ddns" && cfg.borrowsDDNSProvider() {
+			readSecrets(reflect.ValueOf(s.whole), s.key, c)
 		}
 	}
 }

@@ -74,7 +74,7 @@ func decode(n *node, v reflect.Value, path string, c *checker) {
 		v = v.Elem()
 	}
 	switch {
-	case v.Type() == durationType || v.Type() == reflect.TypeOf(Duration(0)):
+	case v.Type() == durationType:
 		if s, ok := scalar(n, path, c); ok {
 			d, err := parseDuration(s)
 			if err != nil {

@@ -67,12 +67,3 @@ func parentPath(p string) string {
 	}
 	return ""
 }
-
-func oneOf(c *checker, path, v string, allowed ...string) {
-	for _, a := range allowed {
-		if v == a {
-			return
-		}
-	}
-	c.add(path, "%q is not one of %s", v, strings.Join(allowed, ", "))
-}
