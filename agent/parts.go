@@ -45,7 +45,7 @@ func (a *Agent) relayPart(rc relay.Config, stateDir string) part {
 		name:    "relay",
 		section: []any{rc, stateDir},
 		run: func(ctx context.Context) error {
-			opts := relay.Options{Config: rc, StateDir: stateDir, Logger: a.log}
+			opts := relay.Options{Config: rc, StateDir: stateDir, Logger: a.log, Addrs: orLocal(a.Addrs(), rc.Hostname)}
 			if rc.TLS.Mode == "acme" {
 				opts.Certs = &a.certs
 			}
@@ -85,9 +85,10 @@ func (a *Agent) ddnsPart(dc ddns.Config, stateDir, relayHost string, meshSTUN []
 }
 
 // noteAddress keeps the relay's current addresses (for derpmap and status) from the ddns
-// record that publishes the relay's hostname, or from any record when none does.
+// record that publishes the relay's hostname, or from any record's public address when
+// none does.
 func (a *Agent) noteAddress(ch ddns.AddressChange, relayRecord string) {
-	if relayRecord != "" && ch.Record != relayRecord {
+	if relayRecord != "" && ch.Record != relayRecord || relayRecord == "" && ch.New.IsValid() && !ddns.IsPublic(ch.New) {
 		return
 	}
 	a.mu.Lock()

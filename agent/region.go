@@ -80,9 +80,10 @@ func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc relay.Conf
 	cfg, addrs := a.cfg, a.addrs
 	a.mu.Unlock()
 	ddnsOn := cfg.DDNS != nil && config.On(cfg.DDNS.Enabled, true)
-	if !ddnsOn && rc.Hostname == "" { // IP-only: follow this box's public addresses
-		addrs = relay.LocalAddrs()
+	if !ddnsOn {
+		addrs = relay.Addrs{}
 	}
+	addrs = orLocal(addrs, rc.Hostname)
 	hint := ""
 	if moved := movedFrom(rc.Hostname); moved.IsValid() {
 		hint = fmt.Sprintf("relay.hostname %s is no longer an address of this box (its public address is now %s): "+
@@ -101,9 +102,10 @@ func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc relay.Conf
 	followDNS := ddnsOn && relayRecord(cfg.DDNS.Config, rc.Hostname) != ""
 	pasted, live := relay.BuildMap(ctx, rc, addrs, r.CertPin(), followDNS)
 	r.SetRegion(live)
+	noteIPOnly(&pasted)
 	// IP-only without a public address (the WAN not up yet): nothing worth pasting.
 	usable := true
-	if ip, err := netip.ParseAddr(pasted.Region.Nodes[0].HostName); err == nil && rc.Hostname == "" && !relay.IsPublic(ip) {
+	if ip, err := netip.ParseAddr(pasted.Region.Nodes[0].HostName); err == nil && rc.Hostname == "" && !ddns.IsPublic(ip) {
 		usable = false
 		hint = "relay.hostname is empty and this box has no public address yet: the DERP map names " + ip.String() +
 			" until one appears (or set relay.hostname to a DNS name or the public IP)"
@@ -120,14 +122,32 @@ func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc relay.Conf
 // NAT, whose own addresses are private) is left alone.
 func movedFrom(hostname string) netip.Addr {
 	ip, err := netip.ParseAddr(hostname)
-	if err != nil || !relay.IsPublic(ip) || relay.HasLocalAddr(ip) {
+	if err != nil || !ddns.IsPublic(ip) || ddns.HasLocalAddr(ip) {
 		return netip.Addr{}
 	}
-	local := relay.LocalAddrs()
+	v4, v6 := ddns.LocalAddrs()
 	if ip.Unmap().Is4() {
-		return local.IPv4
+		return v4
 	}
-	return local.IPv6
+	return v6
+}
+
+// orLocal is cur, or, for an IP-only relay (no hostname) while cur knows no address, this
+// box's public addresses on its interfaces.
+func orLocal(cur relay.Addrs, hostname string) relay.Addrs {
+	if hostname != "" || cur.IPv4.IsValid() || cur.IPv6.IsValid() {
+		return cur
+	}
+	v4, v6 := ddns.LocalAddrs()
+	return relay.Addrs{IPv4: v4, IPv6: v6}
+}
+
+// noteIPOnly tells whoever pastes a map that names a public IP that it goes stale when the
+// line's address changes (status says so, see setMap).
+func noteIPOnly(m *relay.Map) {
+	if ip, err := netip.ParseAddr(m.Region.Nodes[0].HostName); err == nil && ddns.IsPublic(ip) {
+		m.Notes = append(m.Notes, "IP-only: when this line's address changes, `edgerelay status` (and the LuCI page) says this map is stale and shows the new one. A DNS name kept by DDNS avoids re-pasting.")
+	}
 }
 
 // setMap makes m the map to paste and compares it with the one handed out last. The first
@@ -247,19 +267,18 @@ func (a *Agent) dropMap() {
 // OfflineMap is the map `edgerelay derpmap` prints when no daemon answers: from the config,
 // the interfaces (or DNS) and the self-signed certificate in state_dir.
 func OfflineMap(ctx context.Context, cfg *config.Config) (relay.Map, error) {
+	rc := cfg.Relay.Config
+	cur := orLocal(relay.Addrs{}, rc.Hostname)
 	pin := ""
-	if cfg.Relay.TLS.Mode == "self-signed" {
-		ss, err := relay.LoadOrCreateSelfSigned(cfg.StateDir, relay.Hostname(cfg.Relay.Config))
+	if rc.TLS.Mode == relay.TLSSelfSigned {
+		ss, err := relay.LoadOrCreateSelfSigned(cfg.StateDir, relay.Hostname(rc, cur))
 		if err != nil {
 			return relay.Map{}, err
 		}
 		pin = ss.Pin()
 	}
 	ddnsOn := cfg.DDNS != nil && config.On(cfg.DDNS.Enabled, true)
-	var cur relay.Addrs
-	if !ddnsOn && cfg.Relay.Hostname == "" {
-		cur = relay.LocalAddrs()
-	}
-	m, _ := relay.BuildMap(ctx, cfg.Relay.Config, cur, pin, ddnsOn && relayRecord(cfg.DDNS.Config, cfg.Relay.Hostname) != "")
+	m, _ := relay.BuildMap(ctx, rc, cur, pin, ddnsOn && relayRecord(cfg.DDNS.Config, rc.Hostname) != "")
+	noteIPOnly(&m)
 	return m, nil
 }

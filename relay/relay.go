@@ -26,7 +26,10 @@ type Options struct {
 	StateDir string
 	// Certs serves the TLS certificate. Nil means: build it from Config.TLS (manual or
 	// self-signed); acme mode needs the agent to pass the ACME manager here.
-	Certs  CertSource
+	Certs CertSource
+	// Addrs are this box's public addresses as the agent knows them at start: an IP-only
+	// relay (no hostname) names its self-signed certificate after them.
+	Addrs  Addrs
 	Logger *slog.Logger
 }
 
@@ -80,7 +83,7 @@ func New(opts Options) (*Relay, error) {
 				return nil, err
 			}
 		case "self-signed":
-			ss, err := LoadOrCreateSelfSigned(opts.StateDir, Hostname(cfg))
+			ss, err := LoadOrCreateSelfSigned(opts.StateDir, Hostname(cfg, opts.Addrs))
 			if err != nil {
 				return nil, fmt.Errorf("self-signed certificate: %w", err)
 			}
