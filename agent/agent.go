@@ -5,9 +5,7 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"reflect"
 	"sync"
 	"time"
 
@@ -61,25 +59,13 @@ func (a *Agent) Relay() *relay.Relay {
 	return a.relay
 }
 
-// part is one supervised piece: a name, the config slice it depends on, and how to run it.
-type part struct {
-	name    string
-	section any // compared across reloads: the part restarts only when it changed
-	run     func(ctx context.Context) error
-	// retire, if set, undoes the part's changes to the system when a reload turns it off.
-	retire func(ctx context.Context) error
-}
-
-// Run runs the parts until ctx ends. Each receive on reload re-reads the config file; a
-// config with problems is logged and ignored (the running parts keep going).
+// Run runs the parts until ctx ends and returns once every part has stopped. Each receive
+// on reload re-reads the config file; a config with problems is logged and ignored (the
+// running parts keep going).
 func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
-	running := map[string]*runningPart{}
-	defer func() {
-		for _, rp := range running {
-			rp.stop()
-		}
-	}()
-	a.apply(ctx, running)
+	sv := newSupervisor(a.log, a.setPartState)
+	defer sv.stopAll()
+	sv.apply(ctx, a.parts())
 	for {
 		select {
 		case <-ctx.Done():
@@ -98,93 +84,20 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 			a.mu.Lock()
 			a.cfg = cfg
 			a.mu.Unlock()
-			a.apply(ctx, running)
+			sv.apply(ctx, a.parts())
 			a.kickRegion() // ddns may now keep (or no longer keep) the relay's name
 		}
 	}
 }
 
-// apply starts, restarts or stops parts so that they match a.cfg.
-func (a *Agent) apply(ctx context.Context, running map[string]*runningPart) {
-	want := map[string]part{}
-	for _, p := range a.parts() {
-		want[p.name] = p
-	}
-	for name, rp := range running {
-		p, ok := want[name]
-		if ok && reflect.DeepEqual(p.section, rp.section) {
-			continue
-		}
-		a.log.Info("stopping part", "part", name)
-		rp.stop()
-		delete(running, name)
-		if !ok && rp.retire != nil { // turned off, not just changed: undo what it set up
-			if err := rp.retire(ctx); err != nil {
-				a.log.Error("undoing the part's changes failed", "part", name, "err", err)
-			}
-		}
-	}
-	for name, p := range want {
-		if _, ok := running[name]; !ok {
-			running[name] = a.start(ctx, p)
-		}
-	}
-}
-
-type runningPart struct {
-	section any
-	retire  func(context.Context) error
-	cancel  context.CancelFunc
-	done    chan struct{}
-}
-
-func (rp *runningPart) stop() {
-	rp.cancel()
-	<-rp.done
-}
-
-// start runs p until its context ends, restarting it with backoff (1 s doubling to 1 min)
-// when it fails: one part's failure never stops another.
-func (a *Agent) start(ctx context.Context, p part) *runningPart {
-	ctx, cancel := context.WithCancel(ctx)
-	rp := &runningPart{section: p.section, retire: p.retire, cancel: cancel, done: make(chan struct{})}
-	log := a.log.With("part", p.name)
-	go func() {
-		defer close(rp.done)
-		backoff := time.Second
-		defer func() {
-			a.mu.Lock()
-			delete(a.partErr, p.name)
-			a.mu.Unlock()
-		}()
-		for {
-			started := time.Now()
-			a.setPartErr(p.name, nil)
-			err := p.run(ctx)
-			if ctx.Err() != nil {
-				return
-			}
-			if err == nil {
-				err = errors.New("stopped unexpectedly")
-			}
-			if time.Since(started) > 2*time.Minute {
-				backoff = time.Second // it ran fine for a while: start over
-			}
-			a.setPartErr(p.name, err)
-			log.Error("part failed; restarting", "err", err, "in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, time.Minute)
-		}
-	}()
-	return rp
-}
-
-func (a *Agent) setPartErr(name string, err error) {
+// setPartState records a part's state for status: running (nil), its last failure, or
+// gone.
+func (a *Agent) setPartState(name string, err error, gone bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if gone {
+		delete(a.partErr, name)
+		return
+	}
 	a.partErr[name] = err
 }

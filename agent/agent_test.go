@@ -35,9 +35,6 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 	testenv.WaitFor(t, limit, what, cond)
 }
 
-// TestACMECertificateSwap: the agent obtains a certificate from Pebble by DNS-01 against
-// BIND9, the relay serves it to Tailscale clients, and a renewal swaps it in while those
-// clients stay connected; new clients see the new certificate.
 // startAgent runs an agent on cfg until the test ends; reload may be nil.
 func startAgent(t *testing.T, cfg *config.Config, reload chan struct{}) *Agent {
 	t.Helper()
@@ -52,6 +49,9 @@ func startAgent(t *testing.T, cfg *config.Config, reload chan struct{}) *Agent {
 	return a
 }
 
+// TestACMECertificateSwap: the agent obtains a certificate from Pebble by DNS-01 against
+// BIND9, the relay serves it to Tailscale clients, and a renewal swaps it in while those
+// clients stay connected; new clients see the new certificate.
 func TestACMECertificateSwap(t *testing.T) {
 	pebbleBin := testenv.BuildPebble(t) // in the host namespace: module download, build cache
 	if !testenv.InNetNS(t) {

@@ -18,12 +18,12 @@ import (
 
 // parts lists the enabled parts of the current config. Each captures its own section, so a
 // reload restarts only the parts whose section changed.
-func (a *Agent) parts() []part {
+func (a *Agent) parts() []Part {
 	cfg := a.cfg
-	ps := []part{{
-		name:    "status",
-		section: []any{cfg.StateDir, cfg.MetricsListen},
-		run:     func(ctx context.Context) error { return a.serveStatus(ctx, cfg.StateDir, cfg.MetricsListen) },
+	ps := []Part{{
+		Name:    "status",
+		Section: []any{cfg.StateDir, cfg.MetricsListen},
+		Run:     func(ctx context.Context) error { return a.serveStatus(ctx, cfg.StateDir, cfg.MetricsListen) },
 	}}
 	if config.On(cfg.Relay.Enabled, true) {
 		ps = append(ps, a.relayPart(cfg.Relay.Config, cfg.StateDir))
@@ -40,11 +40,11 @@ func (a *Agent) parts() []part {
 	return ps
 }
 
-func (a *Agent) relayPart(rc relay.Config, stateDir string) part {
-	return part{
-		name:    "relay",
-		section: []any{rc, stateDir},
-		run: func(ctx context.Context) error {
+func (a *Agent) relayPart(rc relay.Config, stateDir string) Part {
+	return Part{
+		Name:    "relay",
+		Section: []any{rc, stateDir},
+		Run: func(ctx context.Context) error {
 			opts := relay.Options{Config: rc, StateDir: stateDir, Logger: a.log, Addrs: orLocal(a.Addrs(), rc.Hostname)}
 			if rc.TLS.Mode == "acme" {
 				opts.Certs = &a.certs
@@ -67,11 +67,11 @@ func (a *Agent) relayPart(rc relay.Config, stateDir string) part {
 	}
 }
 
-func (a *Agent) ddnsPart(dc ddns.Config, stateDir, relayHost string, meshSTUN []string) part {
-	return part{
-		name:    "ddns",
-		section: []any{dc, stateDir, relayHost, meshSTUN},
-		run: func(ctx context.Context) error {
+func (a *Agent) ddnsPart(dc ddns.Config, stateDir, relayHost string, meshSTUN []string) Part {
+	return Part{
+		Name:    "ddns",
+		Section: []any{dc, stateDir, relayHost, meshSTUN},
+		Run: func(ctx context.Context) error {
 			rr := relayRecord(dc, relayHost)
 			u, err := ddns.New(dc, stateDir, a.log, ddns.WithMeshSTUN(meshSTUN),
 				ddns.WithSubscriber(func(ch ddns.AddressChange) { a.noteAddress(ch, rr) }))
@@ -113,11 +113,11 @@ func relayRecord(dc ddns.Config, host string) string {
 	return ""
 }
 
-func (a *Agent) acmePart(ac config.ACME, stateDir string) part {
-	return part{
-		name:    "acme",
-		section: []any{ac, stateDir},
-		run: func(ctx context.Context) error {
+func (a *Agent) acmePart(ac config.ACME, stateDir string) Part {
+	return Part{
+		Name:    "acme",
+		Section: []any{ac, stateDir},
+		Run: func(ctx context.Context) error {
 			dns, err := provider.New(ac.DNSProvider, provider.Options{})
 			if err != nil {
 				return fmt.Errorf("acme.dns_provider: %w", err)
@@ -133,18 +133,18 @@ func (a *Agent) acmePart(ac config.ACME, stateDir string) part {
 	}
 }
 
-func (a *Agent) subnetPart(sc config.Subnet, stateDir string) part {
-	return part{
-		name:    "subnet",
-		section: []any{sc, stateDir},
-		retire: func(ctx context.Context) error {
+func (a *Agent) subnetPart(sc config.Subnet, stateDir string) Part {
+	return Part{
+		Name:    "subnet",
+		Section: []any{sc, stateDir},
+		Undo: func(ctx context.Context) error {
 			r, err := netfilter.New(sc.Config, stateDir, a.log)
 			if err != nil {
 				return err
 			}
 			return r.Remove(ctx)
 		},
-		run: func(ctx context.Context) error {
+		Run: func(ctx context.Context) error {
 			r, err := netfilter.New(sc.Config, stateDir, a.log)
 			if err != nil {
 				return err
