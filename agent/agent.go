@@ -12,7 +12,6 @@ import (
 	"github.com/edgerelay/edgerelay/acme"
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/ddns"
-	"github.com/edgerelay/edgerelay/netfilter"
 	"github.com/edgerelay/edgerelay/relay"
 )
 
@@ -27,14 +26,19 @@ type Agent struct {
 	regionKick   chan struct{} // the addresses may have changed: recompute the region
 	mapReady     chan struct{} // closed at the first region
 	mapReadyOnce sync.Once
+	fileMu       sync.Mutex // one write of the handed-out map at a time (region.go)
 
 	mu    sync.Mutex
 	cfg   *config.Config
-	relay *relay.Relay
-	addrs relay.Addrs // the line's current addresses, as ddns last saw them
-	ddns  *ddns.Updater
-	acme  *acme.Manager
-	net   *netfilter.Reconciler
+	relay *relay.Relay  // the running relay: status reads its counters
+	acme  *acme.Manager // the running ACME manager (tests renew through it)
+	addrs relay.Addrs   // the line's current addresses, as ddns last saw them
+
+	// What the other parts last published for status (status.go): reading them never waits
+	// on a part or runs a command.
+	ddnsState   []ddns.RecordState
+	acmeState   *ACMEStatus
+	subnetState *SubnetStatus
 
 	dmap        *relay.Map        // the relay's map to paste, as of now (region.go)
 	published   *relay.DERPRegion // the region last handed out for pasting

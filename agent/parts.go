@@ -73,12 +73,13 @@ func (a *Agent) ddnsPart(dc ddns.Config, stateDir, relayHost string, meshSTUN []
 		Section: []any{dc, stateDir, relayHost, meshSTUN},
 		Run: func(ctx context.Context) error {
 			rr := relayRecord(dc, relayHost)
+			defer setState(a, &a.ddnsState, nil)
 			u, err := ddns.New(dc, stateDir, a.log, ddns.WithMeshSTUN(meshSTUN),
-				ddns.WithSubscriber(func(ch ddns.AddressChange) { a.noteAddress(ch, rr) }))
+				ddns.WithSubscriber(func(ch ddns.AddressChange) { a.noteAddress(ch, rr) }),
+				ddns.WithStates(func(s []ddns.RecordState) { setState(a, &a.ddnsState, s) }))
 			if err != nil {
 				return err
 			}
-			defer publish(a, &a.ddns, u)()
 			return u.Run(ctx)
 		},
 	}
@@ -122,7 +123,11 @@ func (a *Agent) acmePart(ac config.ACME, stateDir string) Part {
 			if err != nil {
 				return fmt.Errorf("acme.dns_provider: %w", err)
 			}
-			m, err := acme.New(ac.Config, dns, stateDir, a.log)
+			setState(a, &a.acmeState, &ACMEStatus{Domains: ac.Domains})
+			defer setState(a, &a.acmeState, nil)
+			m, err := acme.New(ac.Config, dns, stateDir, a.log, acme.WithSubscriber(func(c acme.CertChange) {
+				setState(a, &a.acmeState, &ACMEStatus{Domains: ac.Domains, NotAfter: c.NotAfter})
+			}))
 			if err != nil {
 				return err
 			}
@@ -145,11 +150,14 @@ func (a *Agent) subnetPart(sc config.Subnet, stateDir string) Part {
 			return r.Remove(ctx)
 		},
 		Run: func(ctx context.Context) error {
-			r, err := netfilter.New(sc.Config, stateDir, a.log)
+			setState(a, &a.subnetState, &SubnetStatus{})
+			defer setState(a, &a.subnetState, nil)
+			r, err := netfilter.New(sc.Config, stateDir, a.log, netfilter.WithReports(func(rep netfilter.Report, err error) {
+				setState(a, &a.subnetState, subnetStatus(rep, err))
+			}))
 			if err != nil {
 				return err
 			}
-			defer publish(a, &a.net, r)()
 			return r.Run(ctx)
 		},
 	}
@@ -180,6 +188,13 @@ func (a *Agent) Addrs() relay.Addrs {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.addrs
+}
+
+// setState replaces what a part published for status.
+func setState[T any](a *Agent, field *T, v T) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	*field = v
 }
 
 // publish makes a running part visible to status (and the other parts) for as long as its

@@ -50,8 +50,12 @@ func (a *Agent) followRegion(ctx context.Context, r *relay.Relay, rc relay.Confi
 	case <-ctx.Done():
 		return
 	}
+	prev, err := loadPublished(stateDir)
+	if err != nil {
+		a.log.Warn("cannot read the DERP map handed out earlier; taking the current one", "err", err)
+	}
 	for {
-		a.computeRegion(ctx, r, rc, stateDir)
+		a.computeRegion(ctx, r, rc, stateDir, prev)
 		select {
 		case <-ctx.Done():
 			return
@@ -75,7 +79,7 @@ func (a *Agent) kickRegion() {
 }
 
 // computeRegion builds the region from what the agent knows now and publishes it.
-func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc relay.Config, stateDir string) {
+func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc relay.Config, stateDir string, prev *relay.DERPRegion) {
 	a.mu.Lock()
 	cfg, addrs := a.cfg, a.addrs
 	a.mu.Unlock()
@@ -113,7 +117,7 @@ func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc relay.Conf
 	a.mu.Lock()
 	a.hostHint = hint
 	a.mu.Unlock()
-	a.setMap(pasted, stateDir, usable)
+	a.setMap(pasted, stateDir, usable, prev)
 }
 
 // movedFrom returns this box's current public address of the family of a typed IP
@@ -150,27 +154,29 @@ func noteIPOnly(m *relay.Map) {
 	}
 }
 
-// setMap makes m the map to paste and compares it with the one handed out last. The first
-// usable map is taken as handed out when none was before.
-func (a *Agent) setMap(m relay.Map, stateDir string, usable bool) {
+// setMap makes m the map to paste and compares it with the one handed out last, prev when
+// none was yet this run (what state_dir recorded). The first usable map is taken as handed
+// out when none was before.
+func (a *Agent) setMap(m relay.Map, stateDir string, usable bool, prev *relay.DERPRegion) {
+	save := false
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.dmap, a.mapDir = &m, stateDir
 	if a.published == nil && usable {
-		p, err := loadPublished(stateDir)
-		if err != nil {
-			a.log.Warn("cannot read the DERP map handed out earlier; taking the current one", "err", err)
-		}
-		if p == nil {
+		if prev == nil {
 			a.handOutLocked()
+			save = true
 		} else {
-			a.published = p
+			a.published = prev
 		}
 	}
 	a.mapReadyOnce.Do(func() { close(a.mapReady) })
 	if stale := a.staleLocked(); stale != "" && !reflect.DeepEqual(a.staleLogged, m.Region) {
 		a.staleLogged = m.Region
 		a.log.Warn(stale, "new_map", string(relay.DERPMapJSON(m.Region)))
+	}
+	a.mu.Unlock()
+	if save {
+		a.savePublished()
 	}
 }
 
@@ -207,12 +213,25 @@ func describeRegion(r relay.DERPRegion) string {
 	return strings.Join(parts, ", ")
 }
 
-// handOutLocked records the current map as the one pasted.
+// handOutLocked records the current map as the one pasted; savePublished keeps it.
 func (a *Agent) handOutLocked() {
 	reg := a.dmap.Region
 	a.published = &reg
+}
+
+// savePublished writes the map handed out last to state_dir, outside a.mu: a status read
+// never waits on the disk.
+func (a *Agent) savePublished() {
+	a.fileMu.Lock()
+	defer a.fileMu.Unlock()
+	a.mu.Lock()
+	reg, dir := a.published, a.mapDir
+	a.mu.Unlock()
+	if reg == nil {
+		return
+	}
 	b, _ := json.MarshalIndent(reg, "", "  ")
-	if err := atomicfile.Write(filepath.Join(a.mapDir, publishedFile), append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, publishedFile), append(b, '\n'), 0o600); err != nil {
 		a.log.Warn("cannot save the DERP map handed out", "err", err)
 	}
 }
@@ -246,12 +265,15 @@ func (a *Agent) DERPMap() (relay.Map, bool) {
 // and the embedded default's first run print what this returns.
 func (a *Agent) HandOut() (relay.Map, bool) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.dmap == nil {
+		a.mu.Unlock()
 		return relay.Map{}, false
 	}
 	a.handOutLocked()
-	return *a.dmap, true
+	m := *a.dmap
+	a.mu.Unlock()
+	a.savePublished()
+	return m, true
 }
 
 // MapReady is closed once the relay has had a region.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 )
 
 // resolve returns the address a record's source offers now. ok is false when the source
@@ -67,6 +68,8 @@ func (u *Updater) resolveSTUN(ctx context.Context, r *record) (netip.Addr, bool)
 		return netip.Addr{}, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, u.timing.STUNTimeout)
+	var wg sync.WaitGroup
+	defer wg.Wait() // the other servers' questions end with ctx: nothing outlives this call
 	defer cancel()
 	type answer struct {
 		srv  string
@@ -75,7 +78,7 @@ func (u *Updater) resolveSTUN(ctx context.Context, r *record) (netip.Addr, bool)
 	}
 	answers := make(chan answer, len(servers))
 	for _, srv := range servers {
-		go func() {
+		wg.Go(func() {
 			a, err := askSTUN(ctx, stunNetwork(r.cfg.Type), withDefaultPort(srv, "3478"))
 			if err == nil {
 				if why := publicReason(r.cfg.Type, a); why != "" {
@@ -83,14 +86,14 @@ func (u *Updater) resolveSTUN(ctx context.Context, r *record) (netip.Addr, bool)
 				}
 			}
 			answers <- answer{srv, a, err}
-		}()
+		})
 	}
 	var errs []string
 	for range servers {
 		a := <-answers
 		if a.err == nil {
 			u.explain(r, "")
-			return a.addr, true // the others end with ctx
+			return a.addr, true
 		}
 		errs = append(errs, a.srv+": "+a.err.Error())
 	}

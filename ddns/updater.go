@@ -84,6 +84,10 @@ func WithSubscriber(f func(AddressChange)) Option {
 // WithProvider uses p instead of building one from the config (sharing one with acme).
 func WithProvider(p provider.Provider) Option { return func(u *Updater) { u.prov = p } }
 
+// WithStates has Run publish every record's state (what Current returns) after each pass of
+// its loop, for a status that never waits on the updater. f must return quickly.
+func WithStates(f func([]RecordState)) Option { return func(u *Updater) { u.states = f } }
+
 // WithHTTPClient sets the client for url sources and for HTTP DNS APIs.
 func WithHTTPClient(c *http.Client) Option { return func(u *Updater) { u.hc = c } }
 
@@ -103,6 +107,7 @@ type Updater struct {
 	hc       *http.Client
 	timing   Timing
 	subs     []func(AddressChange)
+	states   func([]RecordState)
 	meshSTUN []string
 
 	mu      sync.Mutex // guards records' exported state for Current
@@ -185,9 +190,12 @@ func (u *Updater) Run(ctx context.Context) error {
 		// URL and STUN sources are re-asked on address and link events too (a WAN change
 		// shows up there first), and at every Recheck.
 		w := &netWatcher{log: u.log}
-		go w.run(ctx, kick)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { w.run(ctx, kick) })
 	}
 	send(kick, time.Now())
+	u.publishStates()
 
 	var pendingSince, quietUntil time.Time
 	nextRecheck := time.Now().Add(u.timing.Recheck)
@@ -230,6 +238,13 @@ func (u *Updater) Run(ctx context.Context) error {
 				u.reconcile(ctx, r, recheck)
 			}
 		}
+		u.publishStates()
+	}
+}
+
+func (u *Updater) publishStates() {
+	if u.states != nil {
+		u.states(u.Current())
 	}
 }
 

@@ -25,6 +25,7 @@ type Reconciler struct {
 	procSys   string
 	fw4Dir    string
 	fw4Reload []string
+	reports   func(Report, error)
 
 	mu sync.Mutex // one reconcile at a time (Run's loop and a concurrent Apply/Remove)
 }
