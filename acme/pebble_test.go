@@ -46,14 +46,15 @@ func (w tWriter) Write(p []byte) (int, error) {
 // counter counts requests to the CA by kind and keeps the "replaces" field of each new
 // order (decoded from the JWS payload).
 type counter struct {
-	rt              http.RoundTripper
-	orders, account atomic.Int32
-	mu              sync.Mutex
-	replaces        []string
-	profiles        []string
+	rt                   http.RoundTripper
+	orders, account, all atomic.Int32
+	mu                   sync.Mutex
+	replaces             []string
+	profiles             []string
 }
 
 func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.all.Add(1)
 	switch {
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/order-plz"):
 		c.orders.Add(1)
