@@ -1,6 +1,19 @@
 // Package agent runs edgerelay's parts (relay, ddns, acme, subnet) from one config: it
 // starts the enabled ones, restarts a failed part with backoff without touching the others,
-// reloads the config on request, and owns the state that status and derpmap report.
+// reloads the config on request, passes events between the parts, and owns the state that
+// status and derpmap report.
+//
+// The shape, in the order a newcomer meets it:
+//   - A part is a library (relay, ddns, acme, netfilter) that owns its Config, with
+//     SetDefaults and a Validate whose problems name keys relative to its section
+//     (agent/field). It imports no other part and nothing of the agent's but the leaves
+//     agent/field and agent/atomicfile (layout_test.go).
+//   - agent/config composes the sections, reads secrets, adds the line to each problem.
+//   - parts.go turns the enabled sections into Parts (name, section, Run, Undo) and wires
+//     the events: ddns addresses to the relay's region, acme certificates to the relay.
+//   - supervise.go runs them: a failing part restarts with backoff, a reload restarts only
+//     the parts whose section changed and undoes those turned off.
+//   - Parts publish snapshots into the agent (status.go); status never waits on a part.
 package agent
 
 import (

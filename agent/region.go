@@ -42,7 +42,7 @@ func (a *Agent) followRegion(ctx context.Context, r *relay.Relay, rc relay.Confi
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ddns.WatchNet(ctx, a.log.With("part", "relay"), netKick)
+		ddns.WatchNet(ctx, a.log.With("component", "relay"), netKick)
 	}()
 	defer func() { <-done }()
 	select {
