@@ -52,7 +52,7 @@ func (a *Agent) relayPart(rc relay.Config, stateDir string) Part {
 		Section: []any{rc, stateDir},
 		Run: func(ctx context.Context) error {
 			opts := relay.Options{Config: rc, StateDir: stateDir, Logger: a.log, Addrs: orLocal(a.Addrs(), rc.Hostname)}
-			if rc.TLS.Mode == "acme" {
+			if rc.TLS.Mode == relay.TLSACME {
 				opts.Certs = &a.certs
 			}
 			r, err := relay.New(opts)

@@ -55,7 +55,7 @@ type section struct {
 	whole any        // the section (pointer), for reading its secrets
 }
 
-// sections lists the parts' sections present in cfg, in file order of the documentation.
+// sections lists the parts' sections present in cfg.
 func (cfg *Config) sections() []section {
 	ss := []section{{"relay", On(cfg.Relay.Enabled, true), &cfg.Relay.Config, &cfg.Relay}}
 	if s := cfg.DDNS; s != nil {
