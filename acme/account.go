@@ -115,7 +115,7 @@ func (m *Manager) httpClient() (*http.Client, error) {
 	if m.wrapRT != nil {
 		rt = m.wrapRT(rt)
 	}
-	return &http.Client{Transport: flowTransport{next: rt, m: m}, Timeout: 2 * time.Minute}, nil
+	return &http.Client{Transport: &flowTransport{next: rt, m: m}, Timeout: 2 * time.Minute}, nil
 }
 
 // closeIdle closes the connections to the CA kept between requests: flows are hours apart,

@@ -47,7 +47,7 @@ func (c *Config) SetDefaults() {
 }
 
 // Validate checks the section on its own; keys are relative to it.
-func (c Config) Validate() error {
+func (c *Config) Validate() error {
 	var ps field.Problems
 	if !field.IsURL(c.Directory, "https") {
 		ps.Add("directory", "expected an https URL, got %q", c.Directory)

@@ -3,7 +3,6 @@ package acme
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -32,8 +31,10 @@ func (m *Manager) flow(ctx context.Context, f func(*lego.Client) error) error {
 		return err
 	}
 	m.flowCtx.Store(&ctx)
-	defer m.flowCtx.Store(nil)
-	defer m.closeIdle()
+	defer func() {
+		m.flowCtx.Store(nil)
+		m.closeIdle()
+	}()
 	legolog.Logger = legoLogger{m.log.With("lib", "lego")}
 	client, err := m.clientLocked()
 	if err != nil {
@@ -75,41 +76,19 @@ func (m *Manager) resolvers() []string {
 	return nil // keep what lego has
 }
 
-// flowTransport carries the flow's context into every request to the CA: a request of a
-// Manager that is stopping fails at once, and one in flight is cancelled.
+// flowTransport refuses the requests of a flow whose context has ended, so lego's order
+// unwinds at its next request to the CA instead of going on (a request already sent ends
+// within the HTTP client's timeout).
 type flowTransport struct {
 	next http.RoundTripper
 	m    *Manager
 }
 
-func (t flowTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	flow := t.m.flowContext()
-	if err := flow.Err(); err != nil {
+func (t *flowTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := t.m.flowContext().Err(); err != nil {
 		return nil, fmt.Errorf("acme: stopping: %w", err)
 	}
-	ctx, cancel := context.WithCancel(req.Context())
-	stop := context.AfterFunc(flow, cancel)
-	resp, err := t.next.RoundTrip(req.WithContext(ctx))
-	if err != nil {
-		stop()
-		cancel()
-		return nil, err
-	}
-	resp.Body = &releaseBody{ReadCloser: resp.Body, release: func() { stop(); cancel() }}
-	return resp, nil
-}
-
-// releaseBody lets go of a request's context when its body is closed.
-type releaseBody struct {
-	io.ReadCloser
-	once    sync.Once
-	release func()
-}
-
-func (b *releaseBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.once.Do(b.release)
-	return err
+	return t.next.RoundTrip(req)
 }
 
 // legoLogger sends lego's own log lines to slog: its progress chatter at debug, its

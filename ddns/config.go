@@ -49,7 +49,7 @@ func (c *Config) SetDefaults() {
 }
 
 // Validate checks the section on its own; keys are relative to it.
-func (c Config) Validate() error {
+func (c *Config) Validate() error {
 	var ps field.Problems
 	ps.Merge("provider", c.Provider.Validate())
 	if c.Zone == "" {
@@ -69,8 +69,8 @@ func (c Config) Validate() error {
 		ps.Add("records", "at least one record is needed")
 	}
 	seen := map[string]int{}
-	for i, r := range c.Records {
-		p := field.Index("records", i)
+	for i := range c.Records {
+		r, p := &c.Records[i], field.Index("records", i)
 		r.validate(&ps, p, c.Zone)
 		if fqdn := RecordFQDN(r.Name, c.Zone); fqdn != "" {
 			k := r.Type + " " + fqdn
@@ -87,7 +87,7 @@ func (c Config) Validate() error {
 }
 
 // validate checks one record (at key p of a section for zone).
-func (r Record) validate(ps *field.Problems, p, zone string) {
+func (r *Record) validate(ps *field.Problems, p, zone string) {
 	if r.Name == "" {
 		ps.Add(p+".name", "required (use @ for the zone apex)")
 	} else if zone != "" {
@@ -130,13 +130,21 @@ func (r Record) validate(ps *field.Problems, p, zone string) {
 func (r Record) fixedValue() (netip.Addr, error) {
 	a, err := netip.ParseAddr(r.Value)
 	if err != nil || a.Zone() != "" || (r.Type == "A") != a.Unmap().Is4() {
-		return netip.Addr{}, fmt.Errorf("%q is not an %s address", r.Value, map[bool]string{true: "IPv4", false: "IPv6"}[r.Type == "A"])
+		return netip.Addr{}, fmt.Errorf("%q is not an %s address", r.Value, familyName(r.Type))
 	}
 	return a.Unmap(), nil
 }
 
+// familyName is the address family of a record type.
+func familyName(typ string) string {
+	if typ == "A" {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
 // validateLANHost checks suffix and mac: one of them, on an AAAA interface record.
-func (r Record) validateLANHost(ps *field.Problems, p string) {
+func (r *Record) validateLANHost(ps *field.Problems, p string) {
 	if r.Suffix == "" && r.MAC == "" {
 		return
 	}
@@ -147,7 +155,11 @@ func (r Record) validateLANHost(ps *field.Problems, p string) {
 		ps.Add(p, "suffix and mac make an AAAA record from an interface's prefix: they need type: AAAA and interface")
 	default:
 		if _, err := r.hostID(); err != nil {
-			ps.Add(p+map[bool]string{true: ".suffix", false: ".mac"}[r.Suffix != ""], "%v", err)
+			key := p + ".mac"
+			if r.Suffix != "" {
+				key = p + ".suffix"
+			}
+			ps.Add(key, "%v", err)
 		}
 	}
 }

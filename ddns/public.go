@@ -69,39 +69,30 @@ func IsPublic(a netip.Addr) bool { return PublicReason(a) == "" }
 // LocalAddrs returns the first public IPv4 and IPv6 address on this box's interfaces
 // (either invalid when there is none): an IP-only relay's addresses when ddns is off.
 func LocalAddrs() (v4, v6 netip.Addr) {
-	for _, ip := range interfaceIPs() {
-		if !IsPublic(ip) {
-			continue
-		}
-		if ip.Is4() && !v4.IsValid() {
+	eachLocalAddr(func(ip netip.Addr) {
+		switch {
+		case !IsPublic(ip):
+		case ip.Is4() && !v4.IsValid():
 			v4 = ip
-		} else if ip.Is6() && !v6.IsValid() {
+		case ip.Is6() && !v6.IsValid():
 			v6 = ip
 		}
-	}
+	})
 	return v4, v6
 }
 
 // HasLocalAddr reports whether ip is an address of one of this box's interfaces.
 func HasLocalAddr(ip netip.Addr) bool {
-	for _, a := range interfaceIPs() {
-		if a == ip.Unmap() {
-			return true
-		}
-	}
-	return false
+	found := false
+	eachLocalAddr(func(a netip.Addr) { found = found || a == ip.Unmap() })
+	return found
 }
 
-func interfaceIPs() []netip.Addr {
-	ifaddrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil
-	}
-	var out []netip.Addr
+func eachLocalAddr(f func(netip.Addr)) {
+	ifaddrs, _ := net.InterfaceAddrs()
 	for _, ia := range ifaddrs {
 		if pfx, err := netip.ParsePrefix(ia.String()); err == nil {
-			out = append(out, pfx.Addr().Unmap())
+			f(pfx.Addr().Unmap())
 		}
 	}
-	return out
 }

@@ -105,7 +105,7 @@ func (u *Updater) resolveSTUN(ctx context.Context, r *record) (netip.Addr, bool)
 // case of a WAN behind carrier-grade NAT or a private network.
 func noAddressMessage(r *record, rejected []Rejection) string {
 	if len(rejected) == 0 {
-		return fmt.Sprintf("interface %s has no %s address; keeping the record as it is", r.cfg.Interface, map[bool]string{true: "IPv4", false: "IPv6"}[r.cfg.Type == "A"])
+		return fmt.Sprintf("interface %s has no %s address; keeping the record as it is", r.cfg.Interface, familyName(r.cfg.Type))
 	}
 	parts := make([]string, 0, len(rejected))
 	natted := false

@@ -51,7 +51,7 @@ func (c *Config) SetDefaults() {
 }
 
 // Validate checks the section on its own; keys are relative to it.
-func (c Config) Validate() error {
+func (c *Config) Validate() error {
 	var ps field.Problems
 	for i, r := range c.Routes {
 		if r == "auto" {

@@ -156,7 +156,7 @@ func (c *Config) SetDefaults() {
 }
 
 // Validate checks the section on its own; keys are relative to it.
-func (c Config) Validate() error {
+func (c *Config) Validate() error {
 	var ps field.Problems
 	if c.Hostname != "" && !field.IsHost(c.Hostname) {
 		ps.Add("hostname", "%q is neither a DNS name nor an IP address", c.Hostname)
@@ -171,7 +171,8 @@ func (c Config) Validate() error {
 	ps.OneOf("tls.mode", c.TLS.Mode, TLSACME, TLSManual, TLSSelfSigned)
 	switch c.TLS.Mode {
 	case TLSManual:
-		for key, f := range map[string]string{"tls.cert_file": c.TLS.CertFile, "tls.key_file": c.TLS.KeyFile} {
+		for i, f := range [2]string{c.TLS.CertFile, c.TLS.KeyFile} {
+			key := [2]string{"tls.cert_file", "tls.key_file"}[i]
 			if f == "" {
 				ps.Add(key, "required when relay.tls.mode is manual")
 			} else if _, err := os.Stat(f); err != nil {
@@ -192,16 +193,16 @@ func (c Config) Validate() error {
 		}
 	}
 	c.Mesh.validate(&ps)
-	for key, v := range map[string]string{"ipv4": c.IPv4, "ipv6": c.IPv6} {
+	for i, v := range [2]string{c.IPv4, c.IPv6} {
 		if v != "" && v != "none" && net.ParseIP(v) == nil {
-			ps.Add(key, "expected an IP address or \"none\", got %q", v)
+			ps.Add([2]string{"ipv4", "ipv6"}[i], "expected an IP address or \"none\", got %q", v)
 		}
 	}
 	c.validateLimits(&ps)
 	return ps.Err()
 }
 
-func (m Mesh) validate(ps *field.Problems) {
+func (m *Mesh) validate(ps *field.Problems) {
 	switch {
 	case m.Key != "":
 		if k := strings.TrimSpace(m.Key); len(k) != 64 || !isHex(k) {
@@ -225,16 +226,16 @@ func (m Mesh) validate(ps *field.Problems) {
 }
 
 // validateLimits checks the tuning that maps onto derp.Options and the admission limits.
-func (c Config) validateLimits(ps *field.Problems) {
+func (c *Config) validateLimits(ps *field.Problems) {
 	if c.QueueDepth < 1 || c.QueueDepth > 4096 {
 		ps.Add("queue_depth", "must be between 1 and 4096, got %d", c.QueueDepth)
 	}
-	for key, v := range map[string]int{"max_clients": c.MaxClients, "accept_rate": c.AcceptRate,
-		"accept_burst": c.AcceptBurst, "client_rate": c.ClientRate, "client_burst": c.ClientBurst,
-		"max_pending": c.MaxPending, "max_pending_per_source": c.MaxPendingPerSource,
-		"accept_rate_per_source": c.AcceptRatePerSource, "accept_burst_per_source": c.AcceptBurstPerSource} {
-		if v < 0 {
-			ps.Add(key, "must not be negative, got %d", v)
+	counts := []int{c.MaxClients, c.AcceptRate, c.AcceptBurst, c.ClientRate, c.ClientBurst,
+		c.MaxPending, c.MaxPendingPerSource, c.AcceptRatePerSource, c.AcceptBurstPerSource}
+	for i, key := range strings.Fields("max_clients accept_rate accept_burst client_rate client_burst " +
+		"max_pending max_pending_per_source accept_rate_per_source accept_burst_per_source") {
+		if counts[i] < 0 {
+			ps.Add(key, "must not be negative, got %d", counts[i])
 		}
 	}
 	if c.MaxPendingPerSource > c.MaxPending {
@@ -255,7 +256,7 @@ func (c Config) validateLimits(ps *field.Problems) {
 }
 
 // derpOptions is the tuning of the DERP server.
-func (c Config) derpOptions() derp.Options {
+func (c *Config) derpOptions() derp.Options {
 	return derp.Options{
 		KeepAlive:        c.KeepAlive,
 		WriteTimeout:     c.WriteTimeout,
@@ -270,7 +271,7 @@ func (c Config) derpOptions() derp.Options {
 }
 
 // STUNAddr is the STUN listen address, "" when STUN is off.
-func (c Config) STUNAddr() string {
+func (c *Config) STUNAddr() string {
 	if c.STUNListen == nil {
 		return ""
 	}
@@ -284,7 +285,7 @@ func isHex(s string) bool {
 
 // MeshSTUNServers are the STUN servers of the region's other relays (mesh.peers, at this
 // relay's STUN port: the region's relays are set up alike), for ddns's stun: auto.
-func (c Config) MeshSTUNServers() []string {
+func (c *Config) MeshSTUNServers() []string {
 	port := "3478"
 	if s := c.STUNAddr(); s != "" {
 		if _, p, err := net.SplitHostPort(s); err == nil && p != "" && p != "0" {

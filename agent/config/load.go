@@ -124,16 +124,6 @@ func (cfg *Config) setDefaults() {
 	cfg.defaultsAfter()
 }
 
-// Validate runs the validation pass again (after a caller changed the struct).
-func (cfg *Config) Validate() error {
-	c := &checker{lines: map[string]int{}}
-	cfg.check(c)
-	if len(c.probs) > 0 {
-		return c.probs
-	}
-	return nil
-}
-
 func (cfg *Config) check(c *checker) {
 	var top field.Problems
 	if !filepath.IsAbs(cfg.StateDir) {

@@ -44,9 +44,8 @@ func secretFiles(v reflect.Value, path string, f func(key, file string)) {
 			secretFiles(v.Elem(), path, f)
 		}
 	case reflect.Struct:
-		fields := yamlFields(v.Type())
-		for _, name := range sortedKeys(fields) {
-			fv := v.FieldByIndex(fields[name].index)
+		for _, yf := range fieldsOf(v.Type()) {
+			name, fv := yf.name, v.FieldByIndex(yf.index)
 			if fv.Kind() == reflect.String && strings.HasSuffix(name, "_file") && !notSecret[name] {
 				if fv.String() != "" {
 					f(join(path, name), fv.String())

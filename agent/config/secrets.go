@@ -25,8 +25,8 @@ func readSecrets(v reflect.Value, path string, c *checker) {
 		}
 	case reflect.Struct:
 		fields := yamlFields(v.Type())
-		for _, name := range sortedKeys(fields) {
-			fv := v.FieldByIndex(fields[name].index)
+		for _, f := range fieldsOf(v.Type()) {
+			name, fv := f.name, v.FieldByIndex(f.index)
 			secret, paired := fields[strings.TrimSuffix(name, "_file")]
 			if !strings.HasSuffix(name, "_file") || !paired || fv.Kind() != reflect.String || secret.typ.Kind() != reflect.String {
 				readSecrets(fv, join(path, name), c)

@@ -169,28 +169,39 @@ func parseDuration(s string) (time.Duration, error) {
 	return time.ParseDuration(s)
 }
 
-// yamlField is one key of a struct: where its field is and its type.
+// yamlField is one key of a struct: its name, where its field is and its type.
 type yamlField struct {
+	name  string
 	index []int
 	typ   reflect.Type
 }
 
-// yamlFields maps a struct's yaml key names to their fields. The keys of an inline struct
+// fieldsOf lists a struct's yaml keys in field order. The keys of an inline struct
 // (`yaml:",inline"`: a part's Config inside the section that also holds enabled) count as
 // the outer struct's own.
-func yamlFields(t reflect.Type) map[string]yamlField {
-	m := make(map[string]yamlField)
+func fieldsOf(t reflect.Type) []yamlField {
+	var fs []yamlField
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		switch {
 		case opts == "inline":
-			for k, sub := range yamlFields(f.Type) {
-				m[k] = yamlField{index: append([]int{i}, sub.index...), typ: sub.typ}
+			for _, sub := range fieldsOf(f.Type) {
+				sub.index = append([]int{i}, sub.index...)
+				fs = append(fs, sub)
 			}
 		case name != "" && name != "-":
-			m[name] = yamlField{index: []int{i}, typ: f.Type}
+			fs = append(fs, yamlField{name: name, index: []int{i}, typ: f.Type})
 		}
+	}
+	return fs
+}
+
+// yamlFields maps a struct's yaml keys to their fields.
+func yamlFields(t reflect.Type) map[string]yamlField {
+	m := make(map[string]yamlField)
+	for _, f := range fieldsOf(t) {
+		m[f.name] = f
 	}
 	return m
 }

@@ -21,22 +21,21 @@ type Problem struct {
 	Msg string
 }
 
-func (p Problem) String() string {
-	if p.Key == "" {
-		return p.Msg
-	}
-	return p.Key + ": " + p.Msg
-}
-
 // Problems is every problem found in one section; it is the error Validate returns.
 type Problems []Problem
 
 func (ps Problems) Error() string {
-	lines := make([]string, len(ps))
+	var b strings.Builder
 	for i, p := range ps {
-		lines[i] = p.String()
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		if p.Key != "" {
+			b.WriteString(p.Key + ": ")
+		}
+		b.WriteString(p.Msg)
 	}
-	return strings.Join(lines, "\n")
+	return b.String()
 }
 
 // Add records a problem at key.

@@ -20,7 +20,7 @@ func (c Config) Configured() bool {
 }
 
 // Validate checks the section on its own; keys are relative to it.
-func (c Config) Validate() error {
+func (c *Config) Validate() error {
 	var ps field.Problems
 	if c.URL != "" && !field.IsURL(c.URL, "http", "https") {
 		ps.Add("url", "expected an http(s) URL, got %q", c.URL)
