@@ -22,8 +22,8 @@ import (
 var legoMu sync.Mutex
 
 // flow runs f with the lego client of m (registering the account on first use), as the only
-// lego work in the process. ctx reaches every request to the CA, the DNS-01 solver's API
-// calls and each propagation poll, so f ends soon after ctx does.
+// lego work in the process. Once ctx ends, no request goes to the CA (flowTransport), the
+// DNS-01 solver's API calls and the propagation poll stop, so f ends soon after ctx does.
 func (m *Manager) flow(ctx context.Context, f func(*lego.Client) error) error {
 	legoMu.Lock()
 	defer legoMu.Unlock()
