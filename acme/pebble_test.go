@@ -253,8 +253,9 @@ func TestPebble(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel = context.WithCancel(context.Background())
-	defer cancel()
-	go m3.Run(ctx)
+	done3 := make(chan struct{})
+	go func() { m3.Run(ctx); close(done3) }()
+	defer func() { cancel(); <-done3 }() // Run writes into the temp dir until it returns
 	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logBuf3.String(), "certificate order failed"); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("no failed order reported while named is down")
@@ -367,8 +368,9 @@ func TestPebbleARI(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go m.Run(ctx)
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }() // Run writes into the temp dir until it returns
 	waitLeaf := func(not string) *x509.Certificate {
 		t.Helper()
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

@@ -36,8 +36,10 @@ func TestUpdaterCloudflare(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		go u.Run(ctx)
+		done := make(chan struct{})
+		go func() { u.Run(ctx); close(done) }()
+		// The updater writes its state file until Run returns; the temp dir must outlive it.
+		defer func() { cancel(); <-done }()
 		for !until(u) {
 			if ctx.Err() != nil {
 				t.Fatalf("timed out; state %+v, records %+v", u.Current(), s.Records("example.com"))

@@ -36,14 +36,17 @@ func TestUpdaterTencentCloud(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		go u.Run(ctx)
+		done := make(chan struct{})
+		go func() { u.Run(ctx); close(done) }()
 		for value() != want || stateOf(u, "nas.example.com", "AAAA").Published.String() != want {
 			if ctx.Err() != nil {
 				t.Fatalf("record is %q, want %s; calls %v; state %+v", value(), want, s.Calls(), u.Current())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+		// The updater writes its state file until Run returns; the temp dir must outlive it.
 		cancel()
+		<-done
 	}
 	var aaaa int
 	for _, r := range s.Records("example.com") {
