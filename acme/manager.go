@@ -430,7 +430,10 @@ func (m *Manager) obtain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	req := certificate.ObtainRequest{Domains: m.domains, Bundle: true, Profile: m.cfg.Profile}
+	req, err := m.orderRequest()
+	if err != nil {
+		return err
+	}
 	if old := m.Leaf(); old != nil {
 		// ARI: tell the CA which certificate this replaces (ignored when it has no ARI).
 		if id, err := certificate.MakeARICertID(old); err == nil {
@@ -439,7 +442,7 @@ func (m *Manager) obtain(ctx context.Context) error {
 	}
 	start := time.Now()
 	m.log.Info("ordering certificate", "names", m.domains, "directory", m.cfg.Directory, "profile", m.cfg.Profile)
-	res, err := client.Certificate.Obtain(req)
+	res, err := client.Certificate.ObtainForCSR(req)
 	if err != nil && strings.Contains(err.Error(), "accountDoesNotExist") {
 		// The CA forgot the account (a reset test CA, a deleted account): register again.
 		m.log.Warn("the CA does not know the stored account, registering again")
@@ -450,7 +453,7 @@ func (m *Manager) obtain(ctx context.Context) error {
 		if client, err = m.clientLocked(); err != nil {
 			return err
 		}
-		res, err = client.Certificate.Obtain(req)
+		res, err = client.Certificate.ObtainForCSR(req)
 	}
 	if err != nil {
 		return fmt.Errorf("ordering a certificate for %s: %w", strings.Join(m.domains, ", "), err)
@@ -466,6 +469,30 @@ func (m *Manager) obtain(ctx context.Context) error {
 	m.log.Info("certificate obtained", "took", time.Since(start).Round(time.Millisecond))
 	m.setCert(c, true)
 	return nil
+}
+
+// orderRequest is a fresh key and a CSR for the configured names. The order goes through
+// lego's ObtainForCSR rather than Obtain: Obtain converts names with golang.org/x/net/idna,
+// which links a second copy of the IDNA and Unicode tables next to the standard library's
+// (about 57 KB on mipsle), and config validation admits only ASCII names anyway.
+func (m *Manager) orderRequest() (certificate.ObtainForCSRRequest, error) {
+	key, err := certcrypto.GeneratePrivateKey(certcrypto.EC256)
+	if err != nil {
+		return certificate.ObtainForCSRRequest{}, fmt.Errorf("certificate key: %w", err)
+	}
+	cn := m.domains[0]
+	if len(cn) > 64 { // the longest common name X.509 allows; the names are in the SAN anyway
+		cn = ""
+	}
+	der, err := certcrypto.GenerateCSR(key, cn, m.domains, false)
+	if err != nil {
+		return certificate.ObtainForCSRRequest{}, fmt.Errorf("certificate request: %w", err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return certificate.ObtainForCSRRequest{}, fmt.Errorf("certificate request: %w", err)
+	}
+	return certificate.ObtainForCSRRequest{CSR: csr, PrivateKey: key, Bundle: true, Profile: m.cfg.Profile}, nil
 }
 
 func (m *Manager) forgetAccount() error {
