@@ -32,10 +32,16 @@ type dnsSolver struct {
 	interval  time.Duration
 	apiTime   time.Duration
 	log       *slog.Logger
+	// ctx is the context of the order being solved: the Manager's flow, which ends when the
+	// acme part stops.
+	ctx func() context.Context
 
 	mu      sync.Mutex // lego presents authorizations in parallel
 	present map[string]presented
 }
+
+// cleanupTime bounds removing a challenge record, also after the order was abandoned.
+const cleanupTime = 30 * time.Second
 
 type presented struct {
 	zone string
@@ -47,6 +53,9 @@ func (s *dnsSolver) key(domain, keyAuth string) string { return domain + "\x00" 
 // Present adds the TXT record for one authorization.
 func (s *dnsSolver) Present(domain, _, keyAuth string) error {
 	info := dns01.GetChallengeInfo(domain, keyAuth)
+	if err := s.ctx().Err(); err != nil {
+		return err
+	}
 	zone, err := s.zoneOf(info.EffectiveFQDN)
 	if err != nil {
 		return err
@@ -54,7 +63,7 @@ func (s *dnsSolver) Present(domain, _, keyAuth string) error {
 	rec := libdns.TXT{Name: libdns.RelativeName(info.EffectiveFQDN, zone), TTL: s.ttl, Text: info.Value}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), s.apiTime)
+	ctx, cancel := context.WithTimeout(s.ctx(), s.apiTime)
 	defer cancel()
 	if _, err := s.p.AppendRecords(ctx, zone, []libdns.Record{rec}); err != nil {
 		return fmt.Errorf("adding TXT %s in zone %s: %w", info.EffectiveFQDN, zone, err)
@@ -72,7 +81,8 @@ func (s *dnsSolver) Present(domain, _, keyAuth string) error {
 }
 
 // CleanUp removes the TXT record Present added (only that value; other TXT records at the
-// name stay).
+// name stay). It runs also when the order was abandoned, so it is bounded by cleanupTime
+// rather than ended by the order's cancellation: no challenge record is left behind.
 func (s *dnsSolver) CleanUp(domain, _, keyAuth string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -81,7 +91,7 @@ func (s *dnsSolver) CleanUp(domain, _, keyAuth string) error {
 	if !ok {
 		return nil // Present failed before writing anything: nothing to remove
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.apiTime)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx()), cleanupTime)
 	defer cancel()
 	if _, err := s.p.DeleteRecords(ctx, pr.zone, []libdns.Record{pr.rec}); err != nil {
 		return fmt.Errorf("removing TXT %s in zone %s: %w", pr.rec.Name, pr.zone, err)

@@ -27,7 +27,6 @@ import (
 	"github.com/go-acme/lego/v4/certificate"
 	"github.com/miekg/dns"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/ddns/provider"
 )
@@ -47,14 +46,15 @@ func (w tWriter) Write(p []byte) (int, error) {
 // counter counts requests to the CA by kind and keeps the "replaces" field of each new
 // order (decoded from the JWS payload).
 type counter struct {
-	rt              http.RoundTripper
-	orders, account atomic.Int32
-	mu              sync.Mutex
-	replaces        []string
-	profiles        []string
+	rt                   http.RoundTripper
+	orders, account, all atomic.Int32
+	mu                   sync.Mutex
+	replaces             []string
+	profiles             []string
 }
 
 func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.all.Add(1)
 	switch {
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/order-plz"):
 		c.orders.Add(1)
@@ -93,15 +93,15 @@ func TestPebble(t *testing.T) {
 		t.Fatal(err)
 	}
 	peb := testenv.StartPebble(t, ns.Addr, testenv.PebbleOptions{})
-	dnsp, err := provider.New(config.Provider{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
+	dnsp, err := provider.New(provider.Config{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stateDir := t.TempDir()
-	cfg := config.ACME{
+	cfg := Config{
 		Email: "admin@example.test", Directory: peb.DirectoryURL,
 		Domains:   []string{"derp.example.test", "alt.example.test"},
-		Resolvers: []string{ns.Addr}, PropagationTimeout: config.Duration(30 * time.Second),
+		Resolvers: []string{ns.Addr}, PropagationTimeout: 30 * time.Second,
 		CACertFile: peb.CACertFile,
 	}
 	timing := Timing{PollInterval: 200 * time.Millisecond, RetryMin: time.Second, RetryMax: 2 * time.Second}
@@ -253,8 +253,9 @@ func TestPebble(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel = context.WithCancel(context.Background())
-	defer cancel()
-	go m3.Run(ctx)
+	done3 := make(chan struct{})
+	go func() { m3.Run(ctx); close(done3) }()
+	defer func() { cancel(); <-done3 }() // Run writes into the temp dir until it returns
 	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logBuf3.String(), "certificate order failed"); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("no failed order reported while named is down")
@@ -305,16 +306,14 @@ func TestPebbleEAB(t *testing.T) {
 	ns := testenv.StartBIND9(t, "example.test")
 	const kid, hmac = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
 	peb := testenv.StartPebble(t, ns.Addr, testenv.PebbleOptions{EABKeys: map[string]string{kid: hmac}})
-	dnsp, err := provider.New(config.Provider{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
+	dnsp, err := provider.New(provider.Config{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hmacFile := filepath.Join(t.TempDir(), "hmac")
-	os.WriteFile(hmacFile, []byte(hmac+"\n"), 0o600)
-	cfg := config.ACME{
+	cfg := Config{
 		Email: "admin@example.test", Directory: peb.DirectoryURL, Domains: []string{"derp.example.test"},
-		Resolvers: []string{ns.Addr}, PropagationTimeout: config.Duration(30 * time.Second), CACertFile: peb.CACertFile,
-		EAB: config.EAB{KID: kid, HMAC: "d3JvbmcgaG1hYyBrZXkgZm9yIHRoZSB0ZXN0IGNhc2U"},
+		Resolvers: []string{ns.Addr}, PropagationTimeout: 30 * time.Second, CACertFile: peb.CACertFile,
+		EAB: EAB{KID: kid, HMAC: "d3JvbmcgaG1hYyBrZXkgZm9yIHRoZSB0ZXN0IGNhc2U"},
 	}
 	log, _ := testLog(t)
 	timing := Timing{PollInterval: 200 * time.Millisecond}
@@ -328,7 +327,7 @@ func TestPebbleEAB(t *testing.T) {
 	}
 	t.Logf("wrong EAB key: %v", err)
 
-	cfg.EAB.HMAC, cfg.EAB.HMACFile = "", hmacFile
+	cfg.EAB.HMAC = hmac // (a hmac_file is read by the config loader)
 	m, err = New(cfg, dnsp, t.TempDir(), log, WithTiming(timing))
 	if err != nil {
 		t.Fatal(err)
@@ -352,13 +351,13 @@ func TestPebbleARI(t *testing.T) {
 	}
 	ns := testenv.StartBIND9(t, "example.test")
 	peb := testenv.StartPebble(t, ns.Addr, testenv.PebbleOptions{Binary: bin})
-	dnsp, err := provider.New(config.Provider{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
+	dnsp, err := provider.New(provider.Config{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.ACME{
+	cfg := Config{
 		Email: "admin@example.test", Directory: peb.DirectoryURL, Domains: []string{"derp.example.test"},
-		Resolvers: []string{ns.Addr}, PropagationTimeout: config.Duration(30 * time.Second), CACertFile: peb.CACertFile,
+		Resolvers: []string{ns.Addr}, PropagationTimeout: 30 * time.Second, CACertFile: peb.CACertFile,
 	}
 	cnt := &counter{}
 	log, logBuf := testLog(t)
@@ -369,8 +368,9 @@ func TestPebbleARI(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go m.Run(ctx)
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }() // Run writes into the temp dir until it returns
 	waitLeaf := func(not string) *x509.Certificate {
 		t.Helper()
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

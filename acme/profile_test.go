@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/ddns/provider"
 )
@@ -33,15 +32,15 @@ func TestPebbleProfile(t *testing.T) {
 	}
 	ns := testenv.StartBIND9(t, "example.test")
 	peb := testenv.StartPebble(t, ns.Addr, testenv.PebbleOptions{Binary: bin, Profiles: leProfiles})
-	dnsp, err := provider.New(config.Provider{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
+	dnsp, err := provider.New(provider.Config{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}, provider.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stateDir := t.TempDir()
 	newManager := func(profile string, cnt *counter) *Manager {
-		cfg := config.ACME{
+		cfg := Config{
 			Email: "admin@example.test", Directory: peb.DirectoryURL, Domains: []string{"derp.example.test"},
-			Resolvers: []string{ns.Addr}, PropagationTimeout: config.Duration(30 * time.Second), CACertFile: peb.CACertFile,
+			Resolvers: []string{ns.Addr}, PropagationTimeout: 30 * time.Second, CACertFile: peb.CACertFile,
 			Profile: profile,
 		}
 		log, _ := testLog(t)

@@ -1,16 +1,19 @@
 package acme
 
 import (
+	"context"
 	"crypto/x509"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
+	"errors"
 	"slices"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/go-acme/lego/v4/acme/api"
+	"github.com/go-acme/lego/v4/certificate"
+	"github.com/go-acme/lego/v4/lego"
 )
+
+// When to order and renew: Run's loop, the CA's ARI window and the fallbacks.
 
 // fallbackRenewAt is when to renew without ARI: once two thirds of the lifetime have passed
 // (half for certificates shorter than ten days, as Let's Encrypt recommends).
@@ -60,34 +63,101 @@ func lifeBound(leaf *x509.Certificate, d time.Duration) time.Duration {
 	return min(d, max(leaf.NotAfter.Sub(leaf.NotBefore)/10, time.Minute))
 }
 
-// checkProfile makes sure the CA's directory offers profile (draft-ietf-acme-profiles: the
-// "profiles" object in the directory's meta), so a typo is reported with the choices
-// instead of as a refused order.
-func checkProfile(hc *http.Client, directory, profile string) error {
-	resp, err := hc.Get(directory)
-	if err != nil {
-		return fmt.Errorf("ACME directory %s: %w", directory, err)
+// Run keeps a valid certificate in service until ctx ends: it orders one when there is
+// none, renews in the CA's ARI window (or at two thirds of the lifetime), and retries
+// failures with backoff. Failures never end Run. It returns only once its work has stopped:
+// an order in progress is abandoned (its challenge records removed), nothing is left
+// running that could write the store or lego's settings.
+func (m *Manager) Run(ctx context.Context) error {
+	fails := 0
+	var retryAt time.Time
+	for {
+		at, renew, why := retryAt, true, "retry after a failure"
+		if retryAt.IsZero() {
+			at, renew, why = m.nextRenewal(ctx)
+		}
+		if wait := time.Until(at); wait > 0 {
+			m.log.Info("next certificate check", "at", at.Round(time.Second), "renew", renew, "why", why)
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-m.changed:
+				t.Stop()
+				retryAt, fails = time.Time{}, 0
+				continue
+			case <-t.C:
+			}
+		}
+		if !renew {
+			continue // time to ask the CA again
+		}
+		retryAt = time.Time{}
+		err := m.obtain(ctx) // returns soon after ctx ends, its work stopped
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			fails++
+			d := retryDelay(fails, m.timing.RetryMin, lifeBound(m.Leaf(), m.timing.RetryMax))
+			retryAt = time.Now().Add(d)
+			m.log.Warn("certificate order failed; the current certificate keeps serving", "err", err,
+				"attempt", fails, "retry_in", d, "current_expires", m.Expiry())
+			continue
+		}
+		fails = 0
 	}
-	defer resp.Body.Close()
-	var dir struct {
-		Meta struct {
-			Profiles map[string]string `json:"profiles"`
-		} `json:"meta"`
+}
+
+// nextRenewal says when to act next: renew at that time (renew true), or ask the CA for
+// its renewal window again (renew false), and why.
+func (m *Manager) nextRenewal(ctx context.Context) (at time.Time, renew bool, why string) {
+	leaf := m.Leaf()
+	now := time.Now()
+	if leaf == nil {
+		return now, true, "no certificate"
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&dir); err != nil {
-		return fmt.Errorf("ACME directory %s: %w", directory, err)
+	fallback := fallbackRenewAt(leaf)
+	if !now.Before(fallback) {
+		return now, true, "two thirds of the lifetime have passed"
 	}
-	offered := dir.Meta.Profiles
-	if _, ok := offered[profile]; ok {
+	var info *certificate.RenewalInfoResponse
+	var ariErr error
+	err := m.flow(ctx, func(client *lego.Client) error {
+		info, ariErr = client.Certificate.GetRenewalInfo(certificate.RenewalInfoRequest{Cert: leaf})
 		return nil
+	})
+	if ctx.Err() != nil {
+		return fallback, true, ""
 	}
-	if len(offered) == 0 {
-		return fmt.Errorf("acme.profile %q: the CA at %s offers no certificate profiles; remove acme.profile", profile, directory)
+	if err != nil {
+		m.log.Warn("cannot reach the CA to ask for its renewal window", "err", err)
+		return pick(fallback, now.Add(lifeBound(leaf, m.timing.CheckInterval)), "CA unreachable, will ask again")
 	}
-	names := make([]string, 0, len(offered))
-	for n := range offered {
-		names = append(names, n)
+	err = ariErr
+	if errors.Is(err, api.ErrNoARI) {
+		return fallback, true, "two thirds of the lifetime (the CA offers no ARI)"
 	}
-	sort.Strings(names)
-	return fmt.Errorf("acme.profile %q: the CA at %s offers %s", profile, directory, strings.Join(names, ", "))
+	if err != nil {
+		m.log.Warn("ARI request failed", "err", err)
+		return pick(fallback, now.Add(lifeBound(leaf, m.timing.CheckInterval)), "ARI failed, will ask again")
+	}
+	check := lifeBound(leaf, m.timing.CheckInterval)
+	if at := info.ShouldRenewAt(now, check); at != nil {
+		return *at, true, "in the CA's ARI window"
+	}
+	next := check
+	if info.RetryAfter > 0 && info.RetryAfter < next {
+		next = info.RetryAfter
+	}
+	return pick(fallback, now.Add(next), "ARI window not open yet, will ask again")
+}
+
+// pick renews at the fallback time when it comes before the next check.
+func pick(fallback, check time.Time, why string) (time.Time, bool, string) {
+	if !check.Before(fallback) {
+		return fallback, true, "two thirds of the lifetime"
+	}
+	return check, false, why
 }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/ddns/provider"
 )
 
@@ -115,15 +114,15 @@ func FuzzParseCertFile(f *testing.F) {
 }
 
 func TestNew(t *testing.T) {
-	dnsp, err := provider.New(config.Provider{Type: "rfc2136", Server: "127.0.0.1", KeyName: "k", Key: "c2VjcmV0"}, provider.Options{})
+	dnsp, err := provider.New(provider.Config{Type: "rfc2136", Server: "127.0.0.1", KeyName: "k", Key: "c2VjcmV0"}, provider.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok := config.ACME{Directory: "https://ca.example/dir", Domains: []string{"derp.example.com"}}
+	ok := Config{Directory: "https://ca.example/dir", Domains: []string{"derp.example.com"}}
 	if _, err := New(ok, nil, "", nil); err == nil {
 		t.Error("no DNS provider accepted")
 	}
-	if _, err := New(config.ACME{Directory: ok.Directory}, dnsp, "", nil); err == nil {
+	if _, err := New(Config{Directory: ok.Directory}, dnsp, "", nil); err == nil {
 		t.Error("no domains accepted")
 	}
 

@@ -1,20 +1,30 @@
 // Package agent runs edgerelay's parts (relay, ddns, acme, subnet) from one config: it
 // starts the enabled ones, restarts a failed part with backoff without touching the others,
-// reloads the config on request, and owns the state that status and derpmap report.
+// reloads the config on request, passes events between the parts, and owns the state that
+// status and derpmap report.
+//
+// The shape, in the order a newcomer meets it:
+//   - A part is a library (relay, ddns, acme, netfilter) that owns its Config, with
+//     SetDefaults and a Validate whose problems name keys relative to its section
+//     (agent/field). It imports no other part and nothing of the agent's but the leaves
+//     agent/field and agent/atomicfile (layout_test.go).
+//   - agent/config composes the sections, reads secrets, adds the line to each problem.
+//   - parts.go turns the enabled sections into Parts (name, section, Run, Undo) and wires
+//     the events: ddns addresses to the relay's region, acme certificates to the relay.
+//   - supervise.go runs them: a failing part restarts with backoff, a reload restarts only
+//     the parts whose section changed and undoes those turned off.
+//   - Parts publish snapshots into the agent (status.go); status never waits on a part.
 package agent
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"reflect"
 	"sync"
 	"time"
 
 	"github.com/edgerelay/edgerelay/acme"
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/ddns"
-	"github.com/edgerelay/edgerelay/netfilter"
 	"github.com/edgerelay/edgerelay/relay"
 )
 
@@ -29,14 +39,19 @@ type Agent struct {
 	regionKick   chan struct{} // the addresses may have changed: recompute the region
 	mapReady     chan struct{} // closed at the first region
 	mapReadyOnce sync.Once
+	fileMu       sync.Mutex // one write of the handed-out map at a time (region.go)
 
 	mu    sync.Mutex
 	cfg   *config.Config
-	relay *relay.Relay
-	addrs relay.Addrs // the line's current addresses, as ddns last saw them
-	ddns  *ddns.Updater
-	acme  *acme.Manager
-	net   *netfilter.Reconciler
+	relay *relay.Relay  // the running relay: status reads its counters
+	acme  *acme.Manager // the running ACME manager (tests renew through it)
+	addrs relay.Addrs   // the line's current addresses, as ddns last saw them
+
+	// What the other parts last published for status (status.go): reading them never waits
+	// on a part or runs a command.
+	ddnsState   []ddns.RecordState
+	acmeState   *ACMEStatus
+	subnetState *SubnetStatus
 
 	dmap        *relay.Map        // the relay's map to paste, as of now (region.go)
 	published   *relay.DERPRegion // the region last handed out for pasting
@@ -61,25 +76,13 @@ func (a *Agent) Relay() *relay.Relay {
 	return a.relay
 }
 
-// part is one supervised piece: a name, the config slice it depends on, and how to run it.
-type part struct {
-	name    string
-	section any // compared across reloads: the part restarts only when it changed
-	run     func(ctx context.Context) error
-	// retire, if set, undoes the part's changes to the system when a reload turns it off.
-	retire func(ctx context.Context) error
-}
-
-// Run runs the parts until ctx ends. Each receive on reload re-reads the config file; a
-// config with problems is logged and ignored (the running parts keep going).
+// Run runs the parts until ctx ends and returns once every part has stopped. Each receive
+// on reload re-reads the config file; a config with problems is logged and ignored (the
+// running parts keep going).
 func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
-	running := map[string]*runningPart{}
-	defer func() {
-		for _, rp := range running {
-			rp.stop()
-		}
-	}()
-	a.apply(ctx, running)
+	sv := newSupervisor(a.log, a.setPartState)
+	defer sv.stopAll()
+	sv.apply(ctx, a.parts())
 	for {
 		select {
 		case <-ctx.Done():
@@ -98,93 +101,20 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 			a.mu.Lock()
 			a.cfg = cfg
 			a.mu.Unlock()
-			a.apply(ctx, running)
+			sv.apply(ctx, a.parts())
 			a.kickRegion() // ddns may now keep (or no longer keep) the relay's name
 		}
 	}
 }
 
-// apply starts, restarts or stops parts so that they match a.cfg.
-func (a *Agent) apply(ctx context.Context, running map[string]*runningPart) {
-	want := map[string]part{}
-	for _, p := range a.parts() {
-		want[p.name] = p
-	}
-	for name, rp := range running {
-		p, ok := want[name]
-		if ok && reflect.DeepEqual(p.section, rp.section) {
-			continue
-		}
-		a.log.Info("stopping part", "part", name)
-		rp.stop()
-		delete(running, name)
-		if !ok && rp.retire != nil { // turned off, not just changed: undo what it set up
-			if err := rp.retire(ctx); err != nil {
-				a.log.Error("undoing the part's changes failed", "part", name, "err", err)
-			}
-		}
-	}
-	for name, p := range want {
-		if _, ok := running[name]; !ok {
-			running[name] = a.start(ctx, p)
-		}
-	}
-}
-
-type runningPart struct {
-	section any
-	retire  func(context.Context) error
-	cancel  context.CancelFunc
-	done    chan struct{}
-}
-
-func (rp *runningPart) stop() {
-	rp.cancel()
-	<-rp.done
-}
-
-// start runs p until its context ends, restarting it with backoff (1 s doubling to 1 min)
-// when it fails: one part's failure never stops another.
-func (a *Agent) start(ctx context.Context, p part) *runningPart {
-	ctx, cancel := context.WithCancel(ctx)
-	rp := &runningPart{section: p.section, retire: p.retire, cancel: cancel, done: make(chan struct{})}
-	log := a.log.With("part", p.name)
-	go func() {
-		defer close(rp.done)
-		backoff := time.Second
-		defer func() {
-			a.mu.Lock()
-			delete(a.partErr, p.name)
-			a.mu.Unlock()
-		}()
-		for {
-			started := time.Now()
-			a.setPartErr(p.name, nil)
-			err := p.run(ctx)
-			if ctx.Err() != nil {
-				return
-			}
-			if err == nil {
-				err = errors.New("stopped unexpectedly")
-			}
-			if time.Since(started) > 2*time.Minute {
-				backoff = time.Second // it ran fine for a while: start over
-			}
-			a.setPartErr(p.name, err)
-			log.Error("part failed; restarting", "err", err, "in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, time.Minute)
-		}
-	}()
-	return rp
-}
-
-func (a *Agent) setPartErr(name string, err error) {
+// setPartState records a part's state for status: running (nil), its last failure, or
+// gone.
+func (a *Agent) setPartState(name string, err error, gone bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if gone {
+		delete(a.partErr, name)
+		return
+	}
 	a.partErr[name] = err
 }

@@ -5,10 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,9 +38,6 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 	testenv.WaitFor(t, limit, what, cond)
 }
 
-// TestACMECertificateSwap: the agent obtains a certificate from Pebble by DNS-01 against
-// BIND9, the relay serves it to Tailscale clients, and a renewal swaps it in while those
-// clients stay connected; new clients see the new certificate.
 // startAgent runs an agent on cfg until the test ends; reload may be nil.
 func startAgent(t *testing.T, cfg *config.Config, reload chan struct{}) *Agent {
 	t.Helper()
@@ -52,6 +52,9 @@ func startAgent(t *testing.T, cfg *config.Config, reload chan struct{}) *Agent {
 	return a
 }
 
+// TestACMECertificateSwap: the agent obtains a certificate from Pebble by DNS-01 against
+// BIND9, the relay serves it to Tailscale clients, and a renewal swaps it in while those
+// clients stay connected; new clients see the new certificate.
 func TestACMECertificateSwap(t *testing.T) {
 	pebbleBin := testenv.BuildPebble(t) // in the host namespace: module download, build cache
 	if !testenv.InNetNS(t) {
@@ -292,5 +295,62 @@ func TestIPOnlyMapGoesStale(t *testing.T) {
 		st := b.Status(t.Context())
 		return st.MapStale && len(st.Warnings) == 1 && strings.Contains(st.Warnings[0], "relay.hostname 198.51.100.20 is no longer an address of this box") &&
 			st.DERPMap.Region.Nodes[0].HostName == "192.0.2.30"
+	})
+}
+
+// TestStatusAnswersWhileApplyWaits: status serves what the parts last published. While the
+// subnet part's apply holds the Reconciler, stuck on a tailscaled that accepted the
+// connection and does not answer, status still answers at once (before that connection
+// ends); once the apply gives up, status shows its error.
+func TestStatusAnswersWhileApplyWaits(t *testing.T) {
+	if !testenv.InNetNS(t) {
+		return
+	}
+	testenv.IP(t, "link", "add", "lan0", "type", "veth", "peer", "name", "lan0p")
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "tailscaled.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted, closed := make(chan struct{}), make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		close(accepted)
+		io.Copy(io.Discard, c) // read the request, never answer, until the client gives up
+		ln.Close()             // from now on tailscaled is plainly not there
+		close(closed)
+		c.Close()
+	}()
+	cfg, err := config.Parse([]byte(fmt.Sprintf("state_dir: %s\nrelay: {enabled: false}\n"+
+		"subnet: {lan_interfaces: [lan0], firewall: none, tailscaled_socket: %s}\n", dir, sock)), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startAgent(t, cfg, nil)
+	<-accepted // the apply now holds the Reconciler, waiting on tailscaled
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var st *Status
+	testenv.WaitFor(t, time.Minute, "the status socket", func() bool {
+		st, err = QueryStatus(ctx, dir)
+		return err == nil
+	})
+	select {
+	case <-closed:
+		t.Fatal("status answered only after the apply gave up on tailscaled")
+	default:
+	}
+	if st.Parts["subnet"] != "running" || st.Subnet == nil || !st.Subnet.Checked.IsZero() {
+		t.Fatalf("status during the first apply: parts %v, subnet %+v", st.Parts, st.Subnet)
+	}
+	<-closed
+	waitFor(t, "the apply's error in status", time.Minute, func() bool {
+		st, err := QueryStatus(ctx, dir)
+		return err == nil && st.Subnet != nil && strings.Contains(st.Subnet.Error, "tailscaled LocalAPI")
 	})
 }

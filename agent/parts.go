@@ -18,18 +18,24 @@ import (
 
 // parts lists the enabled parts of the current config. Each captures its own section, so a
 // reload restarts only the parts whose section changed.
-func (a *Agent) parts() []part {
+//
+// Adding a part (peer_relay, web, notify, …): give its package a Config with SetDefaults
+// and Validate, add its section to agent/config (sections.go), and append a Part here
+// whose Section is that Config and whose Run builds the part and runs it until ctx ends,
+// publishing its state with setState for status. Events between parts go through the
+// agent (a subscriber option on the producer, a small interface on the consumer).
+func (a *Agent) parts() []Part {
 	cfg := a.cfg
-	ps := []part{{
-		name:    "status",
-		section: []any{cfg.StateDir, cfg.MetricsListen},
-		run:     func(ctx context.Context) error { return a.serveStatus(ctx, cfg.StateDir, cfg.MetricsListen) },
+	ps := []Part{{
+		Name:    "status",
+		Section: []any{cfg.StateDir, cfg.MetricsListen},
+		Run:     func(ctx context.Context) error { return a.serveStatus(ctx, cfg.StateDir, cfg.MetricsListen) },
 	}}
 	if config.On(cfg.Relay.Enabled, true) {
-		ps = append(ps, a.relayPart(cfg.Relay, cfg.StateDir))
+		ps = append(ps, a.relayPart(cfg.Relay.Config, cfg.StateDir))
 	}
 	if cfg.DDNS != nil && config.On(cfg.DDNS.Enabled, true) {
-		ps = append(ps, a.ddnsPart(*cfg.DDNS, cfg.StateDir, cfg.Relay.Hostname, cfg.Relay.MeshSTUNServers()))
+		ps = append(ps, a.ddnsPart(cfg.DDNS.Config, cfg.StateDir, cfg.Relay.Hostname, cfg.Relay.MeshSTUNServers()))
 	}
 	if cfg.ACME != nil && config.On(cfg.ACME.Enabled, true) {
 		ps = append(ps, a.acmePart(*cfg.ACME, cfg.StateDir))
@@ -40,13 +46,13 @@ func (a *Agent) parts() []part {
 	return ps
 }
 
-func (a *Agent) relayPart(rc config.Relay, stateDir string) part {
-	return part{
-		name:    "relay",
-		section: []any{rc, stateDir},
-		run: func(ctx context.Context) error {
-			opts := relay.Options{Config: rc, StateDir: stateDir, Logger: a.log}
-			if rc.TLS.Mode == "acme" {
+func (a *Agent) relayPart(rc relay.Config, stateDir string) Part {
+	return Part{
+		Name:    "relay",
+		Section: []any{rc, stateDir},
+		Run: func(ctx context.Context) error {
+			opts := relay.Options{Config: rc, StateDir: stateDir, Logger: a.log, Addrs: orLocal(a.Addrs(), rc.Hostname)}
+			if rc.TLS.Mode == relay.TLSACME {
 				opts.Certs = &a.certs
 			}
 			r, err := relay.New(opts)
@@ -67,27 +73,29 @@ func (a *Agent) relayPart(rc config.Relay, stateDir string) part {
 	}
 }
 
-func (a *Agent) ddnsPart(dc config.DDNS, stateDir, relayHost string, meshSTUN []string) part {
-	return part{
-		name:    "ddns",
-		section: []any{dc, stateDir, relayHost, meshSTUN},
-		run: func(ctx context.Context) error {
+func (a *Agent) ddnsPart(dc ddns.Config, stateDir, relayHost string, meshSTUN []string) Part {
+	return Part{
+		Name:    "ddns",
+		Section: []any{dc, stateDir, relayHost, meshSTUN},
+		Run: func(ctx context.Context) error {
 			rr := relayRecord(dc, relayHost)
+			defer setState(a, &a.ddnsState, nil)
 			u, err := ddns.New(dc, stateDir, a.log, ddns.WithMeshSTUN(meshSTUN),
-				ddns.WithSubscriber(func(ch ddns.AddressChange) { a.noteAddress(ch, rr) }))
+				ddns.WithSubscriber(func(ch ddns.AddressChange) { a.noteAddress(ch, rr) }),
+				ddns.WithStates(func(s []ddns.RecordState) { setState(a, &a.ddnsState, s) }))
 			if err != nil {
 				return err
 			}
-			defer publish(a, &a.ddns, u)()
 			return u.Run(ctx)
 		},
 	}
 }
 
 // noteAddress keeps the relay's current addresses (for derpmap and status) from the ddns
-// record that publishes the relay's hostname, or from any record when none does.
+// record that publishes the relay's hostname, or from any record's public address when
+// none does.
 func (a *Agent) noteAddress(ch ddns.AddressChange, relayRecord string) {
-	if relayRecord != "" && ch.Record != relayRecord {
+	if relayRecord != "" && ch.Record != relayRecord || relayRecord == "" && ch.New.IsValid() && !ddns.IsPublic(ch.New) {
 		return
 	}
 	a.mu.Lock()
@@ -102,7 +110,7 @@ func (a *Agent) noteAddress(ch ddns.AddressChange, relayRecord string) {
 }
 
 // relayRecord is the fully qualified ddns record that publishes host, or "".
-func relayRecord(dc config.DDNS, host string) string {
+func relayRecord(dc ddns.Config, host string) string {
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	for _, r := range dc.Records {
 		if fqdn := ddns.RecordFQDN(r.Name, dc.Zone); fqdn != "" && fqdn == host {
@@ -112,16 +120,20 @@ func relayRecord(dc config.DDNS, host string) string {
 	return ""
 }
 
-func (a *Agent) acmePart(ac config.ACME, stateDir string) part {
-	return part{
-		name:    "acme",
-		section: []any{ac, stateDir},
-		run: func(ctx context.Context) error {
+func (a *Agent) acmePart(ac config.ACME, stateDir string) Part {
+	return Part{
+		Name:    "acme",
+		Section: []any{ac, stateDir},
+		Run: func(ctx context.Context) error {
 			dns, err := provider.New(ac.DNSProvider, provider.Options{})
 			if err != nil {
 				return fmt.Errorf("acme.dns_provider: %w", err)
 			}
-			m, err := acme.New(ac, dns, stateDir, a.log)
+			setState(a, &a.acmeState, &ACMEStatus{Domains: ac.Domains})
+			defer setState(a, &a.acmeState, nil)
+			m, err := acme.New(ac.Config, dns, stateDir, a.log, acme.WithSubscriber(func(c acme.CertChange) {
+				setState(a, &a.acmeState, &ACMEStatus{Domains: ac.Domains, NotAfter: c.NotAfter})
+			}))
 			if err != nil {
 				return err
 			}
@@ -132,23 +144,26 @@ func (a *Agent) acmePart(ac config.ACME, stateDir string) part {
 	}
 }
 
-func (a *Agent) subnetPart(sc config.Subnet, stateDir string) part {
-	return part{
-		name:    "subnet",
-		section: []any{sc, stateDir},
-		retire: func(ctx context.Context) error {
-			r, err := netfilter.New(sc, stateDir, a.log)
+func (a *Agent) subnetPart(sc config.Subnet, stateDir string) Part {
+	return Part{
+		Name:    "subnet",
+		Section: []any{sc, stateDir},
+		Undo: func(ctx context.Context) error {
+			r, err := netfilter.New(sc.Config, stateDir, a.log)
 			if err != nil {
 				return err
 			}
 			return r.Remove(ctx)
 		},
-		run: func(ctx context.Context) error {
-			r, err := netfilter.New(sc, stateDir, a.log)
+		Run: func(ctx context.Context) error {
+			setState(a, &a.subnetState, &SubnetStatus{})
+			defer setState(a, &a.subnetState, nil)
+			r, err := netfilter.New(sc.Config, stateDir, a.log, netfilter.WithReports(func(rep netfilter.Report, err error) {
+				setState(a, &a.subnetState, subnetStatus(rep, err))
+			}))
 			if err != nil {
 				return err
 			}
-			defer publish(a, &a.net, r)()
 			return r.Run(ctx)
 		},
 	}
@@ -179,6 +194,13 @@ func (a *Agent) Addrs() relay.Addrs {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.addrs
+}
+
+// setState replaces what a part published for status.
+func setState[T any](a *Agent, field *T, v T) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	*field = v
 }
 
 // publish makes a running part visible to status (and the other parts) for as long as its

@@ -37,12 +37,12 @@ const regionSettle = 300 * time.Millisecond
 
 // followRegion recomputes the region at start and whenever the addresses may have changed,
 // until ctx ends.
-func (a *Agent) followRegion(ctx context.Context, r *relay.Relay, rc config.Relay, stateDir string) {
+func (a *Agent) followRegion(ctx context.Context, r *relay.Relay, rc relay.Config, stateDir string) {
 	netKick := make(chan time.Time, 1)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ddns.WatchNet(ctx, a.log.With("part", "relay"), netKick)
+		ddns.WatchNet(ctx, a.log.With("component", "relay"), netKick)
 	}()
 	defer func() { <-done }()
 	select {
@@ -50,8 +50,12 @@ func (a *Agent) followRegion(ctx context.Context, r *relay.Relay, rc config.Rela
 	case <-ctx.Done():
 		return
 	}
+	prev, err := loadPublished(stateDir)
+	if err != nil {
+		a.log.Warn("cannot read the DERP map handed out earlier; taking the current one", "err", err)
+	}
 	for {
-		a.computeRegion(ctx, r, rc, stateDir)
+		a.computeRegion(ctx, r, rc, stateDir, prev)
 		select {
 		case <-ctx.Done():
 			return
@@ -75,14 +79,15 @@ func (a *Agent) kickRegion() {
 }
 
 // computeRegion builds the region from what the agent knows now and publishes it.
-func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc config.Relay, stateDir string) {
+func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc relay.Config, stateDir string, prev *relay.DERPRegion) {
 	a.mu.Lock()
 	cfg, addrs := a.cfg, a.addrs
 	a.mu.Unlock()
 	ddnsOn := cfg.DDNS != nil && config.On(cfg.DDNS.Enabled, true)
-	if !ddnsOn && rc.Hostname == "" { // IP-only: follow this box's public addresses
-		addrs = relay.LocalAddrs()
+	if !ddnsOn {
+		addrs = relay.Addrs{}
 	}
+	addrs = orLocal(addrs, rc.Hostname)
 	hint := ""
 	if moved := movedFrom(rc.Hostname); moved.IsValid() {
 		hint = fmt.Sprintf("relay.hostname %s is no longer an address of this box (its public address is now %s): "+
@@ -98,12 +103,13 @@ func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc config.Rel
 		s := net.JoinHostPort(host, strconv.Itoa(sa.Port))
 		rc.STUNListen = &s
 	}
-	followDNS := ddnsOn && relayRecord(*cfg.DDNS, rc.Hostname) != ""
+	followDNS := ddnsOn && relayRecord(cfg.DDNS.Config, rc.Hostname) != ""
 	pasted, live := relay.BuildMap(ctx, rc, addrs, r.CertPin(), followDNS)
 	r.SetRegion(live)
+	noteIPOnly(&pasted)
 	// IP-only without a public address (the WAN not up yet): nothing worth pasting.
 	usable := true
-	if ip, err := netip.ParseAddr(pasted.Region.Nodes[0].HostName); err == nil && rc.Hostname == "" && !relay.IsPublic(ip) {
+	if ip, err := netip.ParseAddr(pasted.Region.Nodes[0].HostName); err == nil && rc.Hostname == "" && !ddns.IsPublic(ip) {
 		usable = false
 		hint = "relay.hostname is empty and this box has no public address yet: the DERP map names " + ip.String() +
 			" until one appears (or set relay.hostname to a DNS name or the public IP)"
@@ -111,7 +117,7 @@ func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc config.Rel
 	a.mu.Lock()
 	a.hostHint = hint
 	a.mu.Unlock()
-	a.setMap(pasted, stateDir, usable)
+	a.setMap(pasted, stateDir, usable, prev)
 }
 
 // movedFrom returns this box's current public address of the family of a typed IP
@@ -120,37 +126,57 @@ func (a *Agent) computeRegion(ctx context.Context, r *relay.Relay, rc config.Rel
 // NAT, whose own addresses are private) is left alone.
 func movedFrom(hostname string) netip.Addr {
 	ip, err := netip.ParseAddr(hostname)
-	if err != nil || !relay.IsPublic(ip) || relay.HasLocalAddr(ip) {
+	if err != nil || !ddns.IsPublic(ip) || ddns.HasLocalAddr(ip) {
 		return netip.Addr{}
 	}
-	local := relay.LocalAddrs()
+	v4, v6 := ddns.LocalAddrs()
 	if ip.Unmap().Is4() {
-		return local.IPv4
+		return v4
 	}
-	return local.IPv6
+	return v6
 }
 
-// setMap makes m the map to paste and compares it with the one handed out last. The first
-// usable map is taken as handed out when none was before.
-func (a *Agent) setMap(m relay.Map, stateDir string, usable bool) {
+// orLocal is cur, or, for an IP-only relay (no hostname) while cur knows no address, this
+// box's public addresses on its interfaces.
+func orLocal(cur relay.Addrs, hostname string) relay.Addrs {
+	if hostname != "" || cur.IPv4.IsValid() || cur.IPv6.IsValid() {
+		return cur
+	}
+	v4, v6 := ddns.LocalAddrs()
+	return relay.Addrs{IPv4: v4, IPv6: v6}
+}
+
+// noteIPOnly tells whoever pastes a map that names a public IP that it goes stale when the
+// line's address changes (status says so, see setMap).
+func noteIPOnly(m *relay.Map) {
+	if ip, err := netip.ParseAddr(m.Region.Nodes[0].HostName); err == nil && ddns.IsPublic(ip) {
+		m.Notes = append(m.Notes, "IP-only: when this line's address changes, `edgerelay status` (and the LuCI page) says this map is stale and shows the new one. A DNS name kept by DDNS avoids re-pasting.")
+	}
+}
+
+// setMap makes m the map to paste and compares it with the one handed out last, prev when
+// none was yet this run (what state_dir recorded). The first usable map is taken as handed
+// out when none was before.
+func (a *Agent) setMap(m relay.Map, stateDir string, usable bool, prev *relay.DERPRegion) {
+	save := false
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.dmap, a.mapDir = &m, stateDir
 	if a.published == nil && usable {
-		p, err := loadPublished(stateDir)
-		if err != nil {
-			a.log.Warn("cannot read the DERP map handed out earlier; taking the current one", "err", err)
-		}
-		if p == nil {
+		if prev == nil {
 			a.handOutLocked()
+			save = true
 		} else {
-			a.published = p
+			a.published = prev
 		}
 	}
 	a.mapReadyOnce.Do(func() { close(a.mapReady) })
 	if stale := a.staleLocked(); stale != "" && !reflect.DeepEqual(a.staleLogged, m.Region) {
 		a.staleLogged = m.Region
 		a.log.Warn(stale, "new_map", string(relay.DERPMapJSON(m.Region)))
+	}
+	a.mu.Unlock()
+	if save {
+		a.savePublished()
 	}
 }
 
@@ -187,12 +213,25 @@ func describeRegion(r relay.DERPRegion) string {
 	return strings.Join(parts, ", ")
 }
 
-// handOutLocked records the current map as the one pasted.
+// handOutLocked records the current map as the one pasted; savePublished keeps it.
 func (a *Agent) handOutLocked() {
 	reg := a.dmap.Region
 	a.published = &reg
+}
+
+// savePublished writes the map handed out last to state_dir, outside a.mu: a status read
+// never waits on the disk.
+func (a *Agent) savePublished() {
+	a.fileMu.Lock()
+	defer a.fileMu.Unlock()
+	a.mu.Lock()
+	reg, dir := a.published, a.mapDir
+	a.mu.Unlock()
+	if reg == nil {
+		return
+	}
 	b, _ := json.MarshalIndent(reg, "", "  ")
-	if err := atomicfile.Write(filepath.Join(a.mapDir, publishedFile), append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, publishedFile), append(b, '\n'), 0o600); err != nil {
 		a.log.Warn("cannot save the DERP map handed out", "err", err)
 	}
 }
@@ -226,12 +265,15 @@ func (a *Agent) DERPMap() (relay.Map, bool) {
 // and the embedded default's first run print what this returns.
 func (a *Agent) HandOut() (relay.Map, bool) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.dmap == nil {
+		a.mu.Unlock()
 		return relay.Map{}, false
 	}
 	a.handOutLocked()
-	return *a.dmap, true
+	m := *a.dmap
+	a.mu.Unlock()
+	a.savePublished()
+	return m, true
 }
 
 // MapReady is closed once the relay has had a region.
@@ -247,19 +289,18 @@ func (a *Agent) dropMap() {
 // OfflineMap is the map `edgerelay derpmap` prints when no daemon answers: from the config,
 // the interfaces (or DNS) and the self-signed certificate in state_dir.
 func OfflineMap(ctx context.Context, cfg *config.Config) (relay.Map, error) {
+	rc := cfg.Relay.Config
+	cur := orLocal(relay.Addrs{}, rc.Hostname)
 	pin := ""
-	if cfg.Relay.TLS.Mode == "self-signed" {
-		ss, err := relay.LoadOrCreateSelfSigned(cfg.StateDir, relay.Hostname(cfg.Relay))
+	if rc.TLS.Mode == relay.TLSSelfSigned {
+		ss, err := relay.LoadOrCreateSelfSigned(cfg.StateDir, relay.Hostname(rc, cur))
 		if err != nil {
 			return relay.Map{}, err
 		}
 		pin = ss.Pin()
 	}
 	ddnsOn := cfg.DDNS != nil && config.On(cfg.DDNS.Enabled, true)
-	var cur relay.Addrs
-	if !ddnsOn && cfg.Relay.Hostname == "" {
-		cur = relay.LocalAddrs()
-	}
-	m, _ := relay.BuildMap(ctx, cfg.Relay, cur, pin, ddnsOn && relayRecord(*cfg.DDNS, cfg.Relay.Hostname) != "")
+	m, _ := relay.BuildMap(ctx, rc, cur, pin, ddnsOn && relayRecord(cfg.DDNS.Config, rc.Hostname) != "")
+	noteIPOnly(&m)
 	return m, nil
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgerelay/edgerelay/ddns"
+	"github.com/edgerelay/edgerelay/netfilter"
 	"github.com/edgerelay/edgerelay/relay"
 )
 
@@ -42,11 +43,28 @@ type ACMEStatus struct {
 	NotAfter time.Time `json:"not_after,omitzero"`
 }
 
-// SubnetStatus is the last reconcile of the subnet part.
+// SubnetStatus is the last reconcile of the subnet part (Checked zero: none finished yet).
 type SubnetStatus struct {
-	Items   []string `json:"items"`
-	InPlace bool     `json:"in_place"`
-	Error   string   `json:"error,omitempty"`
+	Items   []string  `json:"items"`
+	InPlace bool      `json:"in_place"`
+	Error   string    `json:"error,omitempty"`
+	Checked time.Time `json:"checked,omitzero"`
+}
+
+// subnetStatus is what the subnet part published after an apply: its report and error.
+func subnetStatus(rep netfilter.Report, err error) *SubnetStatus {
+	ss := &SubnetStatus{InPlace: rep.InPlace() && err == nil, Checked: time.Now()}
+	if err != nil {
+		ss.Error = err.Error()
+	}
+	for _, it := range rep.Items {
+		state := "in place"
+		if !it.InPlace {
+			state = fmt.Sprintf("NOT in place (want %s, have %s)", it.Want, it.Have)
+		}
+		ss.Items = append(ss.Items, fmt.Sprintf("%s %s: %s", it.Kind, it.Name, state))
+	}
+	return ss
 }
 
 // MemoryStatus is the Go runtime's view of the process.
@@ -61,13 +79,16 @@ type MemoryStatus struct {
 // StatusSocket is where the daemon answers `edgerelay status`.
 func StatusSocket(stateDir string) string { return filepath.Join(stateDir, "status.sock") }
 
-// Status gathers the current state.
-func (a *Agent) Status(ctx context.Context) Status {
+// Status gathers the current state: what the parts last published and the relay's
+// counters. It never waits on a part's work or runs a command (`subnet show` is the live
+// view).
+func (a *Agent) Status(context.Context) Status {
 	a.mu.Lock()
-	cfg, r, u, m, nf := a.cfg, a.relay, a.ddns, a.acme, a.net
+	r := a.relay
 	st := Status{
-		Version: a.Version, Config: cfg.Source, Started: a.started, Addrs: a.addrs,
+		Version: a.Version, Config: a.cfg.Source, Started: a.started, Addrs: a.addrs,
 		Uptime: time.Since(a.started).Round(time.Second).String(), Parts: map[string]string{},
+		DDNS: a.ddnsState, ACME: a.acmeState, Subnet: a.subnetState,
 	}
 	for name, err := range a.partErr {
 		st.Parts[name] = "running"
@@ -94,28 +115,6 @@ func (a *Agent) Status(ctx context.Context) Status {
 	if stale != "" {
 		st.Warnings = append(st.Warnings, stale)
 		st.MapStale = true
-	}
-	if u != nil {
-		st.DDNS = u.Current()
-	}
-	if m != nil {
-		st.ACME = &ACMEStatus{Domains: cfg.ACME.Domains, NotAfter: m.Expiry()}
-	}
-	if nf != nil {
-		ss := &SubnetStatus{}
-		if rep, err := nf.Show(ctx); err != nil {
-			ss.Error = err.Error()
-		} else {
-			ss.InPlace = rep.InPlace()
-			for _, it := range rep.Items {
-				state := "in place"
-				if !it.InPlace {
-					state = fmt.Sprintf("NOT in place (want %s, have %s)", it.Want, it.Have)
-				}
-				ss.Items = append(ss.Items, fmt.Sprintf("%s %s: %s", it.Kind, it.Name, state))
-			}
-		}
-		st.Subnet = ss
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -193,14 +192,14 @@ func (a *Agent) serveStatus(ctx context.Context, stateDir, metricsListen string)
 func (a *Agent) writeMetrics(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	a.mu.Lock()
-	r, m := a.relay, a.acme
+	r, cert := a.relay, a.acmeState
 	started := a.started
 	a.mu.Unlock()
 	if r != nil {
 		r.WriteMetrics(w)
 	}
-	if m != nil {
-		if exp := m.Expiry(); !exp.IsZero() {
+	if cert != nil {
+		if exp := cert.NotAfter; !exp.IsZero() {
 			fmt.Fprintf(w, "# HELP edgerelay_cert_not_after_seconds Expiry of the ACME certificate.\n# TYPE edgerelay_cert_not_after_seconds gauge\nedgerelay_cert_not_after_seconds %d\n", exp.Unix())
 		}
 	}

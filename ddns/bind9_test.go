@@ -18,8 +18,8 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
+	"github.com/edgerelay/edgerelay/ddns/provider"
 )
 
 // testLog returns a logger writing to t.Log and to a buffer the test can search.
@@ -81,8 +81,8 @@ func waitFor(t *testing.T, ns *testenv.BIND9, name string, qtype uint16, want []
 	}
 }
 
-func rfc2136Provider(ns *testenv.BIND9) config.Provider {
-	return config.Provider{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}
+func rfc2136Provider(ns *testenv.BIND9) provider.Config {
+	return provider.Config{Type: "rfc2136", Server: ns.Addr, KeyName: ns.KeyName, KeyAlg: ns.KeyAlg, Key: ns.Key}
 }
 
 // TestBIND9 runs the updater against a real BIND9 in a network namespace, watching an
@@ -118,11 +118,11 @@ func TestBIND9(t *testing.T) {
 	defer echo.Close()
 
 	stateDir := t.TempDir()
-	cfg := config.DDNS{
+	cfg := Config{
 		Provider: rfc2136Provider(ns),
 		Zone:     zone,
-		TTL:      60,
-		Records: []config.Record{
+		TTL:      60 * time.Second,
+		Records: []Record{
 			{Name: "derp", Type: "AAAA", Interface: "er0"},
 			{Name: "cgnat", Type: "A", Interface: "er0"},
 			{Name: "v4." + zone, Type: "A", URL: echo.URL},

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/ddns/internal/cloudflarefake"
+	"github.com/edgerelay/edgerelay/ddns/provider"
 )
 
 // TestUpdaterCloudflare runs the updater against the local stand-in for Cloudflare's API:
@@ -24,20 +24,22 @@ func TestUpdaterCloudflare(t *testing.T) {
 	s.Add("example.com", "AAAA", "derp", "2001:db8::bb", 300)
 	s.Add("example.com", "A", "www", "203.0.113.80", 300)
 
-	cfg := config.DDNS{
-		Provider: config.Provider{Type: "cloudflare", APIToken: "full"},
-		Zone:     "example.com", TTL: 120,
-		Records: []config.Record{{Name: "derp", Type: "AAAA", Value: "2001:db8::1"}},
+	cfg := Config{
+		Provider: provider.Config{Type: "cloudflare", APIToken: "full"},
+		Zone:     "example.com", TTL: 120 * time.Second,
+		Records: []Record{{Name: "derp", Type: "AAAA", Value: "2001:db8::1"}},
 	}
-	run := func(cfg config.DDNS, until func(u *Updater) bool) *Updater {
+	run := func(cfg Config, until func(u *Updater) bool) *Updater {
 		log, _ := testLog(t)
 		u, err := New(cfg, t.TempDir(), log, WithHTTPClient(s.Client()), WithTiming(Timing{RetryMin: 100 * time.Millisecond, RetryMax: 200 * time.Millisecond}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		go u.Run(ctx)
+		done := make(chan struct{})
+		go func() { u.Run(ctx); close(done) }()
+		// The updater writes its state file until Run returns; the temp dir must outlive it.
+		defer func() { cancel(); <-done }()
 		for !until(u) {
 			if ctx.Err() != nil {
 				t.Fatalf("timed out; state %+v, records %+v", u.Current(), s.Records("example.com"))

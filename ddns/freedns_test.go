@@ -7,15 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/ddns/internal/duckdnsfake"
 	"github.com/edgerelay/edgerelay/ddns/internal/dynv6fake"
+	"github.com/edgerelay/edgerelay/ddns/provider"
 )
 
 // runUpdater runs an updater on cfg against hc until until holds (or fails the test) and
 // stops it.
-func runUpdater(t *testing.T, cfg config.DDNS, stateDir string, hc *http.Client, until func(u *Updater) bool) *Updater {
+func runUpdater(t *testing.T, cfg Config, stateDir string, hc *http.Client, until func(u *Updater) bool) *Updater {
 	t.Helper()
 	log, _ := testLog(t)
 	u, err := New(cfg, stateDir, log, WithHTTPClient(hc), WithTiming(Timing{RetryMin: 100 * time.Millisecond, RetryMax: 200 * time.Millisecond}))
@@ -36,9 +36,9 @@ func runUpdater(t *testing.T, cfg config.DDNS, stateDir string, hc *http.Client,
 func TestUpdaterDuckDNS(t *testing.T) {
 	s := duckdnsfake.New("tok", "home")
 	defer s.Close()
-	cfg := config.DDNS{
-		Provider: config.Provider{Type: "duckdns", APIToken: "tok"}, Zone: "home.duckdns.org", TTL: 60,
-		Records: []config.Record{{Name: "@", Type: "AAAA", Value: "2001:db8::1"}},
+	cfg := Config{
+		Provider: provider.Config{Type: "duckdns", APIToken: "tok"}, Zone: "home.duckdns.org", TTL: 60 * time.Second,
+		Records: []Record{{Name: "@", Type: "AAAA", Value: "2001:db8::1"}},
 	}
 	dir := t.TempDir()
 	runUpdater(t, cfg, dir, s.Client(), func(*Updater) bool { return s.Get("home").IPv6 == "2001:db8::1" })
@@ -52,7 +52,7 @@ func TestUpdaterDuckDNS(t *testing.T) {
 	if len(s.Requests()) != n {
 		t.Errorf("a restart with the same address sent %d more requests", len(s.Requests())-n)
 	}
-	cfg.Records = append(cfg.Records, config.Record{Name: "@", Type: "A", Value: "203.0.113.7"})
+	cfg.Records = append(cfg.Records, Record{Name: "@", Type: "A", Value: "203.0.113.7"})
 	cfg.Records[0].Value = "2001:db8::2"
 	runUpdater(t, cfg, dir, s.Client(), func(*Updater) bool {
 		d := s.Get("home")
@@ -75,9 +75,9 @@ func TestUpdaterDynv6(t *testing.T) {
 	defer s.Close()
 	s.Add("home.dynv6.net", "www", "A", "198.51.100.80")
 	s.Add("home.dynv6.net", "derp", "AAAA", "2001:db8::aa")
-	cfg := config.DDNS{
-		Provider: config.Provider{Type: "dynv6", APIToken: "tok"}, Zone: "home.dynv6.net", TTL: 60,
-		Records: []config.Record{
+	cfg := Config{
+		Provider: provider.Config{Type: "dynv6", APIToken: "tok"}, Zone: "home.dynv6.net", TTL: 60 * time.Second,
+		Records: []Record{
 			{Name: "@", Type: "AAAA", Value: "2001:db8::1"},
 			{Name: "@", Type: "A", Value: "203.0.113.7"},
 			{Name: "derp", Type: "AAAA", Value: "2001:db8::2"},

@@ -4,13 +4,11 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-
-	"github.com/edgerelay/edgerelay/agent/config"
 )
 
 func TestHostAddr(t *testing.T) {
 	iid := func(s string) netip.Addr {
-		a, err := config.ParseSuffix(s)
+		a, err := parseSuffix(s)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,13 +10,12 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/relay/stun"
 )
 
 // startUpdater runs an updater for cfg until the test ends.
-func startUpdater(t *testing.T, cfg config.DDNS, timing Timing, opts ...Option) *Updater {
+func startUpdater(t *testing.T, cfg Config, timing Timing, opts ...Option) *Updater {
 	t.Helper()
 	log, _ := testLog(t)
 	u, err := New(cfg, t.TempDir(), log, append(opts, WithTiming(timing))...)
@@ -44,9 +43,9 @@ func TestLANHostBIND9(t *testing.T) {
 	ipCmd(t, "addr", "add", "2001:db8:10::1/64", "dev", "lan0", "nodad")
 	ipCmd(t, "addr", "add", "fd00:10::1/64", "dev", "lan0", "nodad") // ULA: never the prefix used
 
-	cfg := config.DDNS{
-		Provider: rfc2136Provider(ns), Zone: "example.test", TTL: 60,
-		Records: []config.Record{
+	cfg := Config{
+		Provider: rfc2136Provider(ns), Zone: "example.test", TTL: 60 * time.Second,
+		Records: []Record{
 			{Name: "router", Type: "AAAA", Interface: "lan0"},
 			{Name: "nas", Type: "AAAA", Interface: "lan0", Suffix: "::1234"},
 			{Name: "cam", Type: "AAAA", Interface: "lan0", MAC: "aa:bb:cc:dd:ee:ff"},
@@ -132,12 +131,12 @@ func TestSTUNBehindNAT(t *testing.T) {
 	go srv.Serve(ctx)
 	defer srv.Close()
 
-	cfg := config.DDNS{
-		Provider: rfc2136Provider(ns), Zone: "example.test", TTL: 60,
-		Records: []config.Record{
-			{Name: "home", Type: "A", STUN: "203.0.113.2"},   // default port 3478
-			{Name: "mesh", Type: "A", STUN: config.STUNAuto}, // the mesh peers' STUN servers
-			{Name: "lan", Type: "A", Interface: "st0"},       // private: never published
+	cfg := Config{
+		Provider: rfc2136Provider(ns), Zone: "example.test", TTL: 60 * time.Second,
+		Records: []Record{
+			{Name: "home", Type: "A", STUN: "203.0.113.2"}, // default port 3478
+			{Name: "mesh", Type: "A", STUN: STUNAuto},      // the mesh peers' STUN servers
+			{Name: "lan", Type: "A", Interface: "st0"},     // private: never published
 		},
 	}
 	timing := Timing{RetryMin: 200 * time.Millisecond, RetryMax: time.Second, Recheck: time.Hour, STUNTimeout: 3 * time.Second}

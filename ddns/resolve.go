@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-
-	"github.com/edgerelay/edgerelay/agent/config"
+	"sync"
 )
 
 // resolve returns the address a record's source offers now. ok is false when the source
@@ -61,7 +60,7 @@ func (u *Updater) resolve(ctx context.Context, r *record) (netip.Addr, bool) {
 // mapped address; the first public answer wins.
 func (u *Updater) resolveSTUN(ctx context.Context, r *record) (netip.Addr, bool) {
 	servers := []string{r.cfg.STUN}
-	if r.cfg.STUN == config.STUNAuto {
+	if r.cfg.STUN == STUNAuto {
 		servers = u.meshSTUN
 	}
 	if len(servers) == 0 {
@@ -69,6 +68,8 @@ func (u *Updater) resolveSTUN(ctx context.Context, r *record) (netip.Addr, bool)
 		return netip.Addr{}, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, u.timing.STUNTimeout)
+	var wg sync.WaitGroup
+	defer wg.Wait() // the other servers' questions end with ctx: nothing outlives this call
 	defer cancel()
 	type answer struct {
 		srv  string
@@ -77,22 +78,22 @@ func (u *Updater) resolveSTUN(ctx context.Context, r *record) (netip.Addr, bool)
 	}
 	answers := make(chan answer, len(servers))
 	for _, srv := range servers {
-		go func() {
-			a, err := askSTUN(ctx, stunNetwork(r.cfg.Type), config.WithDefaultPort(srv, "3478"))
+		wg.Go(func() {
+			a, err := askSTUN(ctx, stunNetwork(r.cfg.Type), withDefaultPort(srv, "3478"))
 			if err == nil {
 				if why := publicReason(r.cfg.Type, a); why != "" {
 					err = fmt.Errorf("it reported %s, which is %s (is the server inside this network?)", a, why)
 				}
 			}
 			answers <- answer{srv, a, err}
-		}()
+		})
 	}
 	var errs []string
 	for range servers {
 		a := <-answers
 		if a.err == nil {
 			u.explain(r, "")
-			return a.addr, true // the others end with ctx
+			return a.addr, true
 		}
 		errs = append(errs, a.srv+": "+a.err.Error())
 	}
@@ -104,7 +105,7 @@ func (u *Updater) resolveSTUN(ctx context.Context, r *record) (netip.Addr, bool)
 // case of a WAN behind carrier-grade NAT or a private network.
 func noAddressMessage(r *record, rejected []Rejection) string {
 	if len(rejected) == 0 {
-		return fmt.Sprintf("interface %s has no %s address; keeping the record as it is", r.cfg.Interface, map[bool]string{true: "IPv4", false: "IPv6"}[r.cfg.Type == "A"])
+		return fmt.Sprintf("interface %s has no %s address; keeping the record as it is", r.cfg.Interface, familyName(r.cfg.Type))
 	}
 	parts := make([]string, 0, len(rejected))
 	natted := false

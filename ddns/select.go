@@ -39,59 +39,19 @@ type Rejection struct {
 	Reason string
 }
 
-var (
-	globalUnicast6 = netip.MustParsePrefix("2000::/3")
-	// nonPublic4 are IPv4 ranges that are never reachable from the internet as a WAN address.
-	nonPublic4 = []struct {
-		p      netip.Prefix
-		reason string
-	}{
-		{netip.MustParsePrefix("0.0.0.0/8"), "unspecified range"},
-		{netip.MustParsePrefix("10.0.0.0/8"), "private (RFC 1918)"},
-		{netip.MustParsePrefix("100.64.0.0/10"), "carrier-grade NAT (RFC 6598)"},
-		{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
-		{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
-		{netip.MustParsePrefix("172.16.0.0/12"), "private (RFC 1918)"},
-		{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignments"},
-		{netip.MustParsePrefix("192.168.0.0/16"), "private (RFC 1918)"},
-		{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking"},
-		{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
-		{netip.MustParsePrefix("240.0.0.0/4"), "reserved"},
-	}
-)
-
 // publicReason returns "" when addr may be published for a record of type typ (A or AAAA),
-// or why it may not. It applies to every address source except a fixed value.
+// or why it may not: the public-address rule (public.go) for the record's family. It applies
+// to every address source except a fixed value.
 func publicReason(typ string, a netip.Addr) string {
-	if !a.IsValid() {
+	switch {
+	case !a.IsValid():
 		return "no address"
-	}
-	if typ == "A" {
-		if !a.Is4() && !a.Is4In6() {
-			return "not IPv4"
-		}
-		a = a.Unmap()
-		for _, r := range nonPublic4 {
-			if r.p.Contains(a) {
-				return r.reason
-			}
-		}
-		return ""
-	}
-	if !a.Is6() || a.Is4In6() {
+	case typ == "A" && !a.Is4() && !a.Is4In6():
+		return "not IPv4"
+	case typ != "A" && (!a.Is6() || a.Is4In6()):
 		return "not IPv6"
 	}
-	switch {
-	case a.IsLinkLocalUnicast():
-		return "link-local"
-	case a.IsPrivate():
-		return "unique local (fc00::/7)"
-	case a.IsLoopback(), a.IsUnspecified(), a.IsMulticast():
-		return "not unicast"
-	case !globalUnicast6.Contains(a):
-		return "not global unicast (2000::/3)"
-	}
-	return ""
+	return PublicReason(a)
 }
 
 // eligible returns "" when c may be published for typ, or why not.

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/ddns/internal/dnspodfake"
+	"github.com/edgerelay/edgerelay/ddns/provider"
 )
 
 // TestUpdaterTencentCloud runs the updater against the DNSPod fake: the record is created
@@ -14,10 +14,10 @@ import (
 func TestUpdaterTencentCloud(t *testing.T) {
 	s := dnspodfake.New([]string{"example.com"}, map[string]dnspodfake.Key{"AKIDx": {SecretKey: "sk", Allowed: true}}, 600)
 	defer s.Close()
-	cfg := config.DDNS{
-		Provider: config.Provider{Type: "dnspod", SecretID: "AKIDx", SecretKey: "sk"},
-		Zone:     "example.com", TTL: 300,
-		Records: []config.Record{{Name: "nas", Type: "AAAA", Value: "2001:db8::1"}},
+	cfg := Config{
+		Provider: provider.Config{Type: "dnspod", SecretID: "AKIDx", SecretKey: "sk"},
+		Zone:     "example.com", TTL: 300 * time.Second,
+		Records: []Record{{Name: "nas", Type: "AAAA", Value: "2001:db8::1"}},
 	}
 	value := func() string {
 		for _, r := range s.Records("example.com") {
@@ -36,14 +36,17 @@ func TestUpdaterTencentCloud(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		go u.Run(ctx)
+		done := make(chan struct{})
+		go func() { u.Run(ctx); close(done) }()
 		for value() != want || stateOf(u, "nas.example.com", "AAAA").Published.String() != want {
 			if ctx.Err() != nil {
 				t.Fatalf("record is %q, want %s; calls %v; state %+v", value(), want, s.Calls(), u.Current())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+		// The updater writes its state file until Run returns; the temp dir must outlive it.
 		cancel()
+		<-done
 	}
 	var aaaa int
 	for _, r := range s.Records("example.com") {

@@ -1,16 +1,9 @@
-// Package ddns keeps A/AAAA records pointing at this line's current addresses. Addresses
-// come from an interface (kernel netlink events, chosen by the selection rules in Select),
-// possibly combined with a LAN host's interface identifier, an HTTP echo service, a STUN
-// server, or a fixed value; records are written through a libdns provider only when the
-// address differs from what DNS holds, with debouncing and retries.
 package ddns
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -20,7 +13,7 @@ import (
 
 	"github.com/libdns/libdns"
 
-	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/agent/field"
 	"github.com/edgerelay/edgerelay/ddns/provider"
 )
 
@@ -86,6 +79,10 @@ func WithSubscriber(f func(AddressChange)) Option {
 // WithProvider uses p instead of building one from the config (sharing one with acme).
 func WithProvider(p provider.Provider) Option { return func(u *Updater) { u.prov = p } }
 
+// WithStates has Run publish every record's state (what Current returns) after each pass of
+// its loop, for a status that never waits on the updater. f must return quickly.
+func WithStates(f func([]RecordState)) Option { return func(u *Updater) { u.states = f } }
+
 // WithHTTPClient sets the client for url sources and for HTTP DNS APIs.
 func WithHTTPClient(c *http.Client) Option { return func(u *Updater) { u.hc = c } }
 
@@ -105,6 +102,7 @@ type Updater struct {
 	hc       *http.Client
 	timing   Timing
 	subs     []func(AddressChange)
+	states   func([]RecordState)
 	meshSTUN []string
 
 	mu      sync.Mutex // guards records' exported state for Current
@@ -115,35 +113,21 @@ type Updater struct {
 	zoneAt   time.Time
 }
 
-type record struct {
-	cfg       config.Record
-	rel       string // name relative to the zone ("@" for the apex)
-	fqdn      string // without trailing dot
-	key       string // "AAAA derp.example.com", the state file key
-	fixed     netip.Addr
-	iid       netip.Addr // a LAN host's interface identifier (suffix or mac), or zero
-	base      netip.Addr // for a LAN host: the interface address its prefix came from
-	selected  netip.Addr
-	published netip.Addr
-	changed   time.Time
-	pubAt     time.Time
-	verified  time.Time // last comparison with what DNS holds
-	eventAt   time.Time // kernel event not yet published, for the latency figure
-	fails     int
-	nextTry   time.Time
-	lastErr   string
-	rejectMsg string // last "no eligible address" explanation, logged once per change
-}
-
-// New builds an Updater from the ddns section. stateDir holds the last published addresses
-// ("" keeps them in memory only).
-func New(cfg config.DDNS, stateDir string, log *slog.Logger, opts ...Option) (*Updater, error) {
+// New builds an Updater from the ddns section, after checking it (errors name the keys under
+// ddns). stateDir holds the last published addresses ("" keeps them in memory only).
+func New(cfg Config, stateDir string, log *slog.Logger, opts ...Option) (*Updater, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		var ps field.Problems
+		ps.Merge("ddns", err)
+		return nil, ps
+	}
 	u := &Updater{
 		zone:     provider.Fqdn(cfg.Zone),
-		ttl:      time.Duration(cfg.TTL) * time.Second,
+		ttl:      cfg.TTL,
 		stateDir: stateDir,
 		log:      log.With("component", "ddns"),
 	}
@@ -151,12 +135,6 @@ func New(cfg config.DDNS, stateDir string, log *slog.Logger, opts ...Option) (*U
 		o(u)
 	}
 	u.timing.setDefaults()
-	if strings.Trim(cfg.Zone, ".") == "" {
-		return nil, errors.New("ddns.zone is empty")
-	}
-	if u.ttl <= 0 {
-		u.ttl = 300 * time.Second
-	}
 	if u.prov == nil {
 		p, err := provider.New(cfg.Provider, provider.Options{HTTPClient: u.hc})
 		if err != nil {
@@ -170,122 +148,15 @@ func New(cfg config.DDNS, stateDir string, log *slog.Logger, opts ...Option) (*U
 		u.log.Warn("ignoring unreadable state", "err", err)
 	}
 	u.state = st
-	seen := map[string]bool{}
-	for i, rc := range cfg.Records {
-		r, err := newRecord(rc, u.zone)
-		if err != nil {
-			return nil, fmt.Errorf("ddns.records[%d]: %w", i, err)
-		}
-		if seen[r.key] {
-			return nil, fmt.Errorf("ddns.records[%d]: %s is listed twice", i, r.key)
-		}
-		seen[r.key] = true
+	for _, rc := range cfg.Records {
+		r := newRecord(rc, u.zone)
 		if s, ok := st.Records[r.key]; ok {
 			r.published, r.pubAt = s.Address, s.Published
 			r.selected = s.Address // kept while it stays eligible, so a restart does not flap
 		}
 		u.records = append(u.records, r)
 	}
-	if len(u.records) == 0 {
-		return nil, errors.New("ddns.records is empty")
-	}
 	return u, nil
-}
-
-func newRecord(rc config.Record, zone string) (*record, error) {
-	if rc.Type != "A" && rc.Type != "AAAA" {
-		return nil, fmt.Errorf("type %q: expected A or AAAA", rc.Type)
-	}
-	rel, err := relativeName(rc.Name, zone)
-	if err != nil {
-		return nil, err
-	}
-	r := &record{cfg: rc, rel: rel}
-	r.fqdn = strings.TrimSuffix(libdns.AbsoluteName(rel, zone), ".")
-	r.key = rc.Type + " " + r.fqdn
-	n := 0
-	for _, s := range []string{rc.Interface, rc.URL, rc.Value, rc.STUN} {
-		if s != "" {
-			n++
-		}
-	}
-	if n != 1 {
-		return nil, errors.New("set exactly one address source: interface, url, stun or value")
-	}
-	if rc.Suffix != "" || rc.MAC != "" {
-		if rc.Interface == "" || rc.Type != "AAAA" {
-			return nil, errors.New("suffix and mac need type AAAA and an interface")
-		}
-		var err error
-		if rc.Suffix != "" {
-			r.iid, err = config.ParseSuffix(rc.Suffix)
-		} else {
-			var mac net.HardwareAddr
-			if mac, err = config.ParseMAC(rc.MAC); err == nil {
-				r.iid = eui64(mac)
-			}
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	if rc.Value != "" {
-		a, err := netip.ParseAddr(rc.Value)
-		if err != nil || a.Zone() != "" || (rc.Type == "A") != a.Unmap().Is4() {
-			return nil, fmt.Errorf("value %q is not an address for a %s record", rc.Value, rc.Type)
-		}
-		r.fixed = a.Unmap()
-	}
-	return r, nil
-}
-
-// relativeName accepts a record name relative to the zone ("derp", "@") or absolute
-// ("derp.example.com" or with a trailing dot) and returns it relative to zone.
-// RecordFQDN is the fully qualified name (no trailing dot) a record of zone publishes, or ""
-// when the name is invalid or outside the zone.
-func RecordFQDN(name, zone string) string {
-	rel, err := relativeName(name, zone)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSuffix(libdns.AbsoluteName(rel, provider.Fqdn(zone)), ".")
-}
-
-func relativeName(name, zone string) (string, error) {
-	name = strings.ToLower(strings.TrimSpace(name))
-	z := strings.ToLower(strings.TrimSuffix(zone, "."))
-	switch {
-	case name == "" || name == ".":
-		return "", errors.New("name is empty (use @ for the zone apex)")
-	case name == "@" || strings.TrimSuffix(name, ".") == z:
-		return "@", nil
-	case strings.HasSuffix(strings.TrimSuffix(name, "."), "."+z):
-		return strings.TrimSuffix(strings.TrimSuffix(name, "."), "."+z), nil
-	case strings.HasSuffix(name, "."):
-		return "", fmt.Errorf("name %q is outside zone %s", name, z)
-	}
-	for _, l := range strings.Split(name, ".") {
-		if l == "" || len(l) > 63 || strings.ContainsAny(l, " \t\"\\;()") {
-			return "", fmt.Errorf("name %q is not a valid DNS name", name)
-		}
-	}
-	return name, nil
-}
-
-func (r *record) source() string {
-	switch {
-	case r.cfg.Interface != "" && r.cfg.Suffix != "":
-		return "interface " + r.cfg.Interface + " prefix + " + r.cfg.Suffix
-	case r.cfg.Interface != "" && r.cfg.MAC != "":
-		return "interface " + r.cfg.Interface + " prefix + EUI-64 of " + r.cfg.MAC
-	case r.cfg.Interface != "":
-		return "interface " + r.cfg.Interface
-	case r.cfg.STUN != "":
-		return "stun " + r.cfg.STUN
-	case r.cfg.URL != "":
-		return "url " + r.cfg.URL
-	}
-	return "value"
 }
 
 // Current returns every record's state.
@@ -314,9 +185,12 @@ func (u *Updater) Run(ctx context.Context) error {
 		// URL and STUN sources are re-asked on address and link events too (a WAN change
 		// shows up there first), and at every Recheck.
 		w := &netWatcher{log: u.log}
-		go w.run(ctx, kick)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { w.run(ctx, kick) })
 	}
 	send(kick, time.Now())
+	u.publishStates()
 
 	var pendingSince, quietUntil time.Time
 	nextRecheck := time.Now().Add(u.timing.Recheck)
@@ -359,6 +233,13 @@ func (u *Updater) Run(ctx context.Context) error {
 				u.reconcile(ctx, r, recheck)
 			}
 		}
+		u.publishStates()
+	}
+}
+
+func (u *Updater) publishStates() {
+	if u.states != nil {
+		u.states(u.Current())
 	}
 }
 

@@ -55,6 +55,9 @@ func (r *Reconciler) lanPrefixes(advertise bool) []netip.Prefix {
 	return out
 }
 
+// globalV6 holds the IPv6 LAN prefixes worth advertising (link-local and ULA ones stay on
+// the LAN). This is not the public-address rule of ddns.IsPublic, on purpose: a subnet
+// router advertises its private IPv4 LANs, the very prefixes that rule rejects.
 var globalV6 = netip.MustParsePrefix("2000::/3")
 
 // wantRoutes is what the agent advertises: the configured CIDRs, with "auto" standing for the

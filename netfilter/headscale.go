@@ -11,8 +11,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/edgerelay/edgerelay/agent/config"
 )
 
 // headscaleNode is the part of headscale's v1 node JSON (grpc-gateway, camelCase) we read.
@@ -44,10 +42,7 @@ func parseHeadscaleNodes(b []byte) ([]headscaleNode, error) {
 // approved before.
 func (r *Reconciler) approveRoutes(ctx context.Context, api *localAPI, st *state, want []netip.Prefix) error {
 	hs := r.cfg.Headscale
-	key, err := config.ReadSecret("", hs.APIKeyFile, "subnet.headscale.api_key")
-	if err != nil {
-		return err
-	}
+	key := hs.APIKey
 	if key == "" {
 		return fmt.Errorf("subnet.headscale.api_key_file: no API key (create one with `headscale apikeys create`)")
 	}

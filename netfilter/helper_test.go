@@ -10,7 +10,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/edgerelay/edgerelay/agent/config"
+	"gopkg.in/yaml.v3"
+
 	"github.com/edgerelay/edgerelay/agent/testenv"
 )
 
@@ -31,7 +32,15 @@ func TestMain(m *testing.M) {
 // helperMain runs one Reconciler method with the config file in EDGERELAY_NF_CONFIG.
 func helperMain(mode string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg, err := config.Load(os.Getenv("EDGERELAY_NF_CONFIG"))
+	// The test's YAML file, read with yaml.v3 (agent/config imports this package).
+	var cfg struct {
+		StateDir string  `yaml:"state_dir"`
+		Subnet   *Config `yaml:"subnet"`
+	}
+	b, err := os.ReadFile(os.Getenv("EDGERELAY_NF_CONFIG"))
+	if err == nil {
+		err = yaml.Unmarshal(b, &cfg)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper: config:", err)
 		return 2

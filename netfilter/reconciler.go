@@ -10,14 +10,14 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/agent/field"
 )
 
 // Reconciler makes the system match a subnet config: sysctls, ip rules towards table 52,
 // firewall rules and advertised routes. Every method is idempotent; what it changed is
 // recorded in the state dir so Remove can undo it.
 type Reconciler struct {
-	cfg       config.Subnet
+	cfg       Config
 	snat, mss bool
 	advertise bool
 	stateDir  string
@@ -25,6 +25,7 @@ type Reconciler struct {
 	procSys   string
 	fw4Dir    string
 	fw4Reload []string
+	reports   func(Report, error)
 
 	mu sync.Mutex // one reconcile at a time (Run's loop and a concurrent Apply/Remove)
 }
@@ -45,8 +46,9 @@ func WithFW4(includeDir string, reload ...string) Option {
 	}
 }
 
-// New checks the config section and returns a Reconciler for it. Nothing is changed yet.
-func New(cfg config.Subnet, stateDir string, log *slog.Logger, opts ...Option) (*Reconciler, error) {
+// New checks the config section (errors name the keys under subnet) and returns a
+// Reconciler for it. Nothing is changed yet.
+func New(cfg Config, stateDir string, log *slog.Logger, opts ...Option) (*Reconciler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -55,30 +57,16 @@ func New(cfg config.Subnet, stateDir string, log *slog.Logger, opts ...Option) (
 	if stateDir == "" {
 		return nil, errors.New("netfilter: no state dir (state_dir)")
 	}
-	if err := checkIfName("subnet.tailscale_interface", cfg.TailscaleInterface); err != nil {
-		return nil, err
-	}
-	for i, n := range cfg.LANInterfaces {
-		if err := checkIfName(fmt.Sprintf("subnet.lan_interfaces[%d]", i), n); err != nil {
-			return nil, err
-		}
-		if n == cfg.TailscaleInterface {
-			return nil, fmt.Errorf("subnet.lan_interfaces[%d]: %q is the tailscale interface", i, n)
-		}
-	}
-	if cfg.RulePriority < 1 || cfg.RulePriority > 32765 || cfg.RulePriority >= 5200 && cfg.RulePriority <= 5299 {
-		return nil, fmt.Errorf("subnet.rule_priority: %d is not ours to use (1-32765, outside tailscaled's 5200-5299)", cfg.RulePriority)
-	}
-	switch cfg.Firewall {
-	case "auto", BackendIPTables, BackendNFTables, BackendFW4, BackendNone:
-	default:
-		return nil, fmt.Errorf("subnet.firewall: unknown backend %q (expected auto, iptables, nftables, fw4 or none)", cfg.Firewall)
+	if err := cfg.Validate(); err != nil {
+		var ps field.Problems
+		ps.Merge("subnet", err)
+		return nil, ps
 	}
 	r := &Reconciler{
 		cfg:       cfg,
-		snat:      config.On(cfg.SNAT, true),
-		mss:       config.On(cfg.MSSClamp, true),
-		advertise: config.On(cfg.Advertise, true),
+		snat:      field.On(cfg.SNAT, true),
+		mss:       field.On(cfg.MSSClamp, true),
+		advertise: field.On(cfg.Advertise, true),
 		stateDir:  stateDir,
 		log:       log.With("component", "netfilter"),
 		procSys:   "/proc/sys",
@@ -89,15 +77,6 @@ func New(cfg config.Subnet, stateDir string, log *slog.Logger, opts ...Option) (
 		o(r)
 	}
 	return r, nil
-}
-
-// checkIfName rejects names the kernel would refuse, and anything that could escape a
-// /proc/sys path or an nft string. Dots are fine (eth0.2).
-func checkIfName(key, n string) error {
-	if n == "" || len(n) > 15 || n == "." || n == ".." || strings.ContainsAny(n, "/\"\\ \t\n:") {
-		return fmt.Errorf("%s: %q is not a valid interface name", key, n)
-	}
-	return nil
 }
 
 // needAdmin returns a clear error when the process cannot change network settings.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -21,11 +22,14 @@ const (
 
 // Run applies the config now, then again whenever the involved interfaces change (link or
 // address events on the LAN or tailscale interfaces, tailscaled's table 52 routes), with
-// debounce, retrying failures with backoff, until ctx ends. It does not remove anything on
-// exit: forwarding must survive an agent restart.
+// debounce, retrying failures with backoff, until ctx ends. After each apply it publishes
+// what is in place (WithReports). It does not remove anything on exit: forwarding must
+// survive an agent restart.
 func (r *Reconciler) Run(ctx context.Context) error {
 	events := make(chan struct{}, 1)
-	go r.watch(ctx, events)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { r.watch(ctx, events) })
 
 	timer := time.NewTimer(0) // apply at once on start
 	defer timer.Stop()
@@ -37,10 +41,12 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case <-events:
 			timer.Reset(debounce)
 		case <-timer.C:
-			if err := r.Apply(ctx); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
+			err := r.Apply(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+			r.publish(ctx, err)
+			if err != nil {
 				r.log.Error("subnet apply failed; will retry", "err", err, "retry_in", retry)
 				timer.Reset(retry)
 				retry = min(retry*2, retryMax)
@@ -117,4 +123,20 @@ func (r *Reconciler) watch(ctx context.Context, events chan<- struct{}) {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// WithReports has Run publish, after every apply, what is in place (Show's report) and the
+// apply's error, for a status that never waits on the reconciler or runs a command. f must
+// return quickly.
+func WithReports(f func(Report, error)) Option { return func(r *Reconciler) { r.reports = f } }
+
+func (r *Reconciler) publish(ctx context.Context, applyErr error) {
+	if r.reports == nil {
+		return
+	}
+	rep, err := r.Show(ctx)
+	if err != nil {
+		applyErr = errors.Join(applyErr, err)
+	}
+	r.reports(rep, applyErr)
 }

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 )
 
@@ -46,26 +45,26 @@ func TestMergeRoutes(t *testing.T) {
 func TestNewRejectsBadConfig(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
-		cfg  config.Subnet
+		cfg  Config
 		want string
 	}{
-		{config.Subnet{LANInterfaces: []string{"br/lan"}}, "subnet.lan_interfaces[0]"},
-		{config.Subnet{LANInterfaces: []string{"averyveryverylongname"}}, "subnet.lan_interfaces[0]"},
-		{config.Subnet{LANInterfaces: []string{`a"b`}}, "subnet.lan_interfaces[0]"},
-		{config.Subnet{TailscaleInterface: ".."}, "subnet.tailscale_interface"},
-		{config.Subnet{LANInterfaces: []string{"tailscale0"}}, "is the tailscale interface"},
-		{config.Subnet{RulePriority: 5250}, "subnet.rule_priority"},
-		{config.Subnet{Firewall: "pf"}, "subnet.firewall"},
+		{Config{LANInterfaces: []string{"br/lan"}}, "subnet.lan_interfaces[0]"},
+		{Config{LANInterfaces: []string{"averyveryverylongname"}}, "subnet.lan_interfaces[0]"},
+		{Config{LANInterfaces: []string{`a"b`}}, "subnet.lan_interfaces[0]"},
+		{Config{TailscaleInterface: ".."}, "subnet.tailscale_interface"},
+		{Config{LANInterfaces: []string{"tailscale0"}}, "is the tailscale interface"},
+		{Config{RulePriority: 5250}, "subnet.rule_priority"},
+		{Config{Firewall: "pf"}, "subnet.firewall"},
 	} {
 		_, err := New(tc.cfg, dir, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want an error naming %q", tc.cfg, err, tc.want)
 		}
 	}
-	if _, err := New(config.Subnet{LANInterfaces: []string{"eth0.2"}}, dir, nil); err != nil {
+	if _, err := New(Config{LANInterfaces: []string{"eth0.2"}}, dir, nil); err != nil {
 		t.Errorf("interface with a dot: %v", err)
 	}
-	if _, err := New(config.Subnet{}, "", nil); err == nil {
+	if _, err := New(Config{}, "", nil); err == nil {
 		t.Error("no state dir accepted")
 	}
 }
@@ -87,7 +86,7 @@ func TestSysctlRecordRestore(t *testing.T) {
 		os.MkdirAll(filepath.Dir(f), 0o755)
 		os.WriteFile(f, []byte(v+"\n"), 0o644)
 	}
-	r, err := New(config.Subnet{LANInterfaces: []string{"eth0.2"}}, t.TempDir(), nil)
+	r, err := New(Config{LANInterfaces: []string{"eth0.2"}}, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +137,7 @@ func TestMissingIPTables(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "nft program is not installed") {
 		t.Errorf("newNFTables without nft: %v", err)
 	}
-	r, _ := New(config.Subnet{Firewall: "auto"}, t.TempDir(), nil)
+	r, _ := New(Config{Firewall: "auto"}, t.TempDir(), nil)
 	if _, err := r.selectFirewall(context.Background()); err == nil || !strings.Contains(err.Error(), "no usable firewall") {
 		t.Errorf("auto without any firewall: %v", err)
 	}
@@ -230,7 +229,7 @@ func TestHeadscaleApprove(t *testing.T) {
 	}
 	srv := httptest.NewServer(hs)
 	defer srv.Close()
-	r, _ := New(config.Subnet{}, t.TempDir(), nil)
+	r, _ := New(Config{}, t.TempDir(), nil)
 	st := &state{}
 	ctx := context.Background()
 	want := mustPrefixes("192.168.1.0/24", "2001:db8:1::/64")

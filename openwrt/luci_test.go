@@ -11,6 +11,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
+	"github.com/edgerelay/edgerelay/ddns/provider"
 )
 
 // luciForm is what testdata/luci-stub.js reports of the view it ran.
@@ -132,7 +133,7 @@ func TestLuCIViewWritesWhatTheDaemonReads(t *testing.T) {
 		}
 	}
 	// Choices that mirror a daemon list offer all of it, no more, no fewer.
-	mirrors := map[string][]string{"provider_type": config.ProviderTypes, "key_alg": config.TSIGAlgorithms}
+	mirrors := map[string][]string{"provider_type": provider.Types, "key_alg": provider.TSIGAlgorithms}
 	for _, s := range f.Sections {
 		for _, o := range s.Options {
 			for suffix, want := range mirrors {

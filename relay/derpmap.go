@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/agent/field"
 )
 
 // DERPRegion and DERPNode mirror the JSON of Tailscale's tailcfg.DERPRegion / DERPNode, the
@@ -44,81 +44,26 @@ type Addrs struct {
 }
 
 // Hostname is the name clients dial: the configured hostname, else (IP-only mode) the
-// best address of this box — a public IPv4, else a global IPv6, else loopback.
-func Hostname(cfg config.Relay) string {
-	if cfg.Hostname != "" {
-		return cfg.Hostname
-	}
-	a := LocalAddrs()
+// best of this box's public addresses cur (IPv4 first), else loopback.
+func Hostname(cfg Config, cur Addrs) string {
 	switch {
-	case a.IPv4.IsValid():
-		return a.IPv4.String()
-	case a.IPv6.IsValid():
-		return a.IPv6.String()
+	case cfg.Hostname != "":
+		return cfg.Hostname
+	case cur.IPv4.IsValid():
+		return cur.IPv4.String()
+	case cur.IPv6.IsValid():
+		return cur.IPv6.String()
 	}
 	return "127.0.0.1"
 }
 
-// LocalAddrs finds this box's public IPv4 and global IPv6 on its interfaces.
-func LocalAddrs() Addrs {
-	var a Addrs
-	ifaddrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return a
-	}
-	for _, ia := range ifaddrs {
-		pfx, err := netip.ParsePrefix(ia.String())
-		if err != nil {
-			continue
-		}
-		ip := pfx.Addr()
-		if !IsPublic(ip) {
-			continue
-		}
-		if ip.Is4() && !a.IPv4.IsValid() {
-			a.IPv4 = ip
-		} else if ip.Is6() && !a.IPv6.IsValid() {
-			a.IPv6 = ip
-		}
-	}
-	return a
-}
-
-// HasLocalAddr reports whether ip is an address of one of this box's interfaces.
-func HasLocalAddr(ip netip.Addr) bool {
-	ifaddrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return false
-	}
-	for _, ia := range ifaddrs {
-		if pfx, err := netip.ParsePrefix(ia.String()); err == nil && pfx.Addr().Unmap() == ip.Unmap() {
-			return true
-		}
-	}
-	return false
-}
-
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
-
-// IsPublic reports whether ip is globally routable (not private, CGNAT, ULA, link-local,
-// loopback, multicast).
-func IsPublic(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !cgnat.Contains(ip)
-}
-
 // Node builds this node's DERP map entry. Addresses come from, in order: relay.ipv4/ipv6,
-// the agent's current addresses, the hostname if it is an IP, the hostname's DNS records.
-// With no hostname (IP-only mode) the node is at the line's current address, IPv4 first.
+// the agent's current (public) addresses cur, the hostname if it is an IP, the hostname's
+// DNS records. With no hostname (IP-only mode) the node is at cur, IPv4 first.
 // With followDNS (the hostname is a name our own DDNS keeps) IPv4 and IPv6 are left out, so
 // clients resolve the name and follow address changes without a new map.
-func Node(ctx context.Context, cfg config.Relay, cur Addrs, pin string, followDNS bool) DERPNode {
-	host := Hostname(cfg)
-	if cfg.Hostname == "" && cur.IPv4.IsValid() {
-		host = cur.IPv4.String()
-	} else if cfg.Hostname == "" && cur.IPv6.IsValid() {
-		host = cur.IPv6.String()
-	}
+func Node(ctx context.Context, cfg Config, cur Addrs, pin string, followDNS bool) DERPNode {
+	host := Hostname(cfg, cur)
 	n := DERPNode{
 		Name:     strconv.Itoa(cfg.Region.ID) + "a",
 		RegionID: cfg.Region.ID,
@@ -181,7 +126,7 @@ func portOf(hostport string, def int) int {
 
 // MeshNodes are the region's other relays (relay.mesh.peers) as DERP map nodes, with their
 // pins when given; addresses are left to DNS (or the peer's own derpmap output).
-func MeshNodes(cfg config.Relay) []DERPNode {
+func MeshNodes(cfg Config) []DERPNode {
 	var nodes []DERPNode
 	for i, p := range cfg.Mesh.Peers {
 		host, port := p, portOf(cfg.Listen, 443)
@@ -213,8 +158,8 @@ func MeshNodes(cfg config.Relay) []DERPNode {
 	return nodes
 }
 
-// Region is this node's region with the given nodes.
-func Region(cfg config.Relay, nodes ...DERPNode) DERPRegion {
+// RegionOf is this node's region with the given nodes.
+func RegionOf(cfg Config, nodes ...DERPNode) DERPRegion {
 	return DERPRegion{RegionID: cfg.Region.ID, RegionCode: cfg.Region.Code, RegionName: cfg.Region.Name, Nodes: nodes}
 }
 
@@ -235,19 +180,17 @@ type Map struct {
 // addresses cur (zero when unknown), the self-signed pin ("" otherwise) and whether the
 // hostname is a name our own DDNS keeps. The live region always carries the current
 // addresses: it is fetched again when they change.
-func BuildMap(ctx context.Context, cfg config.Relay, cur Addrs, pin string, followDNS bool) (pasted Map, live DERPRegion) {
+func BuildMap(ctx context.Context, cfg Config, cur Addrs, pin string, followDNS bool) (pasted Map, live DERPRegion) {
 	mesh := MeshNodes(cfg)
 	own := Node(ctx, cfg, cur, pin, followDNS)
-	pasted = Map{Region: Region(cfg, append([]DERPNode{own}, mesh...)...), SelfSigned: cfg.TLS.Mode == "self-signed"}
+	pasted = Map{Region: RegionOf(cfg, append([]DERPNode{own}, mesh...)...), SelfSigned: cfg.TLS.Mode == "self-signed"}
 	live = pasted.Region
 	if followDNS {
 		liveNode := Node(ctx, cfg, cur, pin, false)
-		live = Region(cfg, append([]DERPNode{liveNode}, mesh...)...)
+		live = RegionOf(cfg, append([]DERPNode{liveNode}, mesh...)...)
 		pasted.Notes = append(pasted.Notes, fmt.Sprintf("IPv4/IPv6 are left out on purpose: clients resolve %s, which this relay's own DDNS keeps current, so this map never needs pasting again.", own.HostName))
-	} else if ip, err := netip.ParseAddr(own.HostName); err == nil && IsPublic(ip) {
-		pasted.Notes = append(pasted.Notes, "IP-only: when this line's address changes, `edgerelay status` (and the LuCI page) says this map is stale and shows the new one. A DNS name kept by DDNS avoids re-pasting.")
 	}
-	if config.On(cfg.LiveMap, true) {
+	if field.On(cfg.LiveMap, true) {
 		pasted.LiveURL = "https://" + net.JoinHostPort(own.HostName, strconv.Itoa(own.DERPPort)) + LiveMapPath
 	}
 	return pasted, live

@@ -8,38 +8,52 @@ import (
 	"github.com/edgerelay/edgerelay/relay/verify"
 )
 
+// metric is one counter or gauge for writeMetrics.
+type metric struct {
+	kind, name, help string
+	v                int64
+}
+
+// writeMetrics writes each metric with its HELP and TYPE lines: one Fprintf in a loop
+// rather than one per metric keeps the binary smaller (this package is compiled with
+// inlining).
+func writeMetrics(w io.Writer, ms []metric) {
+	for _, m := range ms {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", m.name, m.help, m.name, m.kind, m.name, m.v)
+	}
+}
+
 // WriteMetrics writes the relay's counters in the Prometheus text format, named as derper
 // names them (derp_*, stun_*) so existing dashboards keep working.
 func (r *Relay) WriteMetrics(w io.Writer) {
 	st := r.derp.Stats()
-	m := func(kind, name string, v int64, help string) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", name, help, name, kind, name, v)
-	}
-	m("gauge", "derp_current_connections", st.CurrentConns.Load(), "Connections now.")
-	m("gauge", "derp_current_home_connections", st.CurrentHome.Load(), "Connections whose client calls this its home relay.")
-	m("gauge", "derp_current_dup_client_keys", st.DupKeys.Load(), "Keys connected more than once.")
-	m("counter", "derp_dup_client_conns_closed", st.DupEvicted.Load(), "Connections closed because their key had too many newer ones.")
-	m("gauge", "derp_watchers", st.Watchers.Load(), "Mesh peers watching connections.")
-	m("counter", "derp_accepts", st.Accepts.Load(), "Connections that completed the DERP handshake.")
-	m("counter", "derp_bytes_received", st.BytesRecv.Load(), "Packet bytes received from clients.")
-	m("counter", "derp_bytes_sent", st.BytesSent.Load(), "Packet bytes written to clients.")
-	m("counter", "derp_packets_received", st.PacketsRecv.Load(), "Packets received from clients.")
-	m("counter", "derp_packets_sent", st.PacketsSent.Load(), "Packets written to clients.")
-	m("counter", "derp_packets_forwarded_out", st.PacketsForwardedOut.Load(), "Packets forwarded to mesh peers.")
-	m("counter", "derp_packets_forwarded_in", st.PacketsForwardedIn.Load(), "Packets received from mesh peers.")
-	m("counter", "derp_home_moves_in", st.HomeMovesIn.Load(), "Clients that made this their home.")
-	m("counter", "derp_home_moves_out", st.HomeMovesOut.Load(), "Clients that moved their home away.")
-	m("counter", "derp_got_ping", st.GotPing.Load(), "Pings received.")
-	m("counter", "derp_sent_pong", st.SentPong.Load(), "Pongs sent.")
-	m("counter", "derp_peer_gone_disconnected_frames", st.PeerGoneDisconnect.Load(), "PeerGone(disconnected) frames sent.")
-	m("counter", "derp_peer_gone_not_here_frames", st.PeerGoneNotHere.Load(), "PeerGone(not here) frames sent.")
-	m("counter", "derp_sclient_write_timeouts", st.WriteTimeouts.Load(), "Clients dropped for not reading.")
-	m("counter", "derp_websocket_accepts", st.WebSocketAccepts.Load(), "WebSocket upgrades.")
-	m("counter", "derp_fast_start_accepts", st.FastStarts.Load(), "Upgrades that used fast start.")
-	m("counter", "derp_handshake_failures", st.HandshakeFailures.Load(), "Connections that failed the DERP handshake.")
-	m("counter", "derp_clients_refused", st.Rejected.Load(), "Clients refused by client verification.")
-	m("counter", "derp_clients_rejected_full", st.RejectedFull.Load(), "Clients turned away after the handshake: max_clients reached (mesh peers still get in).")
-	m("counter", "derp_counter_packets_received_kind_disco", st.DiscoPacketsRecv.Load(), "Disco packets received.")
+	writeMetrics(w, []metric{
+		{"gauge", "derp_current_connections", "Connections now.", st.CurrentConns.Load()},
+		{"gauge", "derp_current_home_connections", "Connections whose client calls this its home relay.", st.CurrentHome.Load()},
+		{"gauge", "derp_current_dup_client_keys", "Keys connected more than once.", st.DupKeys.Load()},
+		{"counter", "derp_dup_client_conns_closed", "Connections closed because their key had too many newer ones.", st.DupEvicted.Load()},
+		{"gauge", "derp_watchers", "Mesh peers watching connections.", st.Watchers.Load()},
+		{"counter", "derp_accepts", "Connections that completed the DERP handshake.", st.Accepts.Load()},
+		{"counter", "derp_bytes_received", "Packet bytes received from clients.", st.BytesRecv.Load()},
+		{"counter", "derp_bytes_sent", "Packet bytes written to clients.", st.BytesSent.Load()},
+		{"counter", "derp_packets_received", "Packets received from clients.", st.PacketsRecv.Load()},
+		{"counter", "derp_packets_sent", "Packets written to clients.", st.PacketsSent.Load()},
+		{"counter", "derp_packets_forwarded_out", "Packets forwarded to mesh peers.", st.PacketsForwardedOut.Load()},
+		{"counter", "derp_packets_forwarded_in", "Packets received from mesh peers.", st.PacketsForwardedIn.Load()},
+		{"counter", "derp_home_moves_in", "Clients that made this their home.", st.HomeMovesIn.Load()},
+		{"counter", "derp_home_moves_out", "Clients that moved their home away.", st.HomeMovesOut.Load()},
+		{"counter", "derp_got_ping", "Pings received.", st.GotPing.Load()},
+		{"counter", "derp_sent_pong", "Pongs sent.", st.SentPong.Load()},
+		{"counter", "derp_peer_gone_disconnected_frames", "PeerGone(disconnected) frames sent.", st.PeerGoneDisconnect.Load()},
+		{"counter", "derp_peer_gone_not_here_frames", "PeerGone(not here) frames sent.", st.PeerGoneNotHere.Load()},
+		{"counter", "derp_sclient_write_timeouts", "Clients dropped for not reading.", st.WriteTimeouts.Load()},
+		{"counter", "derp_websocket_accepts", "WebSocket upgrades.", st.WebSocketAccepts.Load()},
+		{"counter", "derp_fast_start_accepts", "Upgrades that used fast start.", st.FastStarts.Load()},
+		{"counter", "derp_handshake_failures", "Connections that failed the DERP handshake.", st.HandshakeFailures.Load()},
+		{"counter", "derp_clients_refused", "Clients refused by client verification.", st.Rejected.Load()},
+		{"counter", "derp_clients_rejected_full", "Clients turned away after the handshake: max_clients reached (mesh peers still get in).", st.RejectedFull.Load()},
+		{"counter", "derp_counter_packets_received_kind_disco", "Disco packets received.", st.DiscoPacketsRecv.Load()},
+	})
 	fmt.Fprintf(w, "# HELP derp_packets_dropped Packets dropped, by reason.\n# TYPE derp_packets_dropped counter\n")
 	for i, reason := range derp.DropReasonNames {
 		fmt.Fprintf(w, "derp_packets_dropped{reason=%q} %d\n", reason, st.PacketsDropped[i].Load())
@@ -58,16 +72,18 @@ func (r *Relay) WriteMetrics(w io.Writer) {
 		{"evicted", ls.Evicted.Load()}, {"expired", ls.Expired.Load()}, {"admitted", ls.Admitted.Load()}} {
 		fmt.Fprintf(w, "tls_listener_connections{outcome=%q} %d\n", o.name, o.v)
 	}
-	m("gauge", "tls_listener_open_connections", ls.Open.Load(), "TCP connections open now.")
-	m("gauge", "tls_listener_pending_connections", ls.Pending.Load(), "Connections not yet authenticated (handshakes, plain HTTP).")
 	used, limit := r.derp.QueuedBytes()
-	m("gauge", "derp_queued_bytes", used, "Bytes waiting in client and mesh queues.")
-	m("gauge", "derp_queued_bytes_limit", limit, "The budget all queues share.")
 	v := r.verify.Stats()
-	m("counter", "derp_verify_admitted_total", v.Admitted, "Clients admitted (by a check, or unverified when none is set).")
-	m("counter", "derp_verify_refused_total", v.Refused, "Clients refused by client verification.")
-	m("counter", "derp_verify_unverified_total", v.Unverified, "Clients admitted with no check configured.")
-	m("counter", "derp_verify_fail_open_total", v.FailOpen, "Clients admitted because the admission URL was unreachable.")
+	writeMetrics(w, []metric{
+		{"gauge", "tls_listener_open_connections", "TCP connections open now.", ls.Open.Load()},
+		{"gauge", "tls_listener_pending_connections", "Connections not yet authenticated (handshakes, plain HTTP).", ls.Pending.Load()},
+		{"gauge", "derp_queued_bytes", "Bytes waiting in client and mesh queues.", used},
+		{"gauge", "derp_queued_bytes_limit", "The budget all queues share.", limit},
+		{"counter", "derp_verify_admitted_total", "Clients admitted (by a check, or unverified when none is set).", v.Admitted},
+		{"counter", "derp_verify_refused_total", "Clients refused by client verification.", v.Refused},
+		{"counter", "derp_verify_unverified_total", "Clients admitted with no check configured.", v.Unverified},
+		{"counter", "derp_verify_fail_open_total", "Clients admitted because the admission URL was unreachable.", v.FailOpen},
+	})
 	fmt.Fprintf(w, "# HELP derp_verify_errors_total Checks that could not answer, by check.\n# TYPE derp_verify_errors_total counter\n")
 	for _, c := range []struct {
 		name string

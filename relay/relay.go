@@ -9,13 +9,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/agent/field"
 	"github.com/edgerelay/edgerelay/relay/derp"
 	"github.com/edgerelay/edgerelay/relay/stun"
 	"github.com/edgerelay/edgerelay/relay/verify"
@@ -23,17 +22,20 @@ import (
 
 // Options build a Relay.
 type Options struct {
-	Config   config.Relay
+	Config   Config
 	StateDir string
 	// Certs serves the TLS certificate. Nil means: build it from Config.TLS (manual or
 	// self-signed); acme mode needs the agent to pass the ACME manager here.
-	Certs  CertSource
+	Certs CertSource
+	// Addrs are this box's public addresses as the agent knows them at start: an IP-only
+	// relay (no hostname) names its self-signed certificate after them.
+	Addrs  Addrs
 	Logger *slog.Logger
 }
 
 // Relay is the DERP + STUN service of one node.
 type Relay struct {
-	cfg   config.Relay
+	cfg   Config
 	log   *slog.Logger
 	base  *slog.Logger // without our component, for sub-parts that name their own
 	derp  *derp.Server
@@ -62,12 +64,18 @@ func New(opts Options) (*Relay, error) {
 	}
 	log := base.With("component", "relay")
 	cfg := opts.Config
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		var ps field.Problems
+		ps.Merge("relay", err)
+		return nil, ps
+	}
 	priv, err := LoadOrCreateKey(filepath.Join(opts.StateDir, "derp.key"))
 	if err != nil {
 		return nil, err
 	}
 	r := &Relay{cfg: cfg, log: log, base: base, certs: opts.Certs, ready: make(chan struct{}),
-		liveMap: config.On(cfg.LiveMap, true)}
+		liveMap: field.On(cfg.LiveMap, true)}
 	if r.certs == nil {
 		switch cfg.TLS.Mode {
 		case "manual":
@@ -75,7 +83,7 @@ func New(opts Options) (*Relay, error) {
 				return nil, err
 			}
 		case "self-signed":
-			ss, err := LoadOrCreateSelfSigned(opts.StateDir, Hostname(cfg))
+			ss, err := LoadOrCreateSelfSigned(opts.StateDir, Hostname(cfg, opts.Addrs))
 			if err != nil {
 				return nil, fmt.Errorf("self-signed certificate: %w", err)
 			}
@@ -85,32 +93,18 @@ func New(opts Options) (*Relay, error) {
 		}
 	}
 	var meshKey derp.MeshKey
-	if cfg.Mesh.KeyFile != "" {
-		b, err := os.ReadFile(cfg.Mesh.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("relay.mesh.key_file: %w", err)
-		}
-		if meshKey, err = derp.ParseMeshKey(string(b)); err != nil {
-			return nil, fmt.Errorf("relay.mesh.key_file %s: %w", cfg.Mesh.KeyFile, err)
+	if cfg.Mesh.Key != "" {
+		if meshKey, err = derp.ParseMeshKey(cfg.Mesh.Key); err != nil {
+			return nil, fmt.Errorf("relay.mesh.key: %w", err)
 		}
 	}
 	if r.verify, err = verify.New(cfg.VerifyClients, base, verify.WithListener(cfg.Listen)); err != nil {
 		return nil, fmt.Errorf("relay.verify_clients: %w", err)
 	}
-	r.derp, err = derp.NewServer(priv, derp.Options{
-		Verify:           func(ctx context.Context, k derp.Key, src netip.Addr) error { return r.verify.Check(ctx, k, src) },
-		MeshKey:          meshKey,
-		KeepAlive:        cfg.KeepAlive.D(),
-		WriteTimeout:     cfg.WriteTimeout.D(),
-		HandshakeTimeout: cfg.HandshakeTimeout.D(),
-		QueueDepth:       cfg.QueueDepth,
-		QueueBytes:       int64(cfg.QueueBytes),
-		QueueBytesTotal:  int64(cfg.QueueBytesTotal),
-		ClientRate:       cfg.ClientRate,
-		ClientBurst:      cfg.ClientBurst,
-		MaxClients:       cfg.MaxClients,
-		Logger:           log,
-	})
+	dopts := cfg.derpOptions()
+	dopts.Verify = func(ctx context.Context, k derp.Key, src netip.Addr) error { return r.verify.Check(ctx, k, src) }
+	dopts.MeshKey, dopts.Logger = meshKey, log
+	r.derp, err = derp.NewServer(priv, dopts)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +171,7 @@ func (r *Relay) admitLimits() admitLimits {
 		AcceptRate: c.AcceptRate, AcceptBurst: c.AcceptBurst,
 		SourceRate: c.AcceptRatePerSource, SourceBurst: c.AcceptBurstPerSource,
 		MaxPending: c.MaxPending, MaxPendingPerSource: c.MaxPendingPerSource,
-		PendingLifetime: max(minPendingLifetime, 2*c.HandshakeTimeout.D()),
+		PendingLifetime: max(minPendingLifetime, 2*c.HandshakeTimeout),
 		IsMeshPeer:      r.derp.IsMeshPeerAddr,
 	}
 }
@@ -185,7 +179,7 @@ func (r *Relay) admitLimits() admitLimits {
 // Run listens and serves until ctx ends, then tells clients the server is restarting and
 // closes everything. A bind failure is returned at once.
 func (r *Relay) Run(ctx context.Context) error {
-	ln, err := listenTCP(ctx, r.cfg.Listen, r.cfg.TCPKeepAlive.D(), r.cfg.TCPUserTimeout.D())
+	ln, err := listenTCP(ctx, r.cfg.Listen, r.cfg.TCPKeepAlive, r.cfg.TCPUserTimeout)
 	if err != nil {
 		return fmt.Errorf("relay: listen %s: %w", r.cfg.Listen, err)
 	}
@@ -215,7 +209,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	srv := &http.Server{
 		Handler:           r.Handler(),
-		ReadHeaderTimeout: r.cfg.HandshakeTimeout.D(),
+		ReadHeaderTimeout: r.cfg.HandshakeTimeout,
 		// Only plain HTTP connections (probes) are ever idle here: DERP ones are hijacked.
 		// They are unauthenticated, so they may not linger (nor live past pendingLifetime).
 		IdleTimeout:    plainHTTPIdle,

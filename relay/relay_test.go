@@ -32,7 +32,7 @@ func startRelay(t *testing.T, yaml string) (*relay.Relay, *tailcfg.DERPRegion) {
 	}
 	cfg.StateDir = t.TempDir()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	r, err := relay.New(relay.Options{Config: cfg.Relay, StateDir: cfg.StateDir, Logger: log})
+	r, err := relay.New(relay.Options{Config: cfg.Relay.Config, StateDir: cfg.StateDir, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,17 +51,17 @@ func startRelay(t *testing.T, yaml string) (*relay.Relay, *tailcfg.DERPRegion) {
 		done <- err // for the cleanup
 		t.Fatalf("relay run: %v", err)
 	}
-	rc := cfg.Relay
+	rc := cfg.Relay.Config
 	rc.Listen = r.Addr().String()
 	return r, regionFromDERPMap(t, rc, r.CertPin())
 }
 
 // regionFromDERPMap renders the json derpmap format and decodes it with Tailscale's types,
 // so the test proves the printed map is what clients can use.
-func regionFromDERPMap(t *testing.T, rc config.Relay, pin string) *tailcfg.DERPRegion {
+func regionFromDERPMap(t *testing.T, rc relay.Config, pin string) *tailcfg.DERPRegion {
 	t.Helper()
 	var sb strings.Builder
-	if err := relay.WriteDERPMap(&sb, "json", relay.Map{Region: relay.Region(rc, relay.Node(context.Background(), rc, relay.Addrs{}, pin, false))}); err != nil {
+	if err := relay.WriteDERPMap(&sb, "json", relay.Map{Region: relay.RegionOf(rc, relay.Node(context.Background(), rc, relay.Addrs{}, pin, false))}); err != nil {
 		t.Fatal(err)
 	}
 	var dm tailcfg.DERPMap
@@ -189,7 +189,7 @@ func TestHome(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg.Relay.Listen, cfg.Relay.Home = c.listen, c.home
-			r, err := relay.New(relay.Options{Config: cfg.Relay, StateDir: t.TempDir()})
+			r, err := relay.New(relay.Options{Config: cfg.Relay.Config, StateDir: t.TempDir()})
 			if err != nil {
 				t.Fatal(err)
 			}

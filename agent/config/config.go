@@ -1,6 +1,9 @@
-// Package config defines edgerelay's configuration: one struct tree decoded from a YAML file
-// or an OpenWrt UCI file, filled with defaults, and checked by one validation pass that
-// reports every problem with its key path and source line.
+// Package config reads edgerelay's configuration from a YAML file or an OpenWrt UCI file.
+// It defines no part's settings: each section is the part's own Config (relay.Config,
+// ddns.Config, acme.Config, netfilter.Config; sections.go) plus enabled. Loading decodes the
+// file keeping every key's line, reads secrets given as files (x_file fills x), fills each
+// part's defaults and the few a section takes from another (compose.go), and runs every
+// part's Validate in one pass: all problems at once, each with its key path and line.
 package config
 
 import (
@@ -8,7 +11,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Default file locations searched by `run` when no -c is given, in order.
@@ -74,20 +76,14 @@ func (cfg *Config) Line(key, value string) string {
 func isListKey(key string) bool {
 	t := reflect.TypeOf(Config{})
 	for _, p := range strings.Split(key, ".") {
-		i, ok := yamlFields(t)[p]
+		f, ok := yamlFields(t)[p]
 		if !ok {
 			return false
 		}
-		t = derefType(t.Field(i).Type)
+		t = derefType(f.typ)
 	}
 	return t.Kind() == reflect.Slice
 }
-
-// Duration is a time.Duration written as "10s", "2m" in files.
-type Duration time.Duration
-
-// D returns the value as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // On reports whether an optional boolean is set and true, with def used when unset.
 func On(b *bool, def bool) bool {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -53,7 +54,7 @@ config record
 	if secs[0].opts[2].line != 5 && secs[0].opts[1].line != 5 {
 		t.Errorf("line numbers off: %+v", secs[0].opts)
 	}
-	cfg, err := Parse([]byte(src+"config ddns\n\toption provider_type rfc2136\n\toption provider_server ns:53\n\toption provider_key_name k.\n\toption provider_key x\n\toption zone example.com\n"), true)
+	cfg, err := Parse([]byte(src+"config ddns\n\toption provider_type rfc2136\n\toption provider_server ns:53\n\toption provider_key_name k.\n\toption provider_key eA==\n\toption zone example.com\n"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +176,7 @@ func TestDefaultsAndParts(t *testing.T) {
 	if cfg.Relay.TLS.Mode != "acme" || cfg.ACME.Domains[0] != "derp.example.com" || cfg.DDNS != nil || cfg.Subnet != nil {
 		t.Fatalf("defaults: %+v %+v", cfg.Relay.TLS, cfg.ACME)
 	}
-	if cfg.Relay.KeepAlive.D().Seconds() != 60 || cfg.Relay.QueueDepth != 32 || cfg.Relay.Region.ID != 900 {
+	if cfg.Relay.KeepAlive.Seconds() != 60 || cfg.Relay.QueueDepth != 32 || cfg.Relay.Region.ID != 900 {
 		t.Fatalf("relay defaults %+v", cfg.Relay)
 	}
 	cfg, err = Parse([]byte("relay: {enabled: false}\nddns:\n  enabled: no\n"), false)
@@ -184,17 +185,6 @@ func TestDefaultsAndParts(t *testing.T) {
 	}
 	if Default().Relay.TLS.Mode != "self-signed" {
 		t.Fatal("the embedded default is not self-signed")
-	}
-}
-
-func TestSecretsFromFiles(t *testing.T) {
-	f := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(f, []byte("  s3cret\n"), 0o600)
-	if s, err := ReadSecret("inline", f, "api_token"); err != nil || s != "s3cret" {
-		t.Fatalf("%q %v", s, err)
-	}
-	if _, err := ReadSecret("", filepath.Join(t.TempDir(), "missing"), "api_token"); err == nil || !strings.Contains(err.Error(), "api_token_file") {
-		t.Fatalf("missing file error %v", err)
 	}
 }
 
@@ -288,6 +278,8 @@ acme:
 
 	keyFile := filepath.Join(t.TempDir(), "mesh.key")
 	os.WriteFile(keyFile, []byte(strings.Repeat("ab", 32)+"\n"), 0o600)
+	dnspodKey := filepath.Join(t.TempDir(), "dnspod.key")
+	os.WriteFile(dnspodKey, []byte("s3cret\n"), 0o600)
 	uci := `config relay
 	option hostname derp.example.com
 	list mesh_peers 'https://derp2.example.com:8443'
@@ -295,7 +287,7 @@ acme:
 config ddns
 	option provider_type dnspod
 	option provider_secret_id AKIDx
-	option provider_secret_key_file /etc/edgerelay/dnspod.key
+	option provider_secret_key_file ` + dnspodKey + `
 	option zone example.com
 config record
 	option name nas
@@ -320,7 +312,7 @@ config acme
 		t.Fatal(err)
 	}
 	r := cfg.DDNS.Records
-	if cfg.DDNS.Provider.SecretID != "AKIDx" || cfg.DDNS.Provider.SecretKeyFile != "/etc/edgerelay/dnspod.key" ||
+	if cfg.DDNS.Provider.SecretID != "AKIDx" || cfg.DDNS.Provider.SecretKeyFile != dnspodKey || cfg.DDNS.Provider.SecretKey != "s3cret" ||
 		r[0].Suffix != "::1234" || r[1].MAC != "aa:bb:cc:dd:ee:ff" || r[2].STUN != "auto" || cfg.ACME.Profile != "shortlived" {
 		t.Fatalf("decoded %+v %+v %+v", cfg.DDNS.Provider, r, cfg.ACME)
 	}
@@ -374,5 +366,39 @@ func TestLine(t *testing.T) {
 		if got := c.cfg.Line(c.key, c.value); got != c.want {
 			t.Errorf("Line(%s, %s) = %q, want %q", c.key, c.value, got, c.want)
 		}
+	}
+}
+
+// TestSecretsReadAtLoad: a key x_file fills x at load, so parts get the secret itself; a file
+// that cannot be read is a problem at x_file with its line. The sections that will not run
+// are not read, except a ddns provider that acme borrows.
+func TestSecretsReadAtLoad(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte("  s3cret\n"), 0o600)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o600)
+	missing := filepath.Join(dir, "missing")
+	ddns := "ddns:\n  provider: {type: cloudflare, api_token_file: %s}\n  zone: example.com\n  records: [{name: a, type: A, value: 192.0.2.1}]\n"
+	cfg, err := Parse([]byte(fmt.Sprintf(ddns, token)), false)
+	if err != nil || cfg.DDNS.Provider.APIToken != "s3cret" {
+		t.Fatalf("token %q, %v", cfg.DDNS.Provider.APIToken, err)
+	}
+	for file, want := range map[string]string{
+		missing: `line 2: ddns.provider.api_token_file: cannot read "` + missing + `": no such file or directory`,
+		empty:   "line 2: ddns.provider.api_token_file: " + empty + " is empty",
+	} {
+		if _, err := Parse([]byte(fmt.Sprintf(ddns, file)), false); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
+	}
+	off := strings.Replace(ddns, "ddns:\n", "ddns:\n  enabled: false\n", 1)
+	if _, err := Parse([]byte(fmt.Sprintf(off, missing)), false); err != nil {
+		t.Errorf("a disabled section's secret was read: %v", err)
+	}
+	borrowed := fmt.Sprintf(off, token) + "relay: {hostname: derp.example.com}\nacme: {email: a@example.com}\n"
+	cfg, err = Parse([]byte(borrowed), false)
+	if err != nil || cfg.ACME.DNSProvider.APIToken != "s3cret" {
+		t.Fatalf("borrowed provider token %q, %v", cfg.ACME.DNSProvider.APIToken, err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+
+	"github.com/edgerelay/edgerelay/agent/field"
 )
 
 // Load reads a YAML or UCI file, applies defaults and validates it. On any problem it returns
@@ -42,6 +44,7 @@ func Parse(data []byte, uci bool) (*Config, error) {
 	}
 	cfg := &Config{UCI: uci}
 	decode(root, reflect.ValueOf(cfg).Elem(), "", c)
+	cfg.readSecrets(c)
 	cfg.setDefaults()
 	cfg.check(c)
 	if len(c.probs) > 0 {
@@ -114,44 +117,27 @@ func (cfg *Config) setDefaults() {
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "info"
 	}
-	cfg.Relay.setDefaults(cfg.ACME != nil && On(cfg.ACME.Enabled, true))
-	if cfg.DDNS != nil {
-		cfg.DDNS.setDefaults()
+	cfg.defaultsBefore()
+	for _, s := range cfg.sections() {
+		s.part.SetDefaults()
 	}
-	if cfg.ACME != nil {
-		cfg.ACME.setDefaults(cfg)
-	}
-	if cfg.Subnet != nil {
-		cfg.Subnet.SetDefaults()
-	}
-}
-
-// Validate runs the validation pass again (after a caller changed the struct).
-func (cfg *Config) Validate() error {
-	c := &checker{lines: map[string]int{}}
-	cfg.check(c)
-	if len(c.probs) > 0 {
-		return c.probs
-	}
-	return nil
+	cfg.defaultsAfter()
 }
 
 func (cfg *Config) check(c *checker) {
-	oneOf(c, "log_level", cfg.LogLevel, "debug", "info", "warn", "error")
+	var top field.Problems
 	if !filepath.IsAbs(cfg.StateDir) {
-		c.add("state_dir", "must be an absolute path, got %q", cfg.StateDir)
+		top.Add("state_dir", "must be an absolute path, got %q", cfg.StateDir)
 	}
+	top.OneOf("log_level", cfg.LogLevel, "debug", "info", "warn", "error")
 	if cfg.MetricsListen != "" {
-		checkHostPort(c, "metrics_listen", cfg.MetricsListen)
+		top.HostPort("metrics_listen", cfg.MetricsListen)
 	}
-	cfg.Relay.check(c, cfg)
-	if cfg.DDNS != nil {
-		cfg.DDNS.check(c, cfg)
+	c.merge("", top.Err())
+	for _, s := range cfg.sections() {
+		if s.on {
+			c.merge(s.key, s.part.Validate())
+		}
 	}
-	if cfg.ACME != nil {
-		cfg.ACME.check(c, cfg)
-	}
-	if cfg.Subnet != nil {
-		cfg.Subnet.check(c)
-	}
+	cfg.checkAcross(c)
 }

@@ -44,13 +44,8 @@ func secretFiles(v reflect.Value, path string, f func(key, file string)) {
 			secretFiles(v.Elem(), path, f)
 		}
 	case reflect.Struct:
-		t := v.Type()
-		for i := range t.NumField() {
-			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-			if name == "" || name == "-" {
-				continue
-			}
-			fv := v.Field(i)
+		for _, yf := range fieldsOf(v.Type()) {
+			name, fv := yf.name, v.FieldByIndex(yf.index)
 			if fv.Kind() == reflect.String && strings.HasSuffix(name, "_file") && !notSecret[name] {
 				if fv.String() != "" {
 					f(join(path, name), fv.String())

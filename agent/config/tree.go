@@ -55,7 +55,7 @@ func (n *node) set(key string, v *node) {
 	n.vals = append(n.vals, v)
 }
 
-var durationType = reflect.TypeOf(Duration(0))
+var durationType = reflect.TypeOf(time.Duration(0))
 
 // decode fills v from n, reporting every mismatch (unknown key, wrong type) on c.
 func decode(n *node, v reflect.Value, path string, c *checker) {
@@ -90,7 +90,7 @@ func decode(n *node, v reflect.Value, path string, c *checker) {
 		}
 		fields := yamlFields(v.Type())
 		for i, k := range n.keys {
-			idx, ok := fields[k]
+			f, ok := fields[k]
 			if !ok {
 				c.add(join(path, k), "unknown key (known keys: %s)", knownKeys(fields))
 				if l := n.vals[i].line; l > 0 {
@@ -98,7 +98,7 @@ func decode(n *node, v reflect.Value, path string, c *checker) {
 				}
 				continue
 			}
-			decode(n.vals[i], v.Field(idx), join(path, k), c)
+			decode(n.vals[i], v.FieldByIndex(f.index), join(path, k), c)
 		}
 	case v.Kind() == reflect.Slice:
 		items := n.items
@@ -169,20 +169,44 @@ func parseDuration(s string) (time.Duration, error) {
 	return time.ParseDuration(s)
 }
 
-// yamlFields maps a struct's yaml key names to field indexes.
-func yamlFields(t reflect.Type) map[string]int {
-	m := make(map[string]int)
+// yamlField is one key of a struct: its name, where its field is and its type.
+type yamlField struct {
+	name  string
+	index []int
+	typ   reflect.Type
+}
+
+// fieldsOf lists a struct's yaml keys in field order. The keys of an inline struct
+// (`yaml:",inline"`: a part's Config inside the section that also holds enabled) count as
+// the outer struct's own.
+func fieldsOf(t reflect.Type) []yamlField {
+	var fs []yamlField
 	for i := 0; i < t.NumField(); i++ {
-		tag := t.Field(i).Tag.Get("yaml")
-		if tag == "" || tag == "-" {
-			continue
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch {
+		case opts == "inline":
+			for _, sub := range fieldsOf(f.Type) {
+				sub.index = append([]int{i}, sub.index...)
+				fs = append(fs, sub)
+			}
+		case name != "" && name != "-":
+			fs = append(fs, yamlField{name: name, index: []int{i}, typ: f.Type})
 		}
-		m[strings.Split(tag, ",")[0]] = i
+	}
+	return fs
+}
+
+// yamlFields maps a struct's yaml keys to their fields.
+func yamlFields(t reflect.Type) map[string]yamlField {
+	m := make(map[string]yamlField)
+	for _, f := range fieldsOf(t) {
+		m[f.name] = f
 	}
 	return m
 }
 
-func knownKeys(fields map[string]int) string {
+func knownKeys(fields map[string]yamlField) string {
 	ks := make([]string, 0, len(fields))
 	for k := range fields {
 		ks = append(ks, k)

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+
+	"github.com/edgerelay/edgerelay/ddns"
 )
 
 // OpenWrt UCI files map onto the same tree as YAML:
@@ -319,19 +321,19 @@ func uciTree(secs []uciSection, c *checker) *node {
 		case "":
 			target, t = root, reflect.TypeOf(Config{})
 		case "ddns.records":
-			ddns := ensureMapping(root, "ddns", s.line)
-			recs := ddns.get("records")
+			sec := ensureMapping(root, "ddns", s.line)
+			recs := sec.get("records")
 			if recs == nil {
 				recs = &node{kind: sequenceNode, line: s.line}
-				ddns.set("records", recs)
+				sec.set("records", recs)
 			}
 			target = &node{kind: mappingNode, line: s.line}
 			recs.items = append(recs.items, target)
-			t = reflect.TypeOf(Record{})
+			t = reflect.TypeOf(ddns.Record{})
 		default:
 			target = ensureMapping(root, key, s.line)
 			top := reflect.TypeOf(Config{})
-			t = derefType(top.Field(yamlFields(top)[key]).Type)
+			t = derefType(yamlFields(top)[key].typ)
 		}
 		for _, o := range s.opts {
 			path, ok := uciResolve(t, o.name, key == "")
@@ -370,14 +372,14 @@ func ensureMapping(n *node, key string, line int) *node {
 // At the top level only plain values resolve: sections have their own `config` blocks.
 func uciResolve(t reflect.Type, name string, top bool) ([]string, bool) {
 	fields := yamlFields(t)
-	if i, ok := fields[name]; ok {
-		return []string{name}, !top || !isSection(t.Field(i).Type)
+	if f, ok := fields[name]; ok {
+		return []string{name}, !top || !isSection(f.typ)
 	}
 	if top {
 		return nil, false
 	}
-	for k, i := range fields {
-		ft := derefType(t.Field(i).Type)
+	for k, f := range fields {
+		ft := derefType(f.typ)
 		if !isSection(ft) || !strings.HasPrefix(name, k+"_") {
 			continue
 		}
@@ -391,8 +393,8 @@ func uciResolve(t reflect.Type, name string, top bool) ([]string, bool) {
 // uciOptionNames lists the option names a section type accepts, for error messages.
 func uciOptionNames(t reflect.Type, top bool) []string {
 	var names []string
-	for k, i := range yamlFields(t) {
-		ft := derefType(t.Field(i).Type)
+	for k, f := range yamlFields(t) {
+		ft := derefType(f.typ)
 		switch {
 		case top && isSection(ft):
 		case isSection(ft):
@@ -411,7 +413,7 @@ func uciOptionNames(t reflect.Type, top bool) []string {
 // isSection reports whether a field holds nested keys rather than a value.
 func isSection(t reflect.Type) bool {
 	t = derefType(t)
-	return t.Kind() == reflect.Struct && t != durationType
+	return t.Kind() == reflect.Struct
 }
 
 func derefType(t reflect.Type) reflect.Type {

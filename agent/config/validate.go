@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"strings"
+
+	"github.com/edgerelay/edgerelay/agent/field"
 )
 
 // Problem is one thing wrong with a config: the key path, the source line when known, and
@@ -49,19 +51,19 @@ func (c *checker) add(path, format string, args ...any) {
 	c.probs = append(c.probs, Problem{Path: path, Line: line, Msg: fmt.Sprintf(format, args...)})
 }
 
+// merge records the problems a part's Validate found in the section at path.
+func (c *checker) merge(path string, err error) {
+	var ps field.Problems
+	ps.Merge(path, err)
+	for _, p := range ps {
+		c.add(p.Key, "%s", p.Msg)
+	}
+}
+
 // parentPath strips the last element of a key path: "a.b[2].c" → "a.b[2]" → "a.b" → "a".
 func parentPath(p string) string {
 	if i := strings.LastIndexAny(p, ".["); i >= 0 {
 		return p[:i]
 	}
 	return ""
-}
-
-func oneOf(c *checker, path, v string, allowed ...string) {
-	for _, a := range allowed {
-		if v == a {
-			return
-		}
-	}
-	c.add(path, "%q is not one of %s", v, strings.Join(allowed, ", "))
 }

@@ -83,10 +83,13 @@ func printStatus(ctx context.Context, w io.Writer, cfg *config.Config, asJSON bo
 		p("acme: %s, valid until %s", strings.Join(a.Domains, ", "), a.NotAfter.Format(time.RFC3339))
 	}
 	if s := st.Subnet; s != nil {
-		if s.Error != "" {
-			p("subnet: %s", s.Error)
-		} else {
-			p("subnet: all in place: %v", s.InPlace)
+		switch {
+		case s.Checked.IsZero():
+			p("subnet: the first apply is still running")
+		case s.Error != "":
+			p("subnet (as of %s): %s", s.Checked.Format(time.TimeOnly), s.Error)
+		default:
+			p("subnet (as of %s): all in place: %v", s.Checked.Format(time.TimeOnly), s.InPlace)
 		}
 		for _, it := range s.Items {
 			p("  %s", it)

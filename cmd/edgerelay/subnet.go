@@ -35,11 +35,11 @@ func cmdSubnet(ctx context.Context, cfg *config.Config, args []string, stdout io
 		sub = &config.Subnet{}
 	}
 	log := newLogger(cfg.LogLevel, os.Stderr)
-	r, err := netfilter.New(*sub, cfg.StateDir, log)
+	r, err := netfilter.New(sub.Config, cfg.StateDir, log)
 	if err != nil && action == "remove" {
 		// A bad subnet section must not block the undo: the state dir names what to remove.
 		log.Warn("subnet section unusable, removing by the state dir alone", "err", err)
-		r, err = netfilter.New(config.Subnet{}, cfg.StateDir, log)
+		r, err = netfilter.New(netfilter.Config{}, cfg.StateDir, log)
 	}
 	if err != nil {
 		return err

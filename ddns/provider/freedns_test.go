@@ -12,7 +12,6 @@ import (
 
 	"github.com/libdns/libdns"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/ddns/internal/duckdnsfake"
 	"github.com/edgerelay/edgerelay/ddns/internal/dynv6fake"
 )
@@ -23,7 +22,7 @@ import (
 func TestDuckDNSChallenge(t *testing.T) {
 	s := duckdnsfake.New("tok", "home")
 	defer s.Close()
-	p, err := New(config.Provider{Type: "duckdns", APIToken: "tok"}, Options{HTTPClient: s.Client()})
+	p, err := New(Config{Type: "duckdns", APIToken: "tok"}, Options{HTTPClient: s.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +64,7 @@ func TestDuckDNSChallenge(t *testing.T) {
 func TestDynv6Challenge(t *testing.T) {
 	s := dynv6fake.New("tok", "home.dynv6.net")
 	defer s.Close()
-	p, err := New(config.Provider{Type: "dynv6", APIToken: "tok"}, Options{HTTPClient: s.Client()})
+	p, err := New(Config{Type: "dynv6", APIToken: "tok"}, Options{HTTPClient: s.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}

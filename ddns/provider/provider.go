@@ -5,11 +5,9 @@
 package provider
 
 import (
-	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -17,8 +15,6 @@ import (
 	"github.com/libdns/huaweicloud"
 	"github.com/libdns/libdns"
 	"github.com/libdns/rfc2136"
-
-	"github.com/edgerelay/edgerelay/agent/config"
 )
 
 // Provider is what ddns and acme need from a DNS service.
@@ -29,9 +25,6 @@ type Provider interface {
 	libdns.RecordDeleter
 }
 
-// Types lists the provider types New understands (agent/config keeps the same list for check).
-var Types = []string{"alidns", "cloudflare", "dnspod", "duckdns", "dynv6", "huaweicloud", "rfc2136", "tencentcloud"} // dnspod: Tencent Cloud DNSPod, as tencentcloud
-
 // Options adjust how providers reach their API.
 type Options struct {
 	// HTTPClient carries API calls for HTTP providers that accept one (cloudflare, duckdns,
@@ -39,89 +32,41 @@ type Options struct {
 	HTTPClient *http.Client
 }
 
-// New returns the provider described by p, reading secrets from their *_file keys.
-func New(p config.Provider, opts Options) (Provider, error) {
+// New returns the provider p describes, after checking it (Validate).
+func New(p Config, opts Options) (Provider, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
 	hc := opts.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
 	switch p.Type {
 	case "cloudflare":
-		tok, err := config.ReadSecret(p.APIToken, p.APITokenFile, "api_token")
-		if err != nil {
-			return nil, err
-		}
-		if tok == "" {
-			return nil, fmt.Errorf("cloudflare: api_token is empty")
-		}
-		return newCloudflare(tok, hc), nil
-	case "duckdns", "dynv6":
-		tok, err := config.ReadSecret(p.APIToken, p.APITokenFile, "api_token")
-		if err != nil {
-			return nil, err
-		}
-		if tok == "" {
-			return nil, fmt.Errorf("%s: api_token is empty", p.Type)
-		}
-		if p.Type == "duckdns" {
-			return &duckDNS{token: tok, hc: hc}, nil
-		}
-		return &dynv6{token: tok, hc: hc}, nil
+		return newCloudflare(p.APIToken, hc), nil
+	case "duckdns":
+		return &duckDNS{token: p.APIToken, hc: hc}, nil
+	case "dynv6":
+		return &dynv6{token: p.APIToken, hc: hc}, nil
 	case "rfc2136":
-		return newRFC2136(p)
-	case "alidns", "huaweicloud":
-		secret, err := config.ReadSecret(p.AccessKeySecret, p.AccessKeySecretFile, "access_key_secret")
+		alg := TSIGAlgorithm(p.KeyAlg)
+		if alg == "" {
+			alg = "hmac-sha256"
+		}
+		server, err := withPort(p.Server, "53")
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("rfc2136: server: %w", err)
 		}
-		if p.AccessKeyID == "" || secret == "" {
-			return nil, fmt.Errorf("%s: access_key_id and access_key_secret are required", p.Type)
-		}
-		if p.Type == "alidns" {
-			return &alidns.Provider{CredentialInfo: alidns.CredentialInfo{
-				AccessKeyID: p.AccessKeyID, AccessKeySecret: secret, RegionID: p.Region,
-			}}, nil
-		}
-		return &huaweicloud.Provider{AccessKeyId: p.AccessKeyID, SecretAccessKey: secret, RegionId: p.Region}, nil
-	case "tencentcloud", "dnspod":
-		key, err := config.ReadSecret(p.SecretKey, p.SecretKeyFile, "secret_key")
-		if err != nil {
-			return nil, err
-		}
-		if p.SecretID == "" || key == "" {
-			return nil, fmt.Errorf("%s: secret_id and secret_key are required", p.Type)
-		}
-		return newTencentCloud(p.SecretID, key, hc), nil
-	case "":
-		return nil, fmt.Errorf("provider type is empty (one of %s)", strings.Join(Types, ", "))
+		// libdns/rfc2136 always signs; Validate made sure there is a key to sign with.
+		return &rfc2136.Provider{KeyName: p.KeyName, KeyAlg: alg, Key: p.Key, Server: server}, nil
+	case "alidns":
+		return &alidns.Provider{CredentialInfo: alidns.CredentialInfo{
+			AccessKeyID: p.AccessKeyID, AccessKeySecret: p.AccessKeySecret, RegionID: p.Region,
+		}}, nil
+	case "huaweicloud":
+		return &huaweicloud.Provider{AccessKeyId: p.AccessKeyID, SecretAccessKey: p.AccessKeySecret, RegionId: p.Region}, nil
 	}
-	return nil, fmt.Errorf("unknown provider type %q (one of %s)", p.Type, strings.Join(Types, ", "))
-}
-
-func newRFC2136(p config.Provider) (Provider, error) {
-	key, err := config.ReadSecret(p.Key, p.KeyFile, "key")
-	if err != nil {
-		return nil, err
-	}
-	if p.KeyName == "" || key == "" {
-		// libdns/rfc2136 always signs; an unsigned update would be refused by any sane server.
-		return nil, fmt.Errorf("rfc2136: key_name and key (TSIG) are required")
-	}
-	if _, err := base64.StdEncoding.DecodeString(key); err != nil {
-		return nil, fmt.Errorf("rfc2136: key is not base64 (as tsig-keygen prints it): %v", err)
-	}
-	alg := config.TSIGAlgorithm(p.KeyAlg)
-	if alg == "" {
-		alg = "hmac-sha256"
-	}
-	if !slices.Contains(config.TSIGAlgorithms, alg) {
-		return nil, fmt.Errorf("rfc2136: key_alg %q unknown (one of %s)", p.KeyAlg, strings.Join(config.TSIGAlgorithms, ", "))
-	}
-	server, err := withPort(p.Server, "53")
-	if err != nil {
-		return nil, fmt.Errorf("rfc2136: server: %w", err)
-	}
-	return &rfc2136.Provider{KeyName: p.KeyName, KeyAlg: alg, Key: key, Server: server}, nil
+	return newTencentCloud(p.SecretID, p.SecretKey, hc), nil // tencentcloud, dnspod
 }
 
 // withPort returns host:port, adding def when s names no port.

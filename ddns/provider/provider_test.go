@@ -3,8 +3,6 @@ package provider
 import (
 	"context"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,50 +10,33 @@ import (
 
 	"github.com/libdns/libdns"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/ddns/internal/cloudflarefake"
 )
 
-func TestTypesMatchConfig(t *testing.T) {
-	a, b := slices.Clone(Types), slices.Clone(config.ProviderTypes)
-	slices.Sort(a)
-	slices.Sort(b)
-	if !slices.Equal(a, b) {
-		t.Fatalf("provider.Types %v and config.ProviderTypes %v differ", a, b)
-	}
-}
-
 func TestNew(t *testing.T) {
-	dir := t.TempDir()
-	tokFile := filepath.Join(dir, "tok")
-	os.WriteFile(tokFile, []byte("  secret-token\n"), 0o600)
 	key := "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="
 	for _, tt := range []struct {
 		name    string
-		p       config.Provider
+		p       Config
 		wantErr string // "" = ok
 	}{
-		{"cloudflare", config.Provider{Type: "cloudflare", APIToken: "x"}, ""},
-		{"cloudflare file", config.Provider{Type: "cloudflare", APITokenFile: tokFile}, ""},
-		{"cloudflare missing file", config.Provider{Type: "cloudflare", APITokenFile: filepath.Join(dir, "nope")}, "api_token_file"},
-		{"cloudflare empty", config.Provider{Type: "cloudflare"}, "api_token is empty"},
-		{"rfc2136", config.Provider{Type: "rfc2136", Server: "ns.example.com", KeyName: "k", Key: key}, ""},
-		{"rfc2136 alg", config.Provider{Type: "rfc2136", Server: "[2001:db8::1]:5353", KeyName: "k", KeyAlg: "HMAC-SHA512.", Key: key}, ""},
-		{"rfc2136 bad alg", config.Provider{Type: "rfc2136", Server: "ns", KeyName: "k", KeyAlg: "rot13", Key: key}, "key_alg"},
-		{"rfc2136 no key", config.Provider{Type: "rfc2136", Server: "ns"}, "TSIG"},
-		{"rfc2136 bad key", config.Provider{Type: "rfc2136", Server: "ns", KeyName: "k", Key: "not base64!"}, "base64"},
-		{"rfc2136 no server", config.Provider{Type: "rfc2136", KeyName: "k", Key: key}, "server"},
-		{"alidns", config.Provider{Type: "alidns", AccessKeyID: "id", AccessKeySecret: "s"}, ""},
-		{"alidns no secret", config.Provider{Type: "alidns", AccessKeyID: "id"}, "access_key_secret"},
-		{"huaweicloud", config.Provider{Type: "huaweicloud", AccessKeyID: "id", AccessKeySecret: "s", Region: "cn-north-4"}, ""},
-		{"tencentcloud", config.Provider{Type: "tencentcloud", SecretID: "AKIDx", SecretKey: "k"}, ""},
-		{"dnspod file", config.Provider{Type: "dnspod", SecretID: "AKIDx", SecretKeyFile: tokFile}, ""},
-		{"tencentcloud no key", config.Provider{Type: "tencentcloud", SecretID: "AKIDx"}, "secret_key"},
-		{"duckdns", config.Provider{Type: "duckdns", APIToken: "x"}, ""},
-		{"duckdns empty", config.Provider{Type: "duckdns"}, "api_token is empty"},
-		{"dynv6 file", config.Provider{Type: "dynv6", APITokenFile: tokFile}, ""},
-		{"unknown", config.Provider{Type: "route53"}, "one of alidns, cloudflare, dnspod, duckdns, dynv6, huaweicloud, rfc2136, tencentcloud"},
-		{"empty", config.Provider{}, "empty"},
+		{"cloudflare", Config{Type: "cloudflare", APIToken: "x"}, ""},
+		{"cloudflare empty", Config{Type: "cloudflare"}, "api_token: required"},
+		{"rfc2136", Config{Type: "rfc2136", Server: "ns.example.com", KeyName: "k", Key: key}, ""},
+		{"rfc2136 alg", Config{Type: "rfc2136", Server: "[2001:db8::1]:5353", KeyName: "k", KeyAlg: "HMAC-SHA512.", Key: key}, ""},
+		{"rfc2136 bad alg", Config{Type: "rfc2136", Server: "ns", KeyName: "k", KeyAlg: "rot13", Key: key}, "key_alg"},
+		{"rfc2136 no key", Config{Type: "rfc2136", Server: "ns"}, "TSIG"},
+		{"rfc2136 bad key", Config{Type: "rfc2136", Server: "ns", KeyName: "k", Key: "not base64!"}, "base64"},
+		{"rfc2136 no server", Config{Type: "rfc2136", KeyName: "k", Key: key}, "server"},
+		{"alidns", Config{Type: "alidns", AccessKeyID: "id", AccessKeySecret: "s"}, ""},
+		{"alidns no secret", Config{Type: "alidns", AccessKeyID: "id"}, "access_key_secret"},
+		{"huaweicloud", Config{Type: "huaweicloud", AccessKeyID: "id", AccessKeySecret: "s", Region: "cn-north-4"}, ""},
+		{"tencentcloud", Config{Type: "tencentcloud", SecretID: "AKIDx", SecretKey: "k"}, ""},
+		{"tencentcloud no key", Config{Type: "tencentcloud", SecretID: "AKIDx"}, "secret_key"},
+		{"duckdns", Config{Type: "duckdns", APIToken: "x"}, ""},
+		{"duckdns empty", Config{Type: "duckdns"}, "api_token: required"},
+		{"unknown", Config{Type: "route53"}, "one of alidns, cloudflare, dnspod, duckdns, dynv6, huaweicloud, rfc2136, tencentcloud"},
+		{"empty", Config{}, "type: required"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p, err := New(tt.p, Options{})
@@ -92,7 +73,7 @@ func FuzzNew(f *testing.F) {
 	f.Add("alidns", "", "", "", "", "")
 	f.Add("x", "[::1", "", "", "", "")
 	f.Fuzz(func(t *testing.T, typ, server, keyName, alg, key, token string) {
-		p, err := New(config.Provider{Type: typ, Server: server, KeyName: keyName, KeyAlg: alg, Key: key, APIToken: token,
+		p, err := New(Config{Type: typ, Server: server, KeyName: keyName, KeyAlg: alg, Key: key, APIToken: token,
 			AccessKeyID: keyName, AccessKeySecret: key, SecretID: keyName, SecretKey: key}, Options{})
 		if err == nil && p == nil {
 			t.Fatal("nil provider without error")
@@ -114,7 +95,7 @@ func newFake(t *testing.T) *cloudflarefake.Server {
 }
 
 func cf(t *testing.T, s *cloudflarefake.Server, token string) Provider {
-	p, err := New(config.Provider{Type: "cloudflare", APIToken: token}, Options{HTTPClient: s.Client()})
+	p, err := New(Config{Type: "cloudflare", APIToken: token}, Options{HTTPClient: s.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}

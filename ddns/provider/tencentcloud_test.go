@@ -13,7 +13,6 @@ import (
 
 	"github.com/libdns/libdns"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/ddns/internal/dnspodfake"
 )
 
@@ -43,7 +42,7 @@ func newDNSPod(t *testing.T, minTTL uint64) *dnspodfake.Server {
 }
 
 func dnspod(t *testing.T, s *dnspodfake.Server, typ, id, key string) Provider {
-	p, err := New(config.Provider{Type: typ, SecretID: id, SecretKey: key}, Options{HTTPClient: s.Client()})
+	p, err := New(Config{Type: typ, SecretID: id, SecretKey: key}, Options{HTTPClient: s.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package verify
 import (
 	"context"
 	"testing"
-
-	"github.com/edgerelay/edgerelay/agent/config"
 )
 
 // BenchmarkCheck measures one admission per check kind: the allow list, a cached URL
@@ -21,19 +19,19 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 	b.Run("allow", func(b *testing.B) {
-		v, _ := New(config.VerifyClients{Allow: []string{NodeKeyString(k)}}, nil)
+		v, _ := New(Config{Allow: []string{NodeKeyString(k)}}, nil)
 		run(b, v)
 	})
 	b.Run("url cached", func(b *testing.B) {
 		hs := newAdmissionServer(b)
 		hs.register(k, true)
-		v, _ := New(config.VerifyClients{URL: hs.URL}, nil)
+		v, _ := New(Config{URL: hs.URL}, nil)
 		run(b, v)
 	})
 	b.Run("tailscaled whois", func(b *testing.B) {
 		l := newLocalAPI(b, "")
 		l.add(k, "node")
-		v, _ := New(config.VerifyClients{TailscaledSocket: l.socket}, nil)
+		v, _ := New(Config{TailscaledSocket: l.socket}, nil)
 		run(b, v)
 	})
 }

@@ -20,7 +20,6 @@ import (
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/relay/derp"
 	"github.com/edgerelay/edgerelay/relay/derptest"
 )
@@ -107,7 +106,7 @@ func TestDERPAdmission(t *testing.T) {
 	hs := newAdmissionServer(t)
 	listed, approved, stranger := key.NewNode(), key.NewNode(), key.NewNode()
 	hs.register(raw(approved.Public()), true)
-	v, err := New(config.VerifyClients{
+	v, err := New(Config{
 		Allow: []string{listed.Public().String()},
 		URL:   hs.URL + "/verify",
 	}, testLogger(t))
@@ -165,7 +164,7 @@ func TestDERPAdmission(t *testing.T) {
 // TestDERPNoChecks: with nothing configured on a loopback listener everyone is admitted,
 // and counted as unverified.
 func TestDERPNoChecks(t *testing.T) {
-	v, err := New(config.VerifyClients{}, testLogger(t), WithListener("127.0.0.1:0"))
+	v, err := New(Config{}, testLogger(t), WithListener("127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"tailscale.com/tstest/integration/testcontrol"
 	"tailscale.com/types/key"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 )
 
@@ -62,7 +61,7 @@ func TestRealTailnet(t *testing.T) {
 	ns := testenv.NewNetNS(t, testenv.RequireCommand(t, "ip"))
 	fakeUplink(t, ns)
 	dir, sock := testenv.TailscaledDir(t)
-	v, err := New(config.VerifyClients{TailscaledSocket: sock}, testLogger(t))
+	v, err := New(Config{TailscaledSocket: sock}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,6 @@ import (
 	"tailscale.com/client/tailscale/apitype"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
-
-	"github.com/edgerelay/edgerelay/agent/config"
 )
 
 // localAPI stands in for tailscaled's LocalAPI on a unix socket. Its whois handler follows
@@ -140,7 +138,7 @@ func (l *localAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func newSocketVerifier(t *testing.T, socket string, opts ...Option) *Verifier {
 	t.Helper()
-	v, err := New(config.VerifyClients{TailscaledSocket: socket}, testLogger(t), opts...)
+	v, err := New(Config{TailscaledSocket: socket}, testLogger(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

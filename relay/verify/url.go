@@ -42,9 +42,9 @@ type call struct {
 }
 
 func newAdmissionURL(raw string, failOpen bool, o options, stats *counters) (*admissionURL, error) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("verify: relay.verify_clients.url: expected an http(s) URL, got %q", raw)
+	u, err := url.Parse(raw) // Config.Validate made sure it is an http(s) URL
+	if err != nil {
+		return nil, fmt.Errorf("verify: relay.verify_clients.url: %w", err)
 	}
 	rt := o.urlTransport
 	if rt == nil {

@@ -17,8 +17,6 @@ import (
 
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
-
-	"github.com/edgerelay/edgerelay/agent/config"
 )
 
 // admissionServer is an admission controller that behaves like headscale's /verify: POST
@@ -87,7 +85,7 @@ func (s *admissionServer) lastSource() string {
 
 func newURLVerifier(t *testing.T, url string, failOpen bool, opts ...Option) *Verifier {
 	t.Helper()
-	v, err := New(config.VerifyClients{URL: url, FailOpen: failOpen}, testLogger(t), opts...)
+	v, err := New(Config{URL: url, FailOpen: failOpen}, testLogger(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,12 +373,12 @@ func TestURLBadAnswers(t *testing.T) {
 
 func TestURLConfigErrors(t *testing.T) {
 	for _, u := range []string{"ftp://host/verify", "http://", "::bad"} {
-		_, err := New(config.VerifyClients{URL: u}, nil)
+		_, err := New(Config{URL: u}, nil)
 		if err == nil || !strings.Contains(err.Error(), "relay.verify_clients.url") {
 			t.Errorf("%q: %v", u, err)
 		}
 	}
-	if _, err := New(config.VerifyClients{URL: "http://x"}, nil, WithTimeout(0)); err == nil {
+	if _, err := New(Config{URL: "http://x"}, nil, WithTimeout(0)); err == nil {
 		t.Error("zero timeout accepted")
 	}
 }

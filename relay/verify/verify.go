@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/agent/field"
 )
 
 // Defaults; each can be changed with an Option.
@@ -146,8 +146,14 @@ func WithTailscaledSockets(paths ...string) Option {
 	return func(o *options) { o.sockets = paths }
 }
 
-// New builds a Verifier from the relay.verify_clients section.
-func New(cfg config.VerifyClients, log *slog.Logger, opts ...Option) (*Verifier, error) {
+// New builds a Verifier from the relay.verify_clients section, after checking it (errors
+// name the keys under relay.verify_clients).
+func New(cfg Config, log *slog.Logger, opts ...Option) (*Verifier, error) {
+	if err := cfg.Validate(); err != nil {
+		var ps field.Problems
+		ps.Merge("relay.verify_clients", err)
+		return nil, ps
+	}
 	o := options{
 		timeout:        DefaultTimeout,
 		positiveTTL:    DefaultPositiveTTL,
@@ -186,8 +192,6 @@ func New(cfg config.VerifyClients, log *slog.Logger, opts ...Option) (*Verifier,
 		v.checks = append(v.checks, u)
 	}
 	switch {
-	case len(v.checks) > 0 && cfg.Open:
-		return nil, errors.New("verify: relay.verify_clients.open admits everyone, so the configured checks would never refuse anyone: remove open or the checks")
 	case len(v.checks) > 0:
 		v.mode = ModeChecks
 	case cfg.Open || !v.reachable:

@@ -12,13 +12,12 @@ import (
 
 	"tailscale.com/types/key"
 
-	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 )
 
 // TestLoopbackWithoutChecks: trying the relay on one's own machine needs nothing.
 func TestLoopbackWithoutChecks(t *testing.T) {
-	v, err := New(config.VerifyClients{}, nil, WithListener("127.0.0.1:12345"))
+	v, err := New(Config{}, nil, WithListener("127.0.0.1:12345"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +39,7 @@ func TestLoopbackWithoutChecks(t *testing.T) {
 
 // TestOpenIsExplicit: open admits everyone on a reachable listener, and says so.
 func TestOpenIsExplicit(t *testing.T) {
-	v, err := New(config.VerifyClients{Open: true}, nil, WithListener(":12345"))
+	v, err := New(Config{Open: true}, nil, WithListener(":12345"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +49,7 @@ func TestOpenIsExplicit(t *testing.T) {
 	if w := v.Warning(); !strings.Contains(w, "relay.verify_clients.open") || !strings.Contains(w, "anyone") {
 		t.Errorf("warning %q", w)
 	}
-	if _, err := New(config.VerifyClients{Open: true, Allow: []string{NodeKeyString(randomKey(t))}}, nil); err == nil {
+	if _, err := New(Config{Open: true, Allow: []string{NodeKeyString(randomKey(t))}}, nil); err == nil {
 		t.Error("open together with a check was accepted")
 	}
 }
@@ -67,12 +66,12 @@ func TestClosedByDefault(t *testing.T) {
 	defer os.RemoveAll(dir)
 	first, second := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
 	for _, listen := range []string{":12345", "[::]:12345", "192.0.2.1:12345", "router.lan:12345", ""} {
-		v, err := New(config.VerifyClients{}, nil, WithListener(listen))
+		v, err := New(Config{}, nil, WithListener(listen))
 		if err != nil || v.Mode() != ModeAuto {
 			t.Fatalf("listen %q: mode %v, %v", listen, v.Mode(), err)
 		}
 	}
-	v, err := New(config.VerifyClients{}, testLogger(t), WithListener(":12345"), WithTailscaledSockets(first, second))
+	v, err := New(Config{}, testLogger(t), WithListener(":12345"), WithTailscaledSockets(first, second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +124,7 @@ func TestRunProbesTailscaled(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	sock := filepath.Join(dir, "tailscaled.sock")
-	v, err := New(config.VerifyClients{}, testLogger(t), WithListener(":12345"), WithTailscaledSockets(sock))
+	v, err := New(Config{}, testLogger(t), WithListener(":12345"), WithTailscaledSockets(sock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +143,7 @@ func TestRunProbesTailscaled(t *testing.T) {
 func TestAllowList(t *testing.T) {
 	listed, other := key.NewNode().Public(), key.NewNode().Public()
 	upper := "nodekey:" + strings.ToUpper(strings.TrimPrefix(other.String(), "nodekey:"))
-	v, err := New(config.VerifyClients{Allow: []string{listed.String(), upper}}, testLogger(t))
+	v, err := New(Config{Allow: []string{listed.String(), upper}}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +168,7 @@ func TestAllowList(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 
-	_, err = New(config.VerifyClients{Allow: []string{listed.String(), "nodekey:abc"}}, nil)
+	_, err = New(Config{Allow: []string{listed.String(), "nodekey:abc"}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "allow[1]") {
 		t.Errorf("bad allow entry: %v", err)
 	}
@@ -183,7 +182,7 @@ func TestOneYesAdmits(t *testing.T) {
 	listed, inNetmap, approved := randomKey(t), randomKey(t), randomKey(t)
 	l.add(inNetmap, "nas")
 	hs.register(approved, true)
-	v, err := New(config.VerifyClients{
+	v, err := New(Config{
 		Allow:            []string{NodeKeyString(listed)},
 		TailscaledSocket: l.socket,
 		URL:              hs.URL,
@@ -225,7 +224,7 @@ func TestBrokenCheckDoesNotBlockOthers(t *testing.T) {
 	hs := newAdmissionServer(t)
 	k := randomKey(t)
 	hs.register(k, true)
-	v, err := New(config.VerifyClients{TailscaledSocket: "/nonexistent/tailscaled.sock", URL: hs.URL}, testLogger(t))
+	v, err := New(Config{TailscaledSocket: "/nonexistent/tailscaled.sock", URL: hs.URL}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
