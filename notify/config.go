@@ -1,0 +1,119 @@
+package notify
+
+import (
+	"fmt"
+	"net/textproto"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/edgerelay/edgerelay/agent/field"
+)
+
+// Event kinds, the values of a webhook's events list and of Event.Event.
+const (
+	AddressChanged = "address_changed" // a record's source address changed
+	RecordUpdated  = "record_updated"  // a DNS record was written
+	RecordFailing  = "record_failing"  // writing a DNS record failed (first failure of a streak)
+	CertRenewed    = "cert_renewed"    // a new certificate is in service
+	CertFailing    = "cert_failing"    // an order failed and the certificate expires within 7 days (or there is none)
+	PartFailing    = "part_failing"    // a part failed several times in a row
+)
+
+// Kinds lists every event kind.
+var Kinds = []string{AddressChanged, RecordUpdated, RecordFailing, CertRenewed, CertFailing, PartFailing}
+
+// Config is the notify section.
+type Config struct {
+	Webhooks []Webhook `yaml:"webhooks"`
+}
+
+// Webhook is one receiver of events.
+type Webhook struct {
+	// URL is where events are POSTed; url_file reads it from a file (it often holds a token).
+	URL     string `yaml:"url"`
+	URLFile string `yaml:"url_file"`
+	// Events are the kinds sent to this webhook; empty sends every kind.
+	Events []string `yaml:"events"`
+	// Body is a template for services that want their own shape (see template.go); empty
+	// sends the Event as JSON.
+	Body string `yaml:"body"`
+	// Headers are extra request headers, each "Name: value". A Content-Type here replaces
+	// the one chosen from the body.
+	Headers []string `yaml:"headers"`
+	// Timeout bounds one request (default 10 s).
+	Timeout time.Duration `yaml:"timeout"`
+	// Queue is how many events wait for this webhook at most (default 32); when it is
+	// full the oldest is dropped.
+	Queue int `yaml:"queue"`
+}
+
+// SetDefaults fills unset keys with their defaults.
+func (c *Config) SetDefaults() {
+	for i := range c.Webhooks {
+		w := &c.Webhooks[i]
+		if w.Timeout == 0 {
+			w.Timeout = 10 * time.Second
+		}
+		if w.Queue == 0 {
+			w.Queue = 32
+		}
+	}
+}
+
+// Validate checks the section on its own; keys are relative to it.
+func (c *Config) Validate() error {
+	var ps field.Problems
+	if len(c.Webhooks) == 0 {
+		ps.Add("webhooks", "at least one webhook is needed (or remove the notify section)")
+	}
+	for i := range c.Webhooks {
+		c.Webhooks[i].validate(&ps, field.Index("webhooks", i))
+	}
+	return ps.Err()
+}
+
+func (w *Webhook) validate(ps *field.Problems, p string) {
+	switch {
+	case w.URL == "":
+		ps.Add(p+".url", "required: the http(s) URL events are POSTed to (or url_file)")
+	case !field.IsURL(w.URL, "http", "https"):
+		// Not the URL itself: it may hold a token.
+		ps.Add(p+".url", "expected an http(s) URL with a host, got %s", Redact(w.URL))
+	}
+	for j, e := range w.Events {
+		if !slices.Contains(Kinds, e) {
+			ps.Add(field.Index(p+".events", j), "%q is not one of %s", e, strings.Join(Kinds, ", "))
+		}
+	}
+	if _, err := parseTemplate(w.Body); err != nil {
+		ps.Add(p+".body", "%v", err)
+	}
+	for j, h := range w.Headers {
+		if _, _, err := parseHeader(h); err != nil {
+			ps.Add(field.Index(p+".headers", j), "%v", err)
+		}
+	}
+	if w.Timeout < time.Second || w.Timeout > 5*time.Minute {
+		ps.Add(p+".timeout", "must be between 1s and 5m, got %v", w.Timeout)
+	}
+	if w.Queue < 1 || w.Queue > 1000 {
+		ps.Add(p+".queue", "must be between 1 and 1000, got %d", w.Queue)
+	}
+}
+
+// wants reports whether the webhook takes events of kind.
+func (w *Webhook) wants(kind string) bool {
+	return len(w.Events) == 0 || slices.Contains(w.Events, kind)
+}
+
+// parseHeader splits "Name: value". Errors name the header, never its value (it may be a
+// token).
+func parseHeader(h string) (name, value string, err error) {
+	name, value, ok := strings.Cut(h, ":")
+	name = strings.TrimSpace(name)
+	if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") || strings.ContainsAny(value, "\r\n") {
+		return "", "", fmt.Errorf("expected \"Name: value\" on one line (header %q)", name)
+	}
+	return textproto.CanonicalMIMEHeaderKey(name), strings.TrimSpace(value), nil
+}

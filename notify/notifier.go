@@ -1,0 +1,282 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edgerelay/edgerelay/agent/field"
+)
+
+// WebhookStatus is one webhook's counters for `edgerelay status`.
+type WebhookStatus struct {
+	URL       string    `json:"url"` // redacted: scheme://host/…
+	Sent      int       `json:"sent"`
+	Failed    int       `json:"failed"`  // events given up after every retry
+	Dropped   int       `json:"dropped"` // events dropped from a full queue, oldest first
+	Queued    int       `json:"queued"`
+	LastError string    `json:"last_error,omitempty"`
+	LastAt    time.Time `json:"last_error_at,omitzero"`
+}
+
+// Timing tunes delivery; zero fields take the defaults.
+type Timing struct {
+	RetryMin time.Duration // wait after the first failed attempt (2 s), doubling...
+	RetryMax time.Duration // ...up to this (2 min)
+	Attempts int           // tries per event before it counts as failed (6: about 1 min)
+}
+
+// Option adjusts a Notifier.
+type Option func(*Notifier)
+
+// WithTiming overrides the retry timing.
+func WithTiming(t Timing) Option { return func(n *Notifier) { n.timing = t } }
+
+// WithStates has the Notifier publish every webhook's status whenever it changes, for a
+// status that never waits on a webhook. f must return quickly.
+func WithStates(f func([]WebhookStatus)) Option { return func(n *Notifier) { n.states = f } }
+
+// WithHostName sets the host name events carry (default: the kernel's).
+func WithHostName(h string) Option { return func(n *Notifier) { n.host = h } }
+
+// Notifier sends events to the configured webhooks. Build it with New, call Run, and hand
+// it events with Notify.
+type Notifier struct {
+	host   string
+	log    *slog.Logger
+	timing Timing
+	states func([]WebhookStatus)
+	hooks  []*hook
+}
+
+// hook is one webhook: its settings, queue and counters.
+type hook struct {
+	cfg     Webhook
+	body    *template
+	headers http.Header
+	hc      *http.Client
+	kick    chan struct{} // an event was queued
+
+	mu    sync.Mutex // guards queue and st
+	queue []Event    // waiting: the one being sent is out of it
+	st    WebhookStatus
+}
+
+// New builds a Notifier from the notify section, after checking it (errors name the keys
+// under notify).
+func New(cfg Config, log *slog.Logger, opts ...Option) (*Notifier, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		var ps field.Problems
+		ps.Merge("notify", err)
+		return nil, ps
+	}
+	n := &Notifier{log: log.With("component", "notify")}
+	for _, o := range opts {
+		o(n)
+	}
+	if n.host == "" {
+		n.host, _ = os.Hostname()
+	}
+	t := &n.timing
+	if t.RetryMin <= 0 {
+		t.RetryMin = 2 * time.Second
+	}
+	if t.RetryMax <= 0 {
+		t.RetryMax = 2 * time.Minute
+	}
+	if t.Attempts <= 0 {
+		t.Attempts = 6
+	}
+	for _, w := range cfg.Webhooks {
+		h := &hook{cfg: w, headers: http.Header{}, hc: &http.Client{Timeout: w.Timeout},
+			kick: make(chan struct{}, 1), st: WebhookStatus{URL: Redact(w.URL)}}
+		h.body, _ = parseTemplate(w.Body) // checked by Validate
+		h.headers.Set("Content-Type", h.body.contentType())
+		h.headers.Set("User-Agent", "edgerelay")
+		for _, line := range w.Headers {
+			k, v, _ := parseHeader(line)
+			h.headers.Set(k, v)
+		}
+		n.hooks = append(n.hooks, h)
+	}
+	return n, nil
+}
+
+// Notify queues ev for every webhook that wants its kind and returns at once: it never
+// waits on a webhook. When a queue is full its oldest event is dropped.
+func (n *Notifier) Notify(ev Event) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	ev.Host = n.host
+	ev.describe()
+	changed := false
+	for _, h := range n.hooks {
+		if !h.cfg.wants(ev.Event) {
+			continue
+		}
+		h.mu.Lock()
+		if len(h.queue) >= h.cfg.Queue {
+			h.queue = h.queue[1:]
+			h.st.Dropped++
+			n.log.Warn("webhook queue full, dropped the oldest event", "url", h.st.URL, "dropped", h.st.Dropped)
+		}
+		h.queue = append(h.queue, ev)
+		h.mu.Unlock()
+		changed = true
+		select {
+		case h.kick <- struct{}{}:
+		default:
+		}
+	}
+	if changed {
+		n.publish()
+	}
+}
+
+// Status returns every webhook's counters.
+func (n *Notifier) Status() []WebhookStatus {
+	out := make([]WebhookStatus, len(n.hooks))
+	for i, h := range n.hooks {
+		h.mu.Lock()
+		out[i] = h.st
+		out[i].Queued = len(h.queue)
+		h.mu.Unlock()
+	}
+	return out
+}
+
+func (n *Notifier) publish() {
+	if n.states != nil {
+		n.states(n.Status())
+	}
+}
+
+// Run sends queued events until ctx ends, one goroutine per webhook, so a slow webhook
+// delays only its own events. Events still queued when ctx ends are not sent.
+func (n *Notifier) Run(ctx context.Context) error {
+	n.publish()
+	var wg sync.WaitGroup
+	for _, h := range n.hooks {
+		wg.Go(func() { n.deliver(ctx, h) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// deliver sends h's events in order, each retried with backoff up to Attempts times.
+func (n *Notifier) deliver(ctx context.Context, h *hook) {
+	for {
+		h.mu.Lock()
+		if len(h.queue) == 0 {
+			h.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-h.kick:
+				continue
+			}
+		}
+		ev := h.queue[0]
+		h.queue = h.queue[1:]
+		h.mu.Unlock()
+		err := n.sendWithRetries(ctx, h, &ev)
+		if ctx.Err() != nil {
+			return
+		}
+		h.mu.Lock()
+		if err != nil {
+			h.st.Failed++
+		} else {
+			h.st.Sent++
+		}
+		h.mu.Unlock()
+		n.publish()
+	}
+}
+
+// sendWithRetries posts ev until it is accepted, Attempts are used up, or ctx ends.
+func (n *Notifier) sendWithRetries(ctx context.Context, h *hook, ev *Event) error {
+	wait := n.timing.RetryMin
+	for attempt := 1; ; attempt++ {
+		err := h.send(ctx, ev)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		h.mu.Lock()
+		h.st.LastError, h.st.LastAt = err.Error(), time.Now()
+		h.mu.Unlock()
+		n.publish()
+		if attempt >= n.timing.Attempts {
+			n.log.Warn("webhook failed, event given up", "url", h.st.URL, "event", ev.Event, "attempts", attempt, "err", err)
+			return err
+		}
+		n.log.Debug("webhook failed, retrying", "url", h.st.URL, "event", ev.Event, "attempt", attempt, "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, n.timing.RetryMax)
+	}
+}
+
+// send makes one POST of ev; any 2xx answer is success.
+func (h *hook) send(ctx context.Context, ev *Event) error {
+	var body []byte
+	if h.body != nil {
+		body = []byte(h.body.render(ev))
+	} else {
+		body, _ = json.Marshal(ev) // an Event always marshals
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return errors.New("cannot build the request (check the URL)")
+	}
+	req.Header = h.headers.Clone()
+	resp, err := h.hc.Do(req)
+	if err != nil {
+		// url.Error repeats the whole URL, token included: keep only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("POST %s: %w", h.st.URL, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST %s: %s: %s", h.st.URL, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+// Redact shows a webhook URL without what may be secret: scheme://host/… (a Telegram bot
+// token, a Bark or ServerChan key, a WeCom robot key sit in the path or the query).
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(an unparsable URL)"
+	}
+	s := u.Scheme + "://" + u.Host
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		s += "/…"
+	}
+	return s
+}
