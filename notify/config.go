@@ -1,7 +1,7 @@
 package notify
 
 import (
-	"fmt"
+	"errors"
 	"net/textproto"
 	"slices"
 	"strings"
@@ -107,13 +107,12 @@ func (w *Webhook) wants(kind string) bool {
 	return len(w.Events) == 0 || slices.Contains(w.Events, kind)
 }
 
-// parseHeader splits "Name: value". Errors name the header, never its value (it may be a
-// token).
+// parseHeader splits "Name: value". Errors show none of it: the value may be a token.
 func parseHeader(h string) (name, value string, err error) {
 	name, value, ok := strings.Cut(h, ":")
 	name = strings.TrimSpace(name)
 	if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") || strings.ContainsAny(value, "\r\n") {
-		return "", "", fmt.Errorf("expected \"Name: value\" on one line (header %q)", name)
+		return "", "", errors.New(`expected "Name: value" on one line`)
 	}
 	return textproto.CanonicalMIMEHeaderKey(name), strings.TrimSpace(value), nil
 }

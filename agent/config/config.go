@@ -27,6 +27,7 @@ type Config struct {
 	DDNS   *DDNS   `yaml:"ddns"`   // nil: section absent, part off
 	ACME   *ACME   `yaml:"acme"`   // nil: section absent, part off
 	Subnet *Subnet `yaml:"subnet"` // nil: section absent, part off
+	Notify *Notify `yaml:"notify"` // nil: section absent, no webhooks
 
 	// Source is the file the config came from ("" for the embedded default).
 	Source string `yaml:"-"`
