@@ -31,6 +31,9 @@ func (a *Agent) parts() []Part {
 		Section: []any{cfg.StateDir, cfg.MetricsListen},
 		Run:     func(ctx context.Context) error { return a.serveStatus(ctx, cfg.StateDir, cfg.MetricsListen) },
 	}}
+	if cfg.Notify != nil && config.On(cfg.Notify.Enabled, true) {
+		ps = append(ps, a.notifyPart(*cfg.Notify)) // first: the others' early events find it running
+	}
 	if config.On(cfg.Relay.Enabled, true) {
 		ps = append(ps, a.relayPart(cfg.Relay.Config, cfg.StateDir))
 	}
@@ -81,7 +84,8 @@ func (a *Agent) ddnsPart(dc ddns.Config, stateDir, relayHost string, meshSTUN []
 			rr := relayRecord(dc, relayHost)
 			defer setState(a, &a.ddnsState, nil)
 			u, err := ddns.New(dc, stateDir, a.log, ddns.WithMeshSTUN(meshSTUN),
-				ddns.WithSubscriber(func(ch ddns.AddressChange) { a.noteAddress(ch, rr) }),
+				ddns.WithSubscriber(func(ch ddns.AddressChange) { a.noteAddress(ch, rr); a.notifyAddress(ch) }),
+				ddns.WithWrites(a.notifyWrite),
 				ddns.WithStates(func(s []ddns.RecordState) { setState(a, &a.ddnsState, s) }))
 			if err != nil {
 				return err
@@ -133,7 +137,8 @@ func (a *Agent) acmePart(ac config.ACME, stateDir string) Part {
 			defer setState(a, &a.acmeState, nil)
 			m, err := acme.New(ac.Config, dns, stateDir, a.log, acme.WithSubscriber(func(c acme.CertChange) {
 				setState(a, &a.acmeState, &ACMEStatus{Domains: ac.Domains, NotAfter: c.NotAfter})
-			}))
+				a.notifyCert(c)
+			}), acme.WithFailures(a.notifyOrderFailure))
 			if err != nil {
 				return err
 			}

@@ -95,6 +95,13 @@ func printStatus(ctx context.Context, w io.Writer, cfg *config.Config, asJSON bo
 			p("  %s", it)
 		}
 	}
+	for _, w := range st.Webhooks {
+		line := fmt.Sprintf("webhook %s: %d sent, %d failed, %d dropped, %d queued", w.URL, w.Sent, w.Failed, w.Dropped, w.Queued)
+		if w.LastError != "" {
+			line += fmt.Sprintf("; last error (%s): %s", w.LastAt.Format(time.TimeOnly), w.LastError)
+		}
+		p("%s", line)
+	}
 	p("memory: heap %.1f MB, from the OS %.1f MB, %d goroutines", float64(st.Memory.HeapBytes)/1e6, float64(st.Memory.SysBytes)/1e6, st.Memory.Goroutines)
 	return nil
 }
