@@ -47,7 +47,8 @@ type Agent struct {
 	cfg   *config.Config
 	relay *relay.Relay  // the running relay: status reads its counters
 	acme  *acme.Manager // the running ACME manager (tests renew through it)
-	// notifier is the running notify part's (nil without one): events go to it.
+	// notifier is the running notify part's (nil without one): events go to it, status
+	// reads its counters.
 	notifier *notify.Notifier
 	addrs    relay.Addrs // the line's current addresses, as ddns last saw them
 
@@ -56,7 +57,6 @@ type Agent struct {
 	ddnsState   []ddns.RecordState
 	acmeState   *ACMEStatus
 	subnetState *SubnetStatus
-	notifyState []notify.WebhookStatus
 
 	dmap        *relay.Map        // the relay's map to paste, as of now (region.go)
 	published   *relay.DERPRegion // the region last handed out for pasting

@@ -23,8 +23,7 @@ func (a *Agent) notifyPart(nc config.Notify) Part {
 		Name:    "notify",
 		Section: nc,
 		Run: func(ctx context.Context) error {
-			defer setState(a, &a.notifyState, nil)
-			n, err := notify.New(nc.Config, a.log, notify.WithStates(func(s []notify.WebhookStatus) { setState(a, &a.notifyState, s) }))
+			n, err := notify.New(nc.Config, a.log)
 			if err != nil {
 				return err
 			}

@@ -86,11 +86,11 @@ func StatusSocket(stateDir string) string { return filepath.Join(stateDir, "stat
 // view).
 func (a *Agent) Status(context.Context) Status {
 	a.mu.Lock()
-	r := a.relay
+	r, n := a.relay, a.notifier
 	st := Status{
 		Version: a.Version, Config: a.cfg.Source, Started: a.started, Addrs: a.addrs,
 		Uptime: time.Since(a.started).Round(time.Second).String(), Parts: map[string]string{},
-		DDNS: a.ddnsState, ACME: a.acmeState, Subnet: a.subnetState, Webhooks: a.notifyState,
+		DDNS: a.ddnsState, ACME: a.acmeState, Subnet: a.subnetState,
 	}
 	for name, err := range a.partErr {
 		st.Parts[name] = "running"
@@ -106,6 +106,9 @@ func (a *Agent) Status(context.Context) Status {
 	a.mu.Unlock()
 	if st.Config == "" {
 		st.Config = "built-in default"
+	}
+	if n != nil {
+		st.Webhooks = n.Status()
 	}
 	if r != nil {
 		rs := r.Status()

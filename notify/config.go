@@ -1,9 +1,6 @@
 package notify
 
 import (
-	"errors"
-	"net/textproto"
-	"slices"
 	"strings"
 	"time"
 
@@ -19,9 +16,6 @@ const (
 	CertFailing    = "cert_failing"    // an order failed and the certificate expires within 7 days (or there is none)
 	PartFailing    = "part_failing"    // a part failed several times in a row
 )
-
-// Kinds lists every event kind.
-var Kinds = []string{AddressChanged, RecordUpdated, RecordFailing, CertRenewed, CertFailing, PartFailing}
 
 // Config is the notify section.
 type Config struct {
@@ -43,9 +37,6 @@ type Webhook struct {
 	Headers []string `yaml:"headers"`
 	// Timeout bounds one request (default 10 s).
 	Timeout time.Duration `yaml:"timeout"`
-	// Queue is how many events wait for this webhook at most (default 32); when it is
-	// full the oldest is dropped.
-	Queue int `yaml:"queue"`
 }
 
 // SetDefaults fills unset keys with their defaults.
@@ -54,9 +45,6 @@ func (c *Config) SetDefaults() {
 		w := &c.Webhooks[i]
 		if w.Timeout == 0 {
 			w.Timeout = 10 * time.Second
-		}
-		if w.Queue == 0 {
-			w.Queue = 32
 		}
 	}
 }
@@ -82,37 +70,33 @@ func (w *Webhook) validate(ps *field.Problems, p string) {
 		ps.Add(p+".url", "expected an http(s) URL with a host, got %s", Redact(w.URL))
 	}
 	for j, e := range w.Events {
-		if !slices.Contains(Kinds, e) {
-			ps.Add(field.Index(p+".events", j), "%q is not one of %s", e, strings.Join(Kinds, ", "))
+		known := ""
+		for _, k := range kinds {
+			if k.name == e {
+				known = ""
+				break
+			}
+			known += ", " + k.name
+		}
+		if known != "" {
+			ps.Add(field.Index(p+".events", j), "%q is not one of %s", e, known[2:])
 		}
 	}
 	if _, err := parseTemplate(w.Body); err != nil {
 		ps.Add(p+".body", "%v", err)
 	}
 	for j, h := range w.Headers {
-		if _, _, err := parseHeader(h); err != nil {
-			ps.Add(field.Index(p+".headers", j), "%v", err)
+		// Shown with none of it: the value may be a token.
+		if name, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(name) == "" || strings.ContainsAny(h, "\r\n") {
+			ps.Add(field.Index(p+".headers", j), `expected "Name: value" on one line`)
 		}
 	}
 	if w.Timeout < time.Second || w.Timeout > 5*time.Minute {
 		ps.Add(p+".timeout", "must be between 1s and 5m, got %v", w.Timeout)
 	}
-	if w.Queue < 1 || w.Queue > 1000 {
-		ps.Add(p+".queue", "must be between 1 and 1000, got %d", w.Queue)
-	}
 }
 
 // wants reports whether the webhook takes events of kind.
 func (w *Webhook) wants(kind string) bool {
-	return len(w.Events) == 0 || slices.Contains(w.Events, kind)
-}
-
-// parseHeader splits "Name: value". Errors show none of it: the value may be a token.
-func parseHeader(h string) (name, value string, err error) {
-	name, value, ok := strings.Cut(h, ":")
-	name = strings.TrimSpace(name)
-	if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") || strings.ContainsAny(value, "\r\n") {
-		return "", "", errors.New(`expected "Name: value" on one line`)
-	}
-	return textproto.CanonicalMIMEHeaderKey(name), strings.TrimSpace(value), nil
+	return len(w.Events) == 0 || index(w.Events, kind) >= 0
 }

@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"fmt"
 	"strings"
 	"time"
 )
@@ -27,47 +26,49 @@ type Event struct {
 	Error string `json:"error,omitempty"`
 }
 
-// describe fills Title and Message from the rest.
-func (e *Event) describe() {
-	or := func(s string) string {
-		if s == "" {
-			return "none"
-		}
-		return s
-	}
-	names := strings.Join(e.Names, ", ")
-	switch e.Event {
-	case AddressChanged:
-		e.Title = "address changed"
-		e.Message = fmt.Sprintf("%s %s: address changed from %s to %s", e.Record, e.Type, or(e.Old), or(e.New))
-	case RecordUpdated:
-		e.Title = "DNS record updated"
-		e.Message = fmt.Sprintf("%s %s now points at %s (was %s)", e.Record, e.Type, e.New, or(e.Old))
-	case RecordFailing:
-		e.Title = "DNS record update failing"
-		e.Message = fmt.Sprintf("%s %s cannot be set to %s: %s", e.Record, e.Type, e.New, e.Error)
-	case CertRenewed:
-		e.Title = "certificate renewed"
-		e.Message = fmt.Sprintf("new certificate for %s, valid until %s", names, fmtExpires(e))
-	case CertFailing:
-		e.Title = "certificate renewal failing"
-		if e.Expires.IsZero() {
-			e.Message = fmt.Sprintf("no certificate for %s yet, ordering one failed: %s", names, e.Error)
-		} else {
-			e.Message = fmt.Sprintf("the certificate for %s expires %s and renewing it failed: %s", names, fmtExpires(e), e.Error)
-		}
-	case PartFailing:
-		e.Title = e.Part + " failing"
-		e.Message = fmt.Sprintf("%s keeps failing and restarting: %s", e.Part, e.Error)
-	}
-	e.Title = "edgerelay on " + e.Host + ": " + e.Title
+// kinds are the event kinds with their title and message, written as templates.
+var kinds = [...]struct{ name, title, msg string }{
+	{AddressChanged, "address changed", "{{record}} {{type}}: address changed from {{old}} to {{new}}"},
+	{RecordUpdated, "DNS record updated", "{{record}} {{type}} now points at {{new}} (was {{old}})"},
+	{RecordFailing, "DNS record update failing", "{{record}} {{type}} cannot be set to {{new}}: {{error}}"},
+	{CertRenewed, "certificate renewed", "new certificate for {{names}}, valid until {{expires}}"},
+	{CertFailing, "certificate renewal failing", "renewing the certificate for {{names}} (expiring: {{expires}}) failed: {{error}}"},
+	{PartFailing, "part failing", "{{part}} keeps failing and restarting: {{error}}"},
 }
 
-func fmtTime(e *Event) string { return e.Time.Format(time.RFC3339) }
-
-func fmtExpires(e *Event) string {
-	if e.Expires.IsZero() {
-		return ""
+// describe fills Title and Message from the rest.
+func (e *Event) describe() {
+	for _, k := range kinds {
+		if k.name != e.Event {
+			continue
+		}
+		v := e.values()
+		for _, f := range []int{fOld, fNew, fExpires} {
+			if v[f] == "" {
+				v[f] = "none"
+			}
+		}
+		t, _ := parseTemplate(k.msg) // the kinds' templates are tested
+		t.auto = escRaw
+		e.Title, e.Message = "edgerelay on "+e.Host+": "+k.title, t.render(&v)
 	}
-	return e.Expires.UTC().Format(time.RFC3339)
+}
+
+// Placeholders of a body template, in the order values returns them.
+var fieldNames = [...]string{"event", "title", "message", "time", "host", "record", "type", "old", "new", "names", "expires", "part", "error"}
+
+const (
+	fOld     = 7
+	fNew     = 8
+	fExpires = 10
+)
+
+// values are e's values as text, in the order of fieldNames.
+func (e *Event) values() [len(fieldNames)]string {
+	exp := ""
+	if !e.Expires.IsZero() {
+		exp = e.Expires.UTC().Format(time.RFC3339)
+	}
+	return [...]string{e.Event, e.Title, e.Message, e.Time.Format(time.RFC3339), e.Host, e.Record, e.Type,
+		e.Old, e.New, strings.Join(e.Names, ", "), exp, e.Part, e.Error}
 }

@@ -29,43 +29,35 @@ type WebhookStatus struct {
 	LastAt    time.Time `json:"last_error_at,omitzero"`
 }
 
-// Timing tunes delivery; zero fields take the defaults.
-type Timing struct {
-	RetryMin time.Duration // wait after the first failed attempt (2 s), doubling...
-	RetryMax time.Duration // ...up to this (2 min)
-	Attempts int           // tries per event before it counts as failed (6: about 1 min)
+// timing tunes delivery.
+type timing struct {
+	retryMin time.Duration // wait after the first failed attempt, doubling...
+	retryMax time.Duration // ...up to this
+	attempts int           // tries per event before it counts as failed
 }
 
-// Option adjusts a Notifier.
-type Option func(*Notifier)
+// Delivery: a failed event is retried after 2 s, 4 s, … (at most 2 min apart), 6 tries in
+// all (about a minute); 32 events wait per webhook at most.
+var defaultTiming = timing{retryMin: 2 * time.Second, retryMax: 2 * time.Minute, attempts: 6}
 
-// WithTiming overrides the retry timing.
-func WithTiming(t Timing) Option { return func(n *Notifier) { n.timing = t } }
-
-// WithStates has the Notifier publish every webhook's status whenever it changes, for a
-// status that never waits on a webhook. f must return quickly.
-func WithStates(f func([]WebhookStatus)) Option { return func(n *Notifier) { n.states = f } }
-
-// WithHostName sets the host name events carry (default: the kernel's).
-func WithHostName(h string) Option { return func(n *Notifier) { n.host = h } }
+const queueMax = 32
 
 // Notifier sends events to the configured webhooks. Build it with New, call Run, and hand
 // it events with Notify.
 type Notifier struct {
 	host   string
 	log    *slog.Logger
-	timing Timing
-	states func([]WebhookStatus)
+	timing timing
 	hooks  []*hook
 }
 
 // hook is one webhook: its settings, queue and counters.
 type hook struct {
-	cfg     Webhook
-	body    *template
-	headers http.Header
-	hc      *http.Client
-	kick    chan struct{} // an event was queued
+	cfg  Webhook
+	body *template
+	hc   *http.Client
+	kick chan struct{} // an event was queued
+	max  int           // events waiting at most
 
 	mu    sync.Mutex // guards queue and st
 	queue []Event    // waiting: the one being sent is out of it
@@ -74,7 +66,7 @@ type hook struct {
 
 // New builds a Notifier from the notify section, after checking it (errors name the keys
 // under notify).
-func New(cfg Config, log *slog.Logger, opts ...Option) (*Notifier, error) {
+func New(cfg Config, log *slog.Logger) (*Notifier, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -84,33 +76,12 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Notifier, error) {
 		ps.Merge("notify", err)
 		return nil, ps
 	}
-	n := &Notifier{log: log.With("component", "notify")}
-	for _, o := range opts {
-		o(n)
-	}
-	if n.host == "" {
-		n.host, _ = os.Hostname()
-	}
-	t := &n.timing
-	if t.RetryMin <= 0 {
-		t.RetryMin = 2 * time.Second
-	}
-	if t.RetryMax <= 0 {
-		t.RetryMax = 2 * time.Minute
-	}
-	if t.Attempts <= 0 {
-		t.Attempts = 6
-	}
+	n := &Notifier{log: log.With("component", "notify"), timing: defaultTiming}
+	n.host, _ = os.Hostname()
 	for _, w := range cfg.Webhooks {
-		h := &hook{cfg: w, headers: http.Header{}, hc: &http.Client{Timeout: w.Timeout},
-			kick: make(chan struct{}, 1), st: WebhookStatus{URL: Redact(w.URL)}}
+		h := &hook{cfg: w, hc: &http.Client{Timeout: w.Timeout},
+			kick: make(chan struct{}, 1), max: queueMax, st: WebhookStatus{URL: Redact(w.URL)}}
 		h.body, _ = parseTemplate(w.Body) // checked by Validate
-		h.headers.Set("Content-Type", h.body.contentType())
-		h.headers.Set("User-Agent", "edgerelay")
-		for _, line := range w.Headers {
-			k, v, _ := parseHeader(line)
-			h.headers.Set(k, v)
-		}
 		n.hooks = append(n.hooks, h)
 	}
 	return n, nil
@@ -124,31 +95,27 @@ func (n *Notifier) Notify(ev Event) {
 	}
 	ev.Host = n.host
 	ev.describe()
-	changed := false
 	for _, h := range n.hooks {
 		if !h.cfg.wants(ev.Event) {
 			continue
 		}
 		h.mu.Lock()
-		if len(h.queue) >= h.cfg.Queue {
+		if len(h.queue) >= h.max {
 			h.queue = h.queue[1:]
 			h.st.Dropped++
-			n.log.Warn("webhook queue full, dropped the oldest event", "url", h.st.URL, "dropped", h.st.Dropped)
+			n.log.Warn("webhook queue full, dropped the oldest event", "url", h.st.URL)
 		}
 		h.queue = append(h.queue, ev)
 		h.mu.Unlock()
-		changed = true
 		select {
 		case h.kick <- struct{}{}:
 		default:
 		}
 	}
-	if changed {
-		n.publish()
-	}
 }
 
-// Status returns every webhook's counters.
+// Status returns every webhook's counters. It never waits on a webhook: the lock it takes
+// is never held over a request.
 func (n *Notifier) Status() []WebhookStatus {
 	out := make([]WebhookStatus, len(n.hooks))
 	for i, h := range n.hooks {
@@ -160,16 +127,9 @@ func (n *Notifier) Status() []WebhookStatus {
 	return out
 }
 
-func (n *Notifier) publish() {
-	if n.states != nil {
-		n.states(n.Status())
-	}
-}
-
 // Run sends queued events until ctx ends, one goroutine per webhook, so a slow webhook
 // delays only its own events. Events still queued when ctx ends are not sent.
 func (n *Notifier) Run(ctx context.Context) error {
-	n.publish()
 	var wg sync.WaitGroup
 	for _, h := range n.hooks {
 		wg.Go(func() { n.deliver(ctx, h) })
@@ -205,13 +165,12 @@ func (n *Notifier) deliver(ctx context.Context, h *hook) {
 			h.st.Sent++
 		}
 		h.mu.Unlock()
-		n.publish()
 	}
 }
 
 // sendWithRetries posts ev until it is accepted, Attempts are used up, or ctx ends.
 func (n *Notifier) sendWithRetries(ctx context.Context, h *hook, ev *Event) error {
-	wait := n.timing.RetryMin
+	wait := n.timing.retryMin
 	for attempt := 1; ; attempt++ {
 		err := h.send(ctx, ev)
 		if err == nil || ctx.Err() != nil {
@@ -220,12 +179,10 @@ func (n *Notifier) sendWithRetries(ctx context.Context, h *hook, ev *Event) erro
 		h.mu.Lock()
 		h.st.LastError, h.st.LastAt = err.Error(), time.Now()
 		h.mu.Unlock()
-		n.publish()
-		if attempt >= n.timing.Attempts {
-			n.log.Warn("webhook failed, event given up", "url", h.st.URL, "event", ev.Event, "attempts", attempt, "err", err)
+		if attempt >= n.timing.attempts {
+			n.log.Warn("webhook failed, event given up", "event", ev.Event, "err", err)
 			return err
 		}
-		n.log.Debug("webhook failed, retrying", "url", h.st.URL, "event", ev.Event, "attempt", attempt, "err", err, "retry_in", wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -233,7 +190,7 @@ func (n *Notifier) sendWithRetries(ctx context.Context, h *hook, ev *Event) erro
 			return ctx.Err()
 		case <-t.C:
 		}
-		wait = min(2*wait, n.timing.RetryMax)
+		wait = min(2*wait, n.timing.retryMax)
 	}
 }
 
@@ -241,7 +198,8 @@ func (n *Notifier) sendWithRetries(ctx context.Context, h *hook, ev *Event) erro
 func (h *hook) send(ctx context.Context, ev *Event) error {
 	var body []byte
 	if h.body != nil {
-		body = []byte(h.body.render(ev))
+		vals := ev.values()
+		body = []byte(h.body.render(&vals))
 	} else {
 		body, _ = json.Marshal(ev) // an Event always marshals
 	}
@@ -249,7 +207,12 @@ func (h *hook) send(ctx context.Context, ev *Event) error {
 	if err != nil {
 		return errors.New("cannot build the request (check the URL)")
 	}
-	req.Header = h.headers.Clone()
+	req.Header.Set("Content-Type", h.body.contentType())
+	req.Header.Set("User-Agent", "edgerelay")
+	for _, line := range h.cfg.Headers {
+		k, v, _ := strings.Cut(line, ":") // checked by Validate
+		req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
 	resp, err := h.hc.Do(req)
 	if err != nil {
 		// url.Error repeats the whole URL, token included: keep only the cause.

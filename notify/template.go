@@ -2,36 +2,18 @@ package notify
 
 import (
 	"encoding/json"
-	"fmt"
+	"errors"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
 // A body template is text with placeholders: {{name}} is one of the Event's values (see
 // fields), escaped for the body's kind: inside a JSON body (one that starts with { or [) as
 // the inside of a JSON string, inside a form body (anything else) as a URL query value.
-// {{name|json}}, {{name|url}} and {{name|raw}} choose the escaping explicitly. Nothing
+// {{name|json}}, {{name|url}} and {{name|raw}} choose the escaping explicitly (names:
+// fieldNames). Nothing
 // else is special, so a template needs no text/template (which the binary does not link).
-
-// fields are the placeholders and the Event values they stand for.
-var fields = []struct {
-	name string
-	get  func(*Event) string
-}{
-	{"event", func(e *Event) string { return e.Event }},
-	{"title", func(e *Event) string { return e.Title }},
-	{"message", func(e *Event) string { return e.Message }},
-	{"time", func(e *Event) string { return fmtTime(e) }},
-	{"host", func(e *Event) string { return e.Host }},
-	{"record", func(e *Event) string { return e.Record }},
-	{"type", func(e *Event) string { return e.Type }},
-	{"old", func(e *Event) string { return e.Old }},
-	{"new", func(e *Event) string { return e.New }},
-	{"names", func(e *Event) string { return strings.Join(e.Names, ", ") }},
-	{"expires", func(e *Event) string { return fmtExpires(e) }},
-	{"part", func(e *Event) string { return e.Part }},
-	{"error", func(e *Event) string { return e.Error }},
-}
 
 // Escapings of a placeholder's value.
 const (
@@ -41,12 +23,13 @@ const (
 	escRaw
 )
 
-var escapings = []string{"", "json", "url", "raw"}
+var escapings = [...]string{"", "json", "url", "raw"}
 
 // template is a parsed body: literal text and placeholders in turn.
 type template struct {
 	segs []segment
 	json bool // the body is JSON (it starts with { or [)
+	auto int  // the escaping of a placeholder that names none
 }
 
 type segment struct {
@@ -61,7 +44,10 @@ func parseTemplate(s string) (*template, error) {
 		return nil, nil
 	}
 	trimmed := strings.TrimSpace(s)
-	t := &template{json: strings.HasPrefix(trimmed, "{") || strings.HasPrefix(trimmed, "[")}
+	t := &template{json: strings.HasPrefix(trimmed, "{") || strings.HasPrefix(trimmed, "["), auto: escURL}
+	if t.json {
+		t.auto = escJSON
+	}
 	for s != "" {
 		i := strings.Index(s, "{{")
 		if i < 0 {
@@ -73,7 +59,7 @@ func parseTemplate(s string) (*template, error) {
 		}
 		j := strings.Index(s[i:], "}}")
 		if j < 0 {
-			return nil, fmt.Errorf("%q has no closing }}", s[i:min(len(s), i+20)])
+			return nil, errors.New(strconv.Quote(s[i:min(len(s), i+20)]) + " has no closing }}")
 		}
 		seg, err := parsePlaceholder(s[i+2 : i+j])
 		if err != nil {
@@ -87,48 +73,39 @@ func parseTemplate(s string) (*template, error) {
 
 // parsePlaceholder reads "name" or "name|escaping".
 func parsePlaceholder(p string) (segment, error) {
-	name, esc, _ := strings.Cut(strings.TrimSpace(p), "|")
-	name, esc = strings.TrimSpace(name), strings.TrimSpace(esc)
-	seg := segment{field: -1}
-	for i, f := range fields {
-		if f.name == name {
-			seg.field = i
-		}
-	}
+	name, esc, _ := strings.Cut(p, "|")
+	seg := segment{field: index(fieldNames[:], strings.TrimSpace(name)), esc: index(escapings[:], strings.TrimSpace(esc))}
 	if seg.field < 0 {
-		names := make([]string, len(fields))
-		for i, f := range fields {
-			names[i] = f.name
-		}
-		return seg, fmt.Errorf("unknown placeholder {{%s}} (known: %s)", p, strings.Join(names, ", "))
-	}
-	seg.esc = -1
-	for i, e := range escapings {
-		if e == esc {
-			seg.esc = i
-		}
+		return seg, errors.New("unknown placeholder {{" + p + "}} (known: " + strings.Join(fieldNames[:], ", ") + ")")
 	}
 	if seg.esc < 0 {
-		return seg, fmt.Errorf("unknown escaping %q in {{%s}} (known: json, url, raw)", esc, p)
+		return seg, errors.New("unknown escaping in {{" + p + "}} (known: json, url, raw)")
 	}
 	return seg, nil
 }
 
-// render fills the template with ev's values.
-func (t *template) render(ev *Event) string {
+// index is the position of s in list, or -1.
+func index(list []string, s string) int {
+	for i, v := range list {
+		if v == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// render fills the template with an event's values.
+func (t *template) render(vals *[len(fieldNames)]string) string {
 	var b strings.Builder
 	for _, s := range t.segs {
 		if s.field < 0 {
 			b.WriteString(s.lit)
 			continue
 		}
-		v := fields[s.field].get(ev)
+		v := vals[s.field]
 		esc := s.esc
 		if esc == escAuto {
-			esc = escURL
-			if t.json {
-				esc = escJSON
-			}
+			esc = t.auto
 		}
 		switch esc {
 		case escJSON:

@@ -20,7 +20,8 @@ func render(t *testing.T, body string) string {
 	}
 	ev := sample
 	ev.describe()
-	return tpl.render(&ev)
+	vals := ev.values()
+	return tpl.render(&vals)
 }
 
 // TestTemplateJSONEscapes: in a JSON body a value with quotes and newlines stays one JSON
@@ -61,11 +62,26 @@ func TestTemplateExplicitEscaping(t *testing.T) {
 	}
 }
 
+// TestKindsDescribed: every kind's message template parses and names what happened.
+func TestKindsDescribed(t *testing.T) {
+	for _, k := range kinds {
+		if _, err := parseTemplate(k.msg); err != nil {
+			t.Errorf("%s: %v", k.name, err)
+		}
+		ev := sample
+		ev.Event = k.name
+		ev.describe()
+		if ev.Title != "edgerelay on box: "+k.title || strings.Contains(ev.Message, "{{") || ev.Message == "" {
+			t.Errorf("%s: title %q, message %q", k.name, ev.Title, ev.Message)
+		}
+	}
+}
+
 func TestTemplateErrors(t *testing.T) {
 	for body, want := range map[string]string{
 		"{{recrod}}":     "unknown placeholder {{recrod}} (known: event, title",
 		"a {{new":        `"{{new" has no closing }}`,
-		"{{new|base64}}": `unknown escaping "base64" in {{new|base64}}`,
+		"{{new|base64}}": "unknown escaping in {{new|base64}}",
 		`{"t":"{{}}"}`:   "unknown placeholder {{}}",
 	} {
 		_, err := parseTemplate(body)
@@ -89,7 +105,8 @@ func FuzzTemplate(f *testing.F) {
 		}
 		ev := sample
 		ev.describe()
-		out := tpl.render(&ev)
+		vals := ev.values()
+		out := tpl.render(&vals)
 		if !tpl.json {
 			return
 		}

@@ -43,7 +43,7 @@ func TestNotifyKeys(t *testing.T) {
 
 	uciBad := "config webhook\n\toption url 'https://example.net/hook'\n\tlist events 'record_updated'\n\tlist events 'nope'\n\toption colour 'red'\n"
 	_, err = Parse([]byte(uciBad), true)
-	for _, w := range []string{`line 4: notify.webhooks[0].events[1]: "nope" is not one of`, "line 5: webhook.colour: unknown option (known: body, events, headers, queue, timeout, url, url_file)"} {
+	for _, w := range []string{`line 4: notify.webhooks[0].events[1]: "nope" is not one of`, "line 5: webhook.colour: unknown option (known: body, events, headers, timeout, url, url_file)"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("missing %q in:\n%v", w, err)
 		}
@@ -60,7 +60,6 @@ func TestNotifyKeys(t *testing.T) {
 config webhook
 	option url_file '` + tokenFile + `'
 	list headers 'X-Test: 1'
-	option queue '5'
 `
 	cfg, err := Parse([]byte(uci), true)
 	if err != nil {
@@ -68,7 +67,7 @@ config webhook
 	}
 	w := cfg.Notify.Webhooks
 	if len(w) != 2 || w[0].Events[1] != "cert_failing" || w[0].Timeout != 30*time.Second || !strings.Contains(w[0].Body, "{{message}}") ||
-		w[1].URL != "https://api.day.app/KEY" || w[1].Headers[0] != "X-Test: 1" || w[1].Queue != 5 || w[1].Timeout != 10*time.Second {
+		w[1].URL != "https://api.day.app/KEY" || w[1].Headers[0] != "X-Test: 1" || w[1].Timeout != 10*time.Second {
 		t.Fatalf("decoded %+v", w)
 	}
 	// A notify section turns it off without removing the webhooks.
