@@ -36,6 +36,15 @@ var kinds = [...]struct{ name, title, msg string }{
 	{PartFailing, "part failing", "{{part}} keeps failing and restarting: {{error}}"},
 }
 
+// KindNames lists every event kind (for the LuCI page's test).
+func KindNames() []string {
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = k.name
+	}
+	return names
+}
+
 // describe fills Title and Message from the rest.
 func (e *Event) describe() {
 	for _, k := range kinds {
