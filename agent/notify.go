@@ -27,7 +27,9 @@ func (a *Agent) notifyPart(nc config.Notify) Part {
 			if err != nil {
 				return err
 			}
-			defer publish(a, &a.notifier, n)()
+			// One notify part runs at a time: the supervisor stops the old before the new.
+			setState(a, &a.notifier, n)
+			defer setState(a, &a.notifier, nil)
 			return n.Run(ctx)
 		},
 	}

@@ -95,8 +95,3 @@ func (w *Webhook) validate(ps *field.Problems, p string) {
 		ps.Add(p+".timeout", "must be between 1s and 5m, got %v", w.Timeout)
 	}
 }
-
-// wants reports whether the webhook takes events of kind.
-func (w *Webhook) wants(kind string) bool {
-	return len(w.Events) == 0 || index(w.Events, kind) >= 0
-}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -53,11 +52,12 @@ type Notifier struct {
 
 // hook is one webhook: its settings, queue and counters.
 type hook struct {
-	cfg  Webhook
-	body *template
-	hc   *http.Client
-	kick chan struct{} // an event was queued
-	max  int           // events waiting at most
+	cfg   Webhook
+	body  *template
+	ctype string // Content-Type, unless a header sets one
+	hc    *http.Client
+	kick  chan struct{} // an event was queued
+	max   int           // events waiting at most
 
 	mu    sync.Mutex // guards queue and st
 	queue []Event    // waiting: the one being sent is out of it
@@ -82,6 +82,10 @@ func New(cfg Config, log *slog.Logger) (*Notifier, error) {
 		h := &hook{cfg: w, hc: &http.Client{Timeout: w.Timeout},
 			kick: make(chan struct{}, 1), max: queueMax, st: WebhookStatus{URL: Redact(w.URL)}}
 		h.body, _ = parseTemplate(w.Body) // checked by Validate
+		h.ctype = "application/json"
+		if h.body != nil && !h.body.json {
+			h.ctype = "application/x-www-form-urlencoded"
+		}
 		n.hooks = append(n.hooks, h)
 	}
 	return n, nil
@@ -96,7 +100,7 @@ func (n *Notifier) Notify(ev Event) {
 	ev.Host = n.host
 	ev.describe()
 	for _, h := range n.hooks {
-		if !h.cfg.wants(ev.Event) {
+		if len(h.cfg.Events) > 0 && index(h.cfg.Events, ev.Event) < 0 {
 			continue
 		}
 		h.mu.Lock()
@@ -154,60 +158,56 @@ func (n *Notifier) deliver(ctx context.Context, h *hook) {
 		ev := h.queue[0]
 		h.queue = h.queue[1:]
 		h.mu.Unlock()
-		err := n.sendWithRetries(ctx, h, &ev)
-		if ctx.Err() != nil {
-			return
-		}
-		h.mu.Lock()
-		if err != nil {
-			h.st.Failed++
+		var body []byte
+		if h.body != nil {
+			vals := ev.values()
+			body = []byte(h.body.render(&vals))
 		} else {
-			h.st.Sent++
+			body, _ = json.Marshal(&ev) // an Event always marshals
 		}
-		h.mu.Unlock()
+		// Tries until the webhook accepts, the attempts are used up, or ctx ends.
+		wait := n.timing.retryMin
+		for attempt := 1; ; attempt++ {
+			err := h.send(ctx, body)
+			if ctx.Err() != nil {
+				return
+			}
+			h.mu.Lock()
+			if err == nil {
+				h.st.Sent++
+			} else {
+				h.st.LastError, h.st.LastAt = err.Error(), time.Now()
+				if attempt >= n.timing.attempts {
+					h.st.Failed++
+				}
+			}
+			h.mu.Unlock()
+			if err == nil {
+				break
+			}
+			if attempt >= n.timing.attempts {
+				n.log.Warn("webhook failed, event given up", "url", h.st.URL, "event", ev.Event, "err", err)
+				break
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			wait = min(2*wait, n.timing.retryMax)
+		}
 	}
 }
 
-// sendWithRetries posts ev until it is accepted, Attempts are used up, or ctx ends.
-func (n *Notifier) sendWithRetries(ctx context.Context, h *hook, ev *Event) error {
-	wait := n.timing.retryMin
-	for attempt := 1; ; attempt++ {
-		err := h.send(ctx, ev)
-		if err == nil || ctx.Err() != nil {
-			return err
-		}
-		h.mu.Lock()
-		h.st.LastError, h.st.LastAt = err.Error(), time.Now()
-		h.mu.Unlock()
-		if attempt >= n.timing.attempts {
-			n.log.Warn("webhook failed, event given up", "event", ev.Event, "err", err)
-			return err
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		wait = min(2*wait, n.timing.retryMax)
-	}
-}
-
-// send makes one POST of ev; any 2xx answer is success.
-func (h *hook) send(ctx context.Context, ev *Event) error {
-	var body []byte
-	if h.body != nil {
-		vals := ev.values()
-		body = []byte(h.body.render(&vals))
-	} else {
-		body, _ = json.Marshal(ev) // an Event always marshals
-	}
+// send makes one POST of body; any 2xx answer is success.
+func (h *hook) send(ctx context.Context, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.URL, bytes.NewReader(body))
 	if err != nil {
 		return errors.New("cannot build the request (check the URL)")
 	}
-	req.Header.Set("Content-Type", h.body.contentType())
+	req.Header.Set("Content-Type", h.ctype)
 	req.Header.Set("User-Agent", "edgerelay")
 	for _, line := range h.cfg.Headers {
 		k, v, _ := strings.Cut(line, ":") // checked by Validate
@@ -220,12 +220,12 @@ func (h *hook) send(ctx context.Context, ev *Event) error {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("POST %s: %w", h.st.URL, err)
+		return err
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("POST %s: %s: %s", h.st.URL, resp.Status, strings.TrimSpace(string(msg)))
+		return errors.New(resp.Status + ": " + strings.TrimSpace(string(msg)))
 	}
 	return nil
 }

@@ -119,11 +119,3 @@ func (t *template) render(vals *[len(fieldNames)]string) string {
 	}
 	return b.String()
 }
-
-// contentType is the body's type unless a header sets one.
-func (t *template) contentType() string {
-	if t == nil || t.json {
-		return "application/json"
-	}
-	return "application/x-www-form-urlencoded"
-}
