@@ -36,7 +36,7 @@ func (a *Agent) notifyPart(nc config.Notify) Part {
 }
 
 // notify hands ev to the running notifier; without one (no notify section) it is dropped.
-func (a *Agent) notify(ev notify.Event) {
+func (a *Agent) notify(ev *notify.Event) {
 	a.mu.Lock()
 	n := a.notifier
 	a.mu.Unlock()
@@ -52,13 +52,8 @@ func addrString(a netip.Addr) string {
 	return a.String()
 }
 
-func (a *Agent) notifyAddress(ch ddns.AddressChange) {
-	a.notify(notify.Event{Event: notify.AddressChanged, Time: ch.At, Record: ch.Record, Type: ch.Type,
-		Old: addrString(ch.Old), New: addrString(ch.New)})
-}
-
 func (a *Agent) notifyWrite(w ddns.RecordWrite) {
-	ev := notify.Event{Event: notify.RecordUpdated, Time: w.At, Record: w.Record, Type: w.Type, New: addrString(w.New)}
+	ev := &notify.Event{Event: notify.RecordUpdated, Time: w.At, Record: w.Record, Type: w.Type, New: addrString(w.New)}
 	if w.Old != "none" {
 		ev.Old = w.Old
 	}
@@ -68,18 +63,12 @@ func (a *Agent) notifyWrite(w ddns.RecordWrite) {
 	a.notify(ev)
 }
 
-func (a *Agent) notifyCert(c acme.CertChange) {
-	if c.Renewed {
-		a.notify(notify.Event{Event: notify.CertRenewed, Names: c.Domains, Expires: c.NotAfter})
-	}
-}
-
 func (a *Agent) notifyOrderFailure(f acme.OrderFailure) {
 	if f.NotAfter.IsZero() || time.Until(f.NotAfter) < certFailingWindow {
-		a.notify(notify.Event{Event: notify.CertFailing, Names: f.Domains, Expires: f.NotAfter, Error: f.Err.Error()})
+		a.notify(&notify.Event{Event: notify.CertFailing, Names: f.Domains, Expires: f.NotAfter, Error: f.Err.Error()})
 	}
 }
 
 func (a *Agent) notifyPartFailing(name string, err error, _ int) {
-	a.notify(notify.Event{Event: notify.PartFailing, Part: name, Error: err.Error()})
+	a.notify(&notify.Event{Event: notify.PartFailing, Part: name, Error: err.Error()})
 }

@@ -240,7 +240,7 @@ func TestNotifyPartFailingRepeatedly(t *testing.T) {
 	if ev.Error != "DNS API down" || !strings.Contains(ev.Message, "ddns keeps failing") {
 		t.Fatalf("event %+v", ev)
 	}
-	a.notify(notify.Event{Event: notify.CertRenewed}) // a marker: everything before it has been sent
+	a.notify(&notify.Event{Event: notify.CertRenewed}) // a marker: everything before it has been sent
 	hook.waitFor(t, notify.CertRenewed, func(notify.Event) bool { return true })
 	hook.mu.Lock()
 	defer hook.mu.Unlock()

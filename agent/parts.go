@@ -13,6 +13,7 @@ import (
 	"github.com/edgerelay/edgerelay/ddns"
 	"github.com/edgerelay/edgerelay/ddns/provider"
 	"github.com/edgerelay/edgerelay/netfilter"
+	"github.com/edgerelay/edgerelay/notify"
 	"github.com/edgerelay/edgerelay/relay"
 )
 
@@ -84,7 +85,11 @@ func (a *Agent) ddnsPart(dc ddns.Config, stateDir, relayHost string, meshSTUN []
 			rr := relayRecord(dc, relayHost)
 			defer setState(a, &a.ddnsState, nil)
 			u, err := ddns.New(dc, stateDir, a.log, ddns.WithMeshSTUN(meshSTUN),
-				ddns.WithSubscriber(func(ch ddns.AddressChange) { a.noteAddress(ch, rr); a.notifyAddress(ch) }),
+				ddns.WithSubscriber(func(ch ddns.AddressChange) {
+					a.noteAddress(ch, rr)
+					a.notify(&notify.Event{Event: notify.AddressChanged, Time: ch.At, Record: ch.Record, Type: ch.Type,
+						Old: addrString(ch.Old), New: addrString(ch.New)})
+				}),
 				ddns.WithWrites(a.notifyWrite),
 				ddns.WithStates(func(s []ddns.RecordState) { setState(a, &a.ddnsState, s) }))
 			if err != nil {
@@ -137,7 +142,9 @@ func (a *Agent) acmePart(ac config.ACME, stateDir string) Part {
 			defer setState(a, &a.acmeState, nil)
 			m, err := acme.New(ac.Config, dns, stateDir, a.log, acme.WithSubscriber(func(c acme.CertChange) {
 				setState(a, &a.acmeState, &ACMEStatus{Domains: ac.Domains, NotAfter: c.NotAfter})
-				a.notifyCert(c)
+				if c.Renewed {
+					a.notify(&notify.Event{Event: notify.CertRenewed, Names: c.Domains, Expires: c.NotAfter})
+				}
 			}), acme.WithFailures(a.notifyOrderFailure))
 			if err != nil {
 				return err

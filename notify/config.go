@@ -70,17 +70,7 @@ func (w *Webhook) validate(ps *field.Problems, p string) {
 		ps.Add(p+".url", "expected an http(s) URL with a host, got %s", Redact(w.URL))
 	}
 	for j, e := range w.Events {
-		known := ""
-		for _, k := range kinds {
-			if k.name == e {
-				known = ""
-				break
-			}
-			known += ", " + k.name
-		}
-		if known != "" {
-			ps.Add(field.Index(p+".events", j), "%q is not one of %s", e, known[2:])
-		}
+		ps.OneOf(field.Index(p+".events", j), e, KindNames()...)
 	}
 	if _, err := parseTemplate(w.Body); err != nil {
 		ps.Add(p+".body", "%v", err)

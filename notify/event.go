@@ -36,7 +36,7 @@ var kinds = [...]struct{ name, title, msg string }{
 	{PartFailing, "part failing", "{{part}} keeps failing and restarting: {{error}}"},
 }
 
-// KindNames lists every event kind (for the LuCI page's test).
+// KindNames lists every event kind.
 func KindNames() []string {
 	names := make([]string, len(kinds))
 	for i, k := range kinds {

@@ -19,13 +19,12 @@ import (
 
 // WebhookStatus is one webhook's counters for `edgerelay status`.
 type WebhookStatus struct {
-	URL       string    `json:"url"` // redacted: scheme://host/…
-	Sent      int       `json:"sent"`
-	Failed    int       `json:"failed"`  // events given up after every retry
-	Dropped   int       `json:"dropped"` // events dropped from a full queue, oldest first
-	Queued    int       `json:"queued"`
-	LastError string    `json:"last_error,omitempty"`
-	LastAt    time.Time `json:"last_error_at,omitzero"`
+	URL       string `json:"url"` // redacted: scheme://host/…
+	Sent      int    `json:"sent"`
+	Failed    int    `json:"failed"`  // events given up after every retry
+	Dropped   int    `json:"dropped"` // events dropped from a full queue, oldest first
+	Queued    int    `json:"queued"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // timing tunes delivery.
@@ -93,7 +92,7 @@ func New(cfg Config, log *slog.Logger) (*Notifier, error) {
 
 // Notify queues ev for every webhook that wants its kind and returns at once: it never
 // waits on a webhook. When a queue is full its oldest event is dropped.
-func (n *Notifier) Notify(ev Event) {
+func (n *Notifier) Notify(ev *Event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
@@ -109,7 +108,7 @@ func (n *Notifier) Notify(ev Event) {
 			h.st.Dropped++
 			n.log.Warn("webhook queue full, dropped the oldest event", "url", h.st.URL)
 		}
-		h.queue = append(h.queue, ev)
+		h.queue = append(h.queue, *ev)
 		h.mu.Unlock()
 		select {
 		case h.kick <- struct{}{}:
@@ -176,7 +175,7 @@ func (n *Notifier) deliver(ctx context.Context, h *hook) {
 			if err == nil {
 				h.st.Sent++
 			} else {
-				h.st.LastError, h.st.LastAt = err.Error(), time.Now()
+				h.st.LastError = err.Error()
 				if attempt >= n.timing.attempts {
 					h.st.Failed++
 				}

@@ -80,8 +80,8 @@ func TestJSONPostCarriesTheEvent(t *testing.T) {
 	r := newReceiver(t, nil)
 	n := mustNew(t, Config{Webhooks: []Webhook{{URL: r.URL + "/hook", Events: []string{RecordUpdated}, Headers: []string{"x-token: abc"}}}}, timing{})
 	run(t, n)
-	n.Notify(Event{Event: AddressChanged, Record: "x.example.test", Old: "2001:db8::1", New: "2001:db8::2"}) // not wanted
-	n.Notify(Event{Event: RecordUpdated, Record: "derp.example.test", Type: "AAAA", Old: "2001:db8::1", New: "2001:db8::2"})
+	n.Notify(&Event{Event: AddressChanged, Record: "x.example.test", Old: "2001:db8::1", New: "2001:db8::2"}) // not wanted
+	n.Notify(&Event{Event: RecordUpdated, Record: "derp.example.test", Type: "AAAA", Old: "2001:db8::1", New: "2001:db8::2"})
 	testenv.WaitFor(t, time.Minute, "the webhook to be called", func() bool { return len(r.got()) == 1 })
 	var ev Event
 	if err := json.Unmarshal([]byte(r.got()[0]), &ev); err != nil {
@@ -108,7 +108,7 @@ func TestRetriesWithBackoff(t *testing.T) {
 	})
 	n := mustNew(t, Config{Webhooks: []Webhook{{URL: r.URL}}}, timing{})
 	run(t, n)
-	n.Notify(Event{Event: PartFailing, Part: "ddns", Error: "boom"})
+	n.Notify(&Event{Event: PartFailing, Part: "ddns", Error: "boom"})
 	testenv.WaitFor(t, time.Minute, "the third attempt to be accepted", func() bool { return n.Status()[0].Sent == 1 })
 	st := n.Status()[0]
 	if len(r.got()) != 3 || st.Failed != 0 || !strings.Contains(st.LastError, "500") {
@@ -124,8 +124,8 @@ func TestGivesUpAfterAttempts(t *testing.T) {
 	r := newReceiver(t, func(int) int { return http.StatusBadGateway })
 	n := mustNew(t, Config{Webhooks: []Webhook{{URL: r.URL}}}, timing{retryMin: time.Millisecond, attempts: 3})
 	run(t, n)
-	n.Notify(Event{Event: CertRenewed, Names: []string{"derp.example.test"}})
-	n.Notify(Event{Event: CertRenewed, Names: []string{"derp.example.test"}})
+	n.Notify(&Event{Event: CertRenewed, Names: []string{"derp.example.test"}})
+	n.Notify(&Event{Event: CertRenewed, Names: []string{"derp.example.test"}})
 	testenv.WaitFor(t, time.Minute, "both events to be given up", func() bool { return n.Status()[0].Failed == 2 })
 	if got := len(r.got()); got != 6 {
 		t.Fatalf("%d requests, want 3 attempts for each of 2 events", got)
@@ -146,10 +146,10 @@ func TestQueueOverflowDropsOldest(t *testing.T) {
 	n := mustNew(t, Config{Webhooks: []Webhook{{URL: r.URL, Body: "{{part}}"}}}, timing{})
 	n.hooks[0].max = 2
 	run(t, n)
-	n.Notify(Event{Event: PartFailing, Part: "p1"})
+	n.Notify(&Event{Event: PartFailing, Part: "p1"})
 	testenv.WaitFor(t, time.Minute, "the first event to reach the webhook", func() bool { return len(r.got()) == 1 })
 	for _, p := range []string{"p2", "p3", "p4", "p5"} {
-		n.Notify(Event{Event: PartFailing, Part: p}) // returns at once though the webhook hangs
+		n.Notify(&Event{Event: PartFailing, Part: p}) // returns at once though the webhook hangs
 	}
 	if st := n.Status()[0]; st.Dropped != 2 || st.Queued != 2 {
 		t.Fatalf("status %+v, want 2 dropped, 2 queued", st)
@@ -170,7 +170,7 @@ func TestSlowWebhookDelaysOnlyItself(t *testing.T) {
 	n := mustNew(t, Config{Webhooks: []Webhook{{URL: slow.URL}, {URL: fast.URL}}}, timing{})
 	run(t, n)
 	for range 3 {
-		n.Notify(Event{Event: AddressChanged, Record: "derp.example.test", New: "192.0.2.1"})
+		n.Notify(&Event{Event: AddressChanged, Record: "derp.example.test", New: "192.0.2.1"})
 	}
 	testenv.WaitFor(t, time.Minute, "the fast webhook to get every event", func() bool { return len(fast.got()) == 3 })
 	if st := n.Status(); st[0].Sent != 0 || st[1].Sent != 3 {
@@ -197,7 +197,7 @@ func TestSecretsNotShown(t *testing.T) {
 	}
 	n.timing = timing{retryMin: time.Millisecond, attempts: 2}
 	run(t, n)
-	n.Notify(Event{Event: PartFailing, Part: "relay"})
+	n.Notify(&Event{Event: PartFailing, Part: "relay"})
 	testenv.WaitFor(t, time.Minute, "the event to be given up", func() bool { return n.Status()[0].Failed == 1 })
 	st := n.Status()[0]
 	mu.Lock()
