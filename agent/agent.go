@@ -1,4 +1,4 @@
-// Package agent runs edgerelay's parts (relay, ddns, acme, subnet) from one config: it
+// Package agent runs edgerelay's parts (relay, ddns, acme, subnet, notify) from one config: it
 // starts the enabled ones, restarts a failed part with backoff without touching the others,
 // reloads the config on request, passes events between the parts, and owns the state that
 // status and derpmap report.

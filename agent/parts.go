@@ -20,7 +20,7 @@ import (
 // parts lists the enabled parts of the current config. Each captures its own section, so a
 // reload restarts only the parts whose section changed.
 //
-// Adding a part (peer_relay, web, notify, …): give its package a Config with SetDefaults
+// Adding a part (peer_relay, web, …): give its package a Config with SetDefaults
 // and Validate, add its section to agent/config (sections.go), and append a Part here
 // whose Section is that Config and whose Run builds the part and runs it until ctx ends,
 // publishing its state with setState for status. Events between parts go through the

@@ -6,9 +6,10 @@ import (
 )
 
 // Event is what a webhook is told, and the JSON body it gets without a template. The
-// agent fills the kind and what the kind has; Notify fills Time, Host, Title and Message.
+// agent fills the kind and what the kind has; Notify fills Host, Title, Message, and Time
+// when unset.
 type Event struct {
-	Event   string    `json:"event"` // one of Kinds
+	Event   string    `json:"event"` // AddressChanged, RecordUpdated, …
 	Time    time.Time `json:"time"`
 	Host    string    `json:"host"` // this box's host name
 	Title   string    `json:"title"`

@@ -141,7 +141,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 	return nil
 }
 
-// deliver sends h's events in order, each retried with backoff up to Attempts times.
+// deliver sends h's events in order, each tried up to timing.attempts times with backoff.
 func (n *Notifier) deliver(ctx context.Context, h *hook) {
 	for {
 		h.mu.Lock()

@@ -12,7 +12,7 @@ import (
 // OpenWrt UCI files map onto the same tree as YAML:
 //
 //	config edgerelay 'main'      → top-level keys (state_dir, log_level, metrics_listen)
-//	config relay|ddns|acme|subnet → that section
+//	config relay|ddns|acme|subnet|notify → that section
 //	config record                 → one item of ddns.records (repeatable)
 //	config webhook                → one item of notify.webhooks (repeatable)
 //
