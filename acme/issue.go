@@ -91,7 +91,7 @@ func (m *Manager) orderRequest() (certificate.ObtainForCSRRequest, error) {
 	if len(cn) > 64 { // the longest common name X.509 allows; the names are in the SAN anyway
 		cn = ""
 	}
-	der, err := certcrypto.GenerateCSR(key, cn, m.domains, false)
+	der, err := certcrypto.CreateCSR(key, certcrypto.CSROptions{Domain: cn, SAN: m.domains})
 	if err != nil {
 		return certificate.ObtainForCSRRequest{}, fmt.Errorf("certificate request: %w", err)
 	}
