@@ -2,6 +2,9 @@ package acme
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"fmt"
 	"strings"
@@ -79,7 +82,8 @@ func (m *Manager) obtain(ctx context.Context) error {
 // which links a second copy of the IDNA and Unicode tables next to the standard library's
 // (about 57 KB on mipsle), and config validation admits only ASCII names anyway.
 func (m *Manager) orderRequest() (certificate.ObtainForCSRRequest, error) {
-	key, err := certcrypto.GeneratePrivateKey(certcrypto.EC256)
+	// What certcrypto.GeneratePrivateKey(EC256) does, without linking its RSA key generation.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return certificate.ObtainForCSRRequest{}, fmt.Errorf("certificate key: %w", err)
 	}
@@ -87,7 +91,7 @@ func (m *Manager) orderRequest() (certificate.ObtainForCSRRequest, error) {
 	if len(cn) > 64 { // the longest common name X.509 allows; the names are in the SAN anyway
 		cn = ""
 	}
-	der, err := certcrypto.GenerateCSR(key, cn, m.domains, false)
+	der, err := certcrypto.CreateCSR(key, certcrypto.CSROptions{Domain: cn, SAN: m.domains})
 	if err != nil {
 		return certificate.ObtainForCSRRequest{}, fmt.Errorf("certificate request: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sort"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -82,11 +83,12 @@ func (r *Reconciler) wantRoutes() []netip.Prefix {
 }
 
 func sortPrefixes(ps []netip.Prefix) {
-	slices.SortFunc(ps, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
+	// sort.Slice, not slices.SortFunc: a generic sort per element type costs ~12 KB of code.
+	sort.Slice(ps, func(i, j int) bool {
+		if c := ps[i].Addr().Compare(ps[j].Addr()); c != 0 {
+			return c < 0
 		}
-		return a.Bits() - b.Bits()
+		return ps[i].Bits() < ps[j].Bits()
 	})
 }
 

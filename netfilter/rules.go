@@ -37,19 +37,19 @@ func (r *Reconciler) wantRules() []netip.Prefix {
 	}
 	lan := r.lanPrefixes(false)
 	for _, fam := range r.families() {
-		routes, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: tailscaleTable}, netlink.RT_FILTER_TABLE)
+		routes, err := listRoutes(fam)
 		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 			r.log.Warn("list table 52 routes", "err", err)
 			continue
 		}
 		for _, rt := range routes {
-			if rt.Type != unix.RTN_UNICAST || rt.Dst == nil {
+			if rt.Table != tailscaleTable || rt.Type != unix.RTN_UNICAST || !rt.Dst.IsValid() {
 				continue
 			}
-			p, ok := prefixOf(rt.Dst)
+			p := rt.Dst.Masked()
 			inTailnet := (tailnetV4.Overlaps(p) && tailnetV4.Bits() <= p.Bits()) ||
 				(tailnetV6.Overlaps(p) && tailnetV6.Bits() <= p.Bits())
-			if !ok || p.Bits() == 0 || inTailnet {
+			if p.Bits() == 0 || inTailnet {
 				continue // default routes (exit nodes) and tailnet hosts (covered already)
 			}
 			if slices.ContainsFunc(lan, p.Overlaps) || slices.Contains(want, p) {

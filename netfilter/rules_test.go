@@ -95,3 +95,30 @@ func TestAutoSelection(t *testing.T) {
 		}
 	}
 }
+
+// TestAcceptRAFollowsRARoutes: an interface with only static addresses but a route the kernel
+// learned from a router advertisement (proto ra) keeps taking RAs once forwarding is on
+// (accept_ra=2); one whose routes are static stays at 1.
+func TestAcceptRAFollowsRARoutes(t *testing.T) {
+	tp := newTopo(t)
+	for _, c := range []string{
+		"link add wan1 type veth peer name wan1p", "link add wan2 type veth peer name wan2p",
+		"addr add 2001:db8:98::5/64 dev wan1", "addr add 2001:db8:97::5/64 dev wan2",
+		"link set wan1 up", "link set wan1p up", "link set wan2 up", "link set wan2p up",
+		"-6 route add 2001:db8:1000::/48 dev wan1 proto ra",
+		"-6 route add 2001:db8:2000::/48 dev wan2 proto static",
+	} {
+		run(t, "ip", append([]string{"-n", tp.router}, strings.Fields(c)...)...)
+	}
+	tp.writeConfig("  lan_interfaces: [lan0.7]\n  firewall: none\n  advertise: false\n")
+	tp.mustHelper("apply")
+	for key, want := range map[string]string{"net/ipv6/conf/wan1/accept_ra": "2", "net/ipv6/conf/wan2/accept_ra": "1"} {
+		if got := sysctlIn(t, tp.router, key); got != want {
+			t.Errorf("%s = %s, want %s", key, got, want)
+		}
+	}
+	tp.mustHelper("remove")
+	if got := sysctlIn(t, tp.router, "net/ipv6/conf/wan1/accept_ra"); got != "1" {
+		t.Errorf("after remove wan1 accept_ra = %s, want 1", got)
+	}
+}

@@ -73,11 +73,10 @@ func (r *Reconciler) watch(ctx context.Context, events chan<- struct{}) {
 		done := make(chan struct{})
 		links := make(chan netlink.LinkUpdate, 64)
 		addrs := make(chan netlink.AddrUpdate, 64)
-		routes := make(chan netlink.RouteUpdate, 64)
 		errCb := func(err error) { r.log.Debug("netlink subscription", "err", err) }
 		err1 := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: errCb})
 		err2 := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: errCb})
-		err3 := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: errCb})
+		routes, err3 := subscribeRoutes(done, errCb)
 		if err := errors.Join(err1, err2, err3); err != nil {
 			close(done)
 			r.log.Warn("netlink subscribe failed; retrying (periodic resync meanwhile)", "err", err)
@@ -111,8 +110,7 @@ func (r *Reconciler) watch(ctx context.Context, events chan<- struct{}) {
 				if !ok {
 					break loop
 				}
-				// u.Type is the netlink message type (new/del); the route's own type is u.Route.Type.
-				if u.Table == tailscaleTable && u.Route.Type == unix.RTN_UNICAST {
+				if u.Table == tailscaleTable && u.Type == unix.RTN_UNICAST {
 					signal()
 				}
 			}

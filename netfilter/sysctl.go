@@ -82,9 +82,9 @@ func (r *Reconciler) takesSLAAC(name string) bool {
 			return true
 		}
 	}
-	routes, _ := netlink.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{LinkIndex: link.Attrs().Index}, netlink.RT_FILTER_OIF)
+	routes, _ := listRoutes(unix.AF_INET6)
 	for _, rt := range routes {
-		if rt.Protocol == unix.RTPROT_RA {
+		if rt.Table == unix.RT_TABLE_MAIN && rt.OIF == link.Attrs().Index && rt.Protocol == unix.RTPROT_RA {
 			return true
 		}
 	}

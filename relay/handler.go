@@ -2,7 +2,10 @@ package relay
 
 import (
 	"net/http"
+	"net/url"
+	"path"
 	"regexp"
+	"strings"
 
 	"github.com/edgerelay/edgerelay/relay/verify"
 )
@@ -12,21 +15,71 @@ const LiveMapPath = "/derpmap.json"
 
 // Handler is the relay's HTTP surface: /derp, the endpoints Tailscale clients probe, the
 // live DERP map, and the home page. Nothing on it names the product or its version.
+//
+// It routes with a switch, not an http.ServeMux: registering patterns links the mux's
+// pattern parser and conflict checks (about 30 KB of the mipsle binary). It answers as the
+// mux did with these routes: exact paths, the live map on GET and HEAD only, a
+// non-canonical path redirected to its cleaned form, everything else to the home handler.
 func (r *Relay) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/derp/probe", probe)
-	mux.HandleFunc("/derp/latency-check", probe)
-	mux.Handle("/derp", r.derp)
-	mux.HandleFunc("/generate_204", generate204)
-	mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, _ *http.Request) {
+	home := homeHandler(homeMode(r.cfg.Home, r.cfg.Listen))
+	robots := func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("User-agent: *\nDisallow: /\n"))
-	})
-	if r.liveMap {
-		mux.HandleFunc("GET "+LiveMapPath, r.serveLiveMap)
 	}
-	mux.Handle("/", homeHandler(homeMode(r.cfg.Home, r.cfg.Listen)))
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.RequestURI == "*" {
+			if req.ProtoAtLeast(1, 1) {
+				w.Header().Set("Connection", "close")
+			}
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		escaped := req.URL.EscapedPath()
+		if req.Method != http.MethodConnect {
+			if clean := cleanPath(escaped); clean != escaped {
+				u := &url.URL{Path: clean, RawQuery: req.URL.RawQuery}
+				http.Redirect(w, req, u.String(), http.StatusTemporaryRedirect)
+				return
+			}
+		}
+		route := req.URL.Path
+		if strings.Contains(strings.ToLower(escaped), "%2f") {
+			route = "" // an escaped slash belongs to a segment: none of the paths below
+		}
+		switch route {
+		case "/derp/probe", "/derp/latency-check":
+			probe(w, req)
+		case "/derp":
+			r.derp.ServeHTTP(w, req)
+		case "/generate_204":
+			generate204(w, req)
+		case "/robots.txt":
+			robots(w, req)
+		case LiveMapPath:
+			if r.liveMap && (req.Method == http.MethodGet || req.Method == http.MethodHead) {
+				r.serveLiveMap(w, req)
+				return
+			}
+			home.ServeHTTP(w, req)
+		default:
+			home.ServeHTTP(w, req)
+		}
+	})
+}
+
+// cleanPath is http.ServeMux's: p rooted and path.Clean'ed, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // homeMode resolves relay.home: unset is blank, except on a loopback-only listener where
