@@ -6,6 +6,7 @@ import (
 	"github.com/edgerelay/edgerelay/ddns/provider"
 	"github.com/edgerelay/edgerelay/netfilter"
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/web"
 )
 
 // Each part's section is the part's own Config (defined, defaulted and validated in the
@@ -41,6 +42,8 @@ type Subnet struct {
 	netfilter.Config `yaml:",inline"`
 }
 
+var _ partConfig = (*web.Config)(nil)
+
 // partConfig is what the loader asks of a part's Config.
 type partConfig interface {
 	SetDefaults()
@@ -67,5 +70,5 @@ func (cfg *Config) sections() []section {
 	if s := cfg.Subnet; s != nil {
 		ss = append(ss, section{"subnet", On(s.Enabled, true), &s.Config, s})
 	}
-	return ss
+	return append(ss, section{"web", cfg.Web.Listen != "", &cfg.Web, &cfg.Web})
 }

@@ -1,0 +1,171 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestSettingsNameRealKeys(t *testing.T) {
+	for _, s := range Settings {
+		typ := reflect.TypeOf(Config{})
+		for _, p := range strings.Split(s.Key, ".") {
+			f, ok := yamlFields(derefType(typ))[p]
+			if !ok {
+				t.Errorf("setting %s: no key %q", s.Key, p)
+				break
+			}
+			typ = f.typ
+		}
+	}
+}
+
+const editYAMLIn = `# edgerelay on the NAS
+state_dir: /var/lib/edgerelay   # keep on disk
+relay:
+  hostname: 127.0.0.1
+  listen: ":12345"
+  # region comment
+  region: {id: 900, code: home, name: "Home"}
+  keepalive: 45s              # not on the page
+  tls: {mode: self-signed}
+  verify_clients:
+    allow: ["nodekey:0000000000000000000000000000000000000000000000000000000000000001"]
+web:
+  listen: ":12380"
+`
+
+func TestEditYAMLKeepsWhatThePageDoesNotTouch(t *testing.T) {
+	out, err := EditBytes([]byte(editYAMLIn), false, map[string]string{
+		"relay.region.name":              "Attic",
+		"relay.stun_listen":              "", // not in the file: stays out
+		"relay.hostname":                 "", // removed
+		"log_level":                      "debug",
+		"relay.live_map":                 "true",
+		"relay.verify_clients.allow":     "nodekey:0000000000000000000000000000000000000000000000000000000000000002\n\n nodekey:0000000000000000000000000000000000000000000000000000000000000003 ",
+		"relay.verify_clients.url":       "https://hs.example.com/verify",
+		"relay.verify_clients.open":      "false",
+		"relay.verify_clients.fail_open": "false",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	for _, want := range []string{"# edgerelay on the NAS", "# keep on disk", "# region comment", "keepalive: 45s", "# not on the page",
+		`name: "Attic"`, "log_level: debug", "live_map: true", "nodekey:0000000000000000000000000000000000000000000000000000000000000003",
+		"url: https://hs.example.com/verify", `listen: ":12380"`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("result lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "hostname") || strings.Contains(s, "stun_listen") || strings.Contains(s, "…0001") {
+		t.Errorf("result:\n%s", s)
+	}
+	cfg, err := Parse(out, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Relay.Region.Name != "Attic" || len(cfg.Relay.VerifyClients.Allow) != 2 || cfg.Relay.KeepAlive.String() != "45s" {
+		t.Errorf("parsed back: %+v", cfg.Relay)
+	}
+}
+
+const editUCIIn = `config edgerelay 'main'
+	option state_dir '/etc/edgerelay'
+	option log_level 'info'
+
+config relay 'relay'
+	option enabled '1'
+	# The name clients connect to
+	option hostname '127.0.0.1'
+	option listen ':12345'
+	option region_name 'Home'
+	list verify_clients_allow 'nodekey:0000000000000000000000000000000000000000000000000000000000000001'
+	list verify_clients_allow 'nodekey:0000000000000000000000000000000000000000000000000000000000000002'
+	option keepalive '45s'
+	#option home 'blank'
+
+config acme 'acme'
+	option enabled '0'
+`
+
+func TestEditUCIRewritesOnlyTheTouchedOptions(t *testing.T) {
+	out, err := EditBytes([]byte(editUCIIn), true, map[string]string{
+		"relay.region.name":          "Bob's attic",
+		"relay.verify_clients.allow": "nodekey:0000000000000000000000000000000000000000000000000000000000000003",
+		"relay.live_map":             "false",
+		"log_level":                  "warn",
+		"subnet.enabled":             "false",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `config edgerelay 'main'
+	option state_dir '/etc/edgerelay'
+	option log_level 'warn'
+
+config relay 'relay'
+	option enabled '1'
+	# The name clients connect to
+	option hostname '127.0.0.1'
+	option listen ':12345'
+	option region_name 'Bob'\''s attic'
+	list verify_clients_allow 'nodekey:0000000000000000000000000000000000000000000000000000000000000003'
+	option keepalive '45s'
+	option live_map '0'
+	#option home 'blank'
+
+config acme 'acme'
+	option enabled '0'
+
+config subnet 'subnet'
+	option enabled '0'
+`
+	if string(out) != want {
+		t.Errorf("got:\n%s\nwant:\n%s", out, want)
+	}
+	cfg, err := Parse(out, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Relay.Region.Name != "Bob's attic" {
+		t.Errorf("region name read back %q", cfg.Relay.Region.Name)
+	}
+}
+
+func TestEditWithProblemsWritesNothing(t *testing.T) {
+	for name, in := range map[string]string{"config.yaml": editYAMLIn, "edgerelay": editUCIIn} {
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(path, []byte(in), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		err := Edit(path, map[string]string{"relay.listen": "not an address", "relay.region.id": "x1", "acme.enabled": "true"})
+		var probs Problems
+		if !errors.As(err, &probs) {
+			t.Fatalf("%s: %v, want problems", name, err)
+		}
+		if !strings.Contains(err.Error(), "relay.region.id") {
+			t.Errorf("%s: problems %v do not name relay.region.id", name, err)
+		}
+		err = Edit(path, map[string]string{"relay.listen": "not an address", "acme.enabled": "true"})
+		if !errors.As(err, &probs) || !strings.Contains(err.Error(), "relay.listen") {
+			t.Errorf("%s: %v, want a problem naming relay.listen", name, err)
+		}
+		if b, _ := os.ReadFile(path); string(b) != in {
+			t.Errorf("%s: a config with problems was written:\n%s", name, b)
+		}
+		if err := Edit(path, map[string]string{"relay.region.name": "Cellar"}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		cfg, err := Load(path)
+		if err != nil || cfg.Relay.Region.Name != "Cellar" {
+			t.Errorf("%s: after a good edit: %v %q", name, err, cfg.Relay.Region.Name)
+		}
+		if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o640 {
+			t.Errorf("%s: mode %v after the edit, want the file's own 0640", name, fi.Mode().Perm())
+		}
+	}
+}
