@@ -12,7 +12,7 @@ package web
 
 import (
 	"context"
-	"embed"
+	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -98,8 +98,17 @@ type Server struct {
 	traffic *traffic
 }
 
-//go:embed assets
-var assets embed.FS
+// The page's files, embedded as they are (no build step).
+var (
+	//go:embed assets/index.html
+	indexHTML string
+	//go:embed assets/login.html
+	loginHTML string
+	//go:embed assets/app.js
+	appJS string
+	//go:embed assets/app.css
+	appCSS string
+)
 
 // New returns the page for o. A state dir without a password gets a generated one, logged
 // once: the only way to learn it.

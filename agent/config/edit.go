@@ -2,14 +2,11 @@ package config
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/edgerelay/edgerelay/agent/atomicfile"
 )
@@ -115,100 +112,6 @@ func normalize(s Setting, v string) ([]string, error) {
 		return nil, nil
 	}
 	return []string{v}, nil
-}
-
-// editYAML sets each key in the document's node tree, so comments, key order and the
-// keys not named stay as they were.
-func editYAML(data []byte, keys []string, vals [][]string) ([]byte, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, err
-	}
-	if doc.Kind == 0 {
-		doc = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map"}}}
-	}
-	root := doc.Content[0]
-	if root.Kind != yaml.MappingNode {
-		return nil, errors.New("the document is not a mapping of keys")
-	}
-	for i, k := range keys {
-		setYAML(root, strings.Split(k, "."), vals[i], settingKind(k))
-	}
-	var b bytes.Buffer
-	enc := yaml.NewEncoder(&b)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
-
-func setYAML(m *yaml.Node, path []string, items []string, kind string) {
-	i := slices.IndexFunc(m.Content, func(n *yaml.Node) bool { return n.Value == path[0] })
-	if i%2 != 0 { // a value that looks like the key, not the key
-		i = -1
-		for j := 0; j < len(m.Content); j += 2 {
-			if m.Content[j].Value == path[0] {
-				i = j
-			}
-		}
-	}
-	if len(path) > 1 {
-		if i < 0 {
-			if items == nil {
-				return // removing under a mapping that is not there
-			}
-			m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: path[0]}, &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"})
-			i = len(m.Content) - 2
-		}
-		child := m.Content[i+1]
-		if child.Kind != yaml.MappingNode { // `ddns:` with nothing under it
-			*child = yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", HeadComment: child.HeadComment, LineComment: child.LineComment}
-		}
-		setYAML(child, path[1:], items, kind)
-		return
-	}
-	if items == nil {
-		if i >= 0 {
-			m.Content = slices.Delete(m.Content, i, i+2)
-		}
-		return
-	}
-	tag := map[string]string{"bool": "!!bool", "number": "!!int"}[kind]
-	if tag == "" {
-		tag = "!!str"
-	}
-	scalar := func(v string, old *yaml.Node) *yaml.Node {
-		n := &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: v}
-		if old != nil && old.Kind == yaml.ScalarNode {
-			n.HeadComment, n.LineComment, n.FootComment = old.HeadComment, old.LineComment, old.FootComment
-			if tag == "!!str" {
-				n.Style = old.Style &^ (yaml.LiteralStyle | yaml.FoldedStyle)
-			}
-		}
-		return n
-	}
-	var old *yaml.Node
-	if i >= 0 {
-		old = m.Content[i+1]
-	}
-	var n *yaml.Node
-	if kind == "list" {
-		n = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
-		if old != nil {
-			n.Style, n.HeadComment, n.LineComment = old.Style, old.HeadComment, old.LineComment
-		}
-		for _, v := range items {
-			n.Content = append(n.Content, scalar(v, nil))
-		}
-	} else {
-		n = scalar(items[0], old)
-	}
-	if i < 0 {
-		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: path[0]}, n)
-		return
-	}
-	m.Content[i+1] = n
 }
 
 // editUCI rewrites only the lines of one option: its option/list lines in the first

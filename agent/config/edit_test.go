@@ -73,6 +73,24 @@ func TestEditYAMLKeepsWhatThePageDoesNotTouch(t *testing.T) {
 	}
 }
 
+func TestEditYAMLAddsSectionsAndReplacesBlockLists(t *testing.T) {
+	in := editYAMLIn + "subnet:\n  enabled: false\n  lan_interfaces:\n    - br-lan   # the LAN\n    - eth1\n  snat: true\nacme:\n"
+	out, err := EditBytes([]byte(in), false, map[string]string{
+		"subnet.lan_interfaces": "eth0\nwlan0",
+		"ddns.enabled":          "false",
+		"acme.enabled":          "false",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	for _, want := range []string{"  lan_interfaces: [eth0, wlan0]\n  snat: true\n", "acme:\n  enabled: false\n", "ddns:\n  enabled: false\n"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("result lacks %q:\n%s", want, s)
+		}
+	}
+}
+
 const editUCIIn = `config edgerelay 'main'
 	option state_dir '/etc/edgerelay'
 	option log_level 'info'
