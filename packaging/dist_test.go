@@ -431,6 +431,9 @@ func checkSPKWebPage(t *testing.T, info map[string]string, inner map[string]tarM
 	if err != nil {
 		t.Fatalf("the spk's default config has no web.listen: %q", cfg.Web.Listen)
 	}
+	if port != strconv.Itoa(edgerelay.WebPort) {
+		t.Errorf("the spk's web.listen %q is not edgerelay.WebPort %d (the image declares that)", cfg.Web.Listen, edgerelay.WebPort)
+	}
 	if info["dsmuidir"] != "ui" {
 		t.Fatalf("INFO dsmuidir %q, want ui", info["dsmuidir"])
 	}

@@ -26,7 +26,7 @@ import (
 
 // Config is the web section.
 type Config struct {
-	// Listen is the page's address ("" turns the page off), e.g. ":12380".
+	// Listen is the page's address ("" turns the page off), e.g. ":8021".
 	Listen string `yaml:"listen"`
 	// AllowPublic lets clients from public addresses in; by default only the LAN side
 	// (private, loopback, link-local, ULA and tailnet 100.64/10 addresses) gets an answer.
