@@ -187,3 +187,14 @@ func TestEditWithProblemsWritesNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestWebNeverOnTheDERPPort(t *testing.T) {
+	_, err := Parse([]byte("relay: {listen: \":12345\", hostname: 127.0.0.1}\nweb: {listen: \"192.168.1.1:12345\"}\n"), false)
+	if err == nil || !strings.Contains(err.Error(), "web.listen: must not be the relay's DERP port") {
+		t.Errorf("web on the DERP port: %v", err)
+	}
+	cfg, err := Parse([]byte("config relay 'relay'\n\toption hostname '127.0.0.1'\nconfig web 'web'\n\toption listen '192.168.1.1:8021'\n\toption allow_public '1'\n"), true)
+	if err != nil || cfg.Web.Listen != "192.168.1.1:8021" || !cfg.Web.AllowPublic {
+		t.Errorf("UCI web section: %v %+v", err, cfg.Web)
+	}
+}

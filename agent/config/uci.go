@@ -292,6 +292,7 @@ var uciSectionKeys = map[string]string{
 	"ddns":      "ddns",
 	"acme":      "acme",
 	"subnet":    "subnet",
+	"web":       "web",
 	"record":    "ddns.records",
 }
 
