@@ -5,6 +5,7 @@ import (
 	"github.com/edgerelay/edgerelay/ddns"
 	"github.com/edgerelay/edgerelay/ddns/provider"
 	"github.com/edgerelay/edgerelay/netfilter"
+	"github.com/edgerelay/edgerelay/notify"
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/web"
 )
@@ -42,6 +43,12 @@ type Subnet struct {
 	netfilter.Config `yaml:",inline"`
 }
 
+// Notify is the notify section: notify.Config, on when present unless enabled is false.
+type Notify struct {
+	Enabled       *bool `yaml:"enabled"`
+	notify.Config `yaml:",inline"`
+}
+
 var _ partConfig = (*web.Config)(nil)
 
 // partConfig is what the loader asks of a part's Config.
@@ -69,6 +76,9 @@ func (cfg *Config) sections() []section {
 	}
 	if s := cfg.Subnet; s != nil {
 		ss = append(ss, section{"subnet", On(s.Enabled, true), &s.Config, s})
+	}
+	if s := cfg.Notify; s != nil {
+		ss = append(ss, section{"notify", On(s.Enabled, true), &s.Config, s})
 	}
 	return append(ss, section{"web", cfg.Web.Listen != "", &cfg.Web, &cfg.Web})
 }
