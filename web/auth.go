@@ -1,7 +1,9 @@
 package web
 
 import (
+	"crypto/pbkdf2"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
@@ -11,21 +13,28 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/edgerelay/edgerelay/agent/atomicfile"
 )
 
-// The login: one password, kept as a bcrypt hash in state_dir/web.passwd. bcrypt rather
-// than argon2id because argon2id is only strong when it gets tens of MB per hash, which a
-// router with 12 MB for the whole daemon cannot spare; bcrypt needs 4 KB and its cost
-// (10: about 0.1 s here, seconds on a slow MIPS) is what a guesser pays per try, on top of
-// the per-address rate limit. One check runs at a time, so a flood of logins cannot take
-// the box's CPU from the relay.
+// The login: one password, kept in state_dir/web.passwd as PBKDF2-HMAC-SHA256 with a
+// random salt ("pbkdf2-sha256$iterations$salt$key", base64). PBKDF2 because the standard
+// library has it and TLS already links SHA-256 and HMAC (bcrypt cost 148 KB of binary with
+// the rest of the page), and because argon2id and scrypt are only strong with tens of MB
+// per hash, which a router with 12 MB for the whole daemon cannot spare. The iteration
+// count is what a guesser pays per try: on a 880 MHz MIPS router (MT7621) one iteration is
+// two SHA-256 blocks in Go's generic code, about 12 µs, so a login costs about 0.3 s there
+// (well under a millisecond of it is anything else); the per-address rate limit comes on
+// top. The count is stored in the file, so a later version can raise it. One check runs
+// at a time, so a flood of logins cannot take the box's CPU from the relay.
+const (
+	passwordIter = 25000
+	passwordKind = "pbkdf2-sha256"
+)
 
 const (
 	cookieName     = "edgerelay_session"
@@ -45,14 +54,18 @@ func SetPassword(stateDir, pw string) error {
 	if len(pw) < 8 {
 		return errors.New("the password must have at least 8 characters")
 	}
-	if len(pw) > 72 {
-		return errors.New("the password must have at most 72 bytes (bcrypt's limit)")
-	}
-	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	salt := randomToken(16)
+	key, err := hashPassword(pw, salt, passwordIter)
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(PasswordFile(stateDir), append(h, '\n'), 0o600)
+	line := passwordKind + "$" + strconv.Itoa(passwordIter) + "$" + salt + "$" + key + "\n"
+	return atomicfile.Write(PasswordFile(stateDir), []byte(line), 0o600)
+}
+
+func hashPassword(pw, salt string, iter int) (string, error) {
+	k, err := pbkdf2.Key(sha256.New, pw, []byte(salt), iter, 32)
+	return base64.RawStdEncoding.EncodeToString(k), err
 }
 
 // ensurePassword generates and stores a password when none is set, returning it ("" when
@@ -88,7 +101,7 @@ type bucket struct {
 
 type auth struct {
 	stateDir string
-	check    chan struct{} // one bcrypt comparison at a time
+	check    chan struct{} // one password check at a time
 
 	mu       sync.Mutex
 	sessions map[string]session
@@ -134,17 +147,22 @@ func (b *bucket) refilled(now time.Time) float64 {
 
 // verify compares pw with the stored hash.
 func (a *auth) verify(pw string) (bool, error) {
-	h, err := os.ReadFile(PasswordFile(a.stateDir))
+	b, err := os.ReadFile(PasswordFile(a.stateDir))
 	if err != nil {
 		return false, fmt.Errorf("reading the password: %w", err)
 	}
+	f := strings.Split(strings.TrimSpace(string(b)), "$")
+	iter := 0
+	if len(f) == 4 && f[0] == passwordKind {
+		iter, _ = strconv.Atoi(f[1])
+	}
+	if iter < 1 || iter > 10*passwordIter {
+		return false, fmt.Errorf("%s: not a %s hash (set one with `edgerelay web passwd`)", PasswordFile(a.stateDir), passwordKind)
+	}
 	a.check <- struct{}{}
 	defer func() { <-a.check }()
-	err = bcrypt.CompareHashAndPassword([]byte(strings.TrimSpace(string(h))), []byte(pw))
-	if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
-		return false, nil
-	}
-	return err == nil, err
+	key, err := hashPassword(pw, f[2], iter)
+	return err == nil && subtle.ConstantTimeCompare([]byte(key), []byte(f[3])) == 1, err
 }
 
 // newSession starts a session and returns its cookie token.

@@ -73,8 +73,8 @@ func TestPasswordStoredHashed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasPrefix(b, []byte("$2a$10$")) || bytes.Contains(b, []byte(testPassword)) {
-		t.Errorf("web.passwd is not a bcrypt hash: %q", b)
+	if !bytes.HasPrefix(b, []byte("pbkdf2-sha256$25000$")) || bytes.Contains(b, []byte(testPassword)) {
+		t.Errorf("web.passwd is not a PBKDF2 hash: %q", b)
 	}
 	if fi, _ := os.Stat(PasswordFile(dir)); fi.Mode().Perm() != 0o600 {
 		t.Errorf("web.passwd mode %v, want 0600", fi.Mode().Perm())
@@ -239,5 +239,29 @@ func TestOnlyTheLANSide(t *testing.T) {
 	s.o.Config.AllowPublic = true
 	if r := do(s, "GET", "/healthz", "203.0.113.9:1000", "", nil); r.StatusCode != 200 {
 		t.Errorf("allow_public: %s", r.Status)
+	}
+}
+
+// The iteration count is read from the file (a later version may raise it), and a file in
+// any other format is refused with an error naming it.
+func TestPasswordFileFormat(t *testing.T) {
+	dir := t.TempDir()
+	key, err := hashPassword(testPassword, "c2FsdA", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(PasswordFile(dir), []byte("pbkdf2-sha256$1000$c2FsdA$"+key+"\n"), 0o600)
+	a := newAuth(dir)
+	if ok, err := a.verify(testPassword); !ok || err != nil {
+		t.Errorf("1,000 iterations from the file: %v %v", ok, err)
+	}
+	if ok, _ := a.verify("correct horse battery!"); ok {
+		t.Error("wrong password accepted")
+	}
+	for _, bad := range []string{"$2a$10$abcdefghijklmnopqrstuv", "pbkdf2-sha256$0$c2FsdA$" + key, "pbkdf2-sha256$x$c2FsdA$" + key, ""} {
+		os.WriteFile(PasswordFile(dir), []byte(bad), 0o600)
+		if ok, err := a.verify(testPassword); ok || err == nil || !strings.Contains(err.Error(), "web.passwd") {
+			t.Errorf("%q: %v %v, want an error naming the file", bad, ok, err)
+		}
 	}
 }
