@@ -69,18 +69,23 @@ type fileSettings struct {
 	path string
 }
 
-func (s *fileSettings) Current() (web.SettingsView, error) {
+// Current is the settings form: the file, its format and each setting with its value.
+func (s *fileSettings) Current() (any, error) {
 	cfg, err := config.Load(s.path)
 	if cfg == nil {
-		return web.SettingsView{}, err
+		return nil, err
 	}
-	v := web.SettingsView{File: s.path, Format: "yaml"}
+	v := struct {
+		File   string           `json:"file"`
+		Format string           `json:"format"`
+		Fields []config.Setting `json:"fields"`
+		Values []string         `json:"values"`
+	}{File: s.path, Format: "yaml", Fields: config.Settings}
 	if cfg.UCI {
 		v.Format = "uci"
 	}
 	for _, st := range config.Settings {
-		v.Fields = append(v.Fields, web.Field{Key: st.Key, Section: st.Section(), Label: st.Label,
-			Kind: st.Kind, Choices: st.Choices, Value: cfg.Value(st)})
+		v.Values = append(v.Values, cfg.Value(st))
 	}
 	return v, nil
 }

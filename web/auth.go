@@ -23,8 +23,7 @@ import (
 
 // The login: one password, kept in state_dir/web.passwd as PBKDF2-HMAC-SHA256 with a
 // random salt ("pbkdf2-sha256$iterations$salt$key", base64). PBKDF2 because the standard
-// library has it and TLS already links SHA-256 and HMAC (bcrypt cost 148 KB of binary with
-// the rest of the page), and because argon2id and scrypt are only strong with tens of MB
+// library has it and TLS already links SHA-256 and HMAC (bcrypt cost 21 KB on mipsle), and because argon2id and scrypt are only strong with tens of MB
 // per hash, which a router with 12 MB for the whole daemon cannot spare. The iteration
 // count is what a guesser pays per try: on a 880 MHz MIPS router (MT7621) one iteration is
 // two SHA-256 blocks in Go's generic code, about 12 µs, so a login costs about 0.3 s there
@@ -93,24 +92,21 @@ type session struct {
 	expires time.Time
 }
 
-// bucket is one source address's login attempts (a token bucket).
-type bucket struct {
-	tokens float64
-	at     time.Time
-}
-
 type auth struct {
 	stateDir string
 	check    chan struct{} // one password check at a time
 
 	mu       sync.Mutex
 	sessions map[string]session
-	tries    map[netip.Addr]*bucket
+	// tries holds, per source address, when its login bucket is full again: each attempt
+	// adds loginRefill, and one that would push it past loginBurst refills from now is
+	// refused (a token bucket kept as one time).
+	tries map[netip.Addr]time.Time
 }
 
 func newAuth(stateDir string) *auth {
 	return &auth{stateDir: stateDir, check: make(chan struct{}, 1),
-		sessions: map[string]session{}, tries: map[netip.Addr]*bucket{}}
+		sessions: map[string]session{}, tries: map[netip.Addr]time.Time{}}
 }
 
 // allow takes one login attempt from src's bucket; false when it is empty (or the
@@ -118,31 +114,23 @@ func newAuth(stateDir string) *auth {
 func (a *auth) allow(src netip.Addr, now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	b := a.tries[src]
-	if b == nil {
-		if len(a.tries) >= maxLoginSource {
-			for k, o := range a.tries {
-				if o.refilled(now) >= loginBurst {
-					delete(a.tries, k)
-				}
-			}
-			if len(a.tries) >= maxLoginSource {
-				return false
+	if len(a.tries) >= maxLoginSource {
+		for k, full := range a.tries {
+			if !full.After(now) {
+				delete(a.tries, k)
 			}
 		}
-		b = &bucket{tokens: loginBurst, at: now}
-		a.tries[src] = b
 	}
-	b.tokens, b.at = b.refilled(now), now
-	if b.tokens < 1 {
+	full, known := a.tries[src]
+	if full.Before(now) {
+		full = now
+	}
+	full = full.Add(loginRefill)
+	if full.Sub(now) > loginBurst*loginRefill || !known && len(a.tries) >= maxLoginSource {
 		return false
 	}
-	b.tokens--
+	a.tries[src] = full
 	return true
-}
-
-func (b *bucket) refilled(now time.Time) float64 {
-	return min(loginBurst, b.tokens+float64(now.Sub(b.at))/float64(loginRefill))
 }
 
 // verify compares pw with the stored hash.
@@ -165,24 +153,22 @@ func (a *auth) verify(pw string) (bool, error) {
 	return err == nil && subtle.ConstantTimeCompare([]byte(key), []byte(f[3])) == 1, err
 }
 
-// newSession starts a session and returns its cookie token.
+// newSession starts a session and returns its cookie token, dropping expired sessions and,
+// when there are maxSessions, the one closest to expiry.
 func (a *auth) newSession(now time.Time) (string, session) {
 	tok := randomToken(32)
 	s := session{csrf: randomToken(32), expires: now.Add(sessionTTL)}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	oldest := ""
 	for k, o := range a.sessions {
 		if now.After(o.expires) {
 			delete(a.sessions, k)
+		} else if oldest == "" || o.expires.Before(a.sessions[oldest].expires) {
+			oldest = k
 		}
 	}
-	if len(a.sessions) >= maxSessions { // drop the one closest to expiry
-		var oldest string
-		for k, o := range a.sessions {
-			if oldest == "" || o.expires.Before(a.sessions[oldest].expires) {
-				oldest = k
-			}
-		}
+	if len(a.sessions) >= maxSessions {
 		delete(a.sessions, oldest)
 	}
 	a.sessions[tok] = s

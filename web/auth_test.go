@@ -180,7 +180,7 @@ func TestLoginRateLimitPerSource(t *testing.T) {
 // recordSettings is a Settings that records what reached it.
 type recordSettings struct{ applied []map[string]string }
 
-func (r *recordSettings) Current() (SettingsView, error) { return SettingsView{Format: "yaml"}, nil }
+func (r *recordSettings) Current() (any, error) { return map[string]string{"format": "yaml"}, nil }
 func (r *recordSettings) Apply(ch map[string]string) ([]string, error) {
 	r.applied = append(r.applied, ch)
 	return nil, nil

@@ -11,20 +11,21 @@ import (
 )
 
 // Handler serves the page: /healthz for anyone on the LAN side, /login, and everything
-// else only to a logged-in browser, with every change carrying its session's CSRF token.
+// else only to a logged-in browser, with every change (POST) carrying its session's CSRF
+// token.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) { s.loginPage(w, "", http.StatusOK) })
 	mux.HandleFunc("POST /login", s.login)
-	mux.HandleFunc("GET /app.css", asset(appCSS, "text/css; charset=utf-8")) // the login page's style too
-	mux.Handle("GET /{$}", s.page(asset(indexHTML, "text/html; charset=utf-8")))
-	mux.Handle("GET /app.js", s.page(asset(appJS, "text/javascript; charset=utf-8")))
-	mux.Handle("GET /api/status", s.api(s.status))
-	mux.Handle("GET /api/settings", s.api(s.settings))
-	mux.Handle("POST /api/settings", s.change(s.applySettings))
-	mux.Handle("POST /api/derpmap/copied", s.change(s.copied))
-	mux.Handle("POST /logout", s.change(func(w http.ResponseWriter, r *http.Request, _ session) {
+	mux.HandleFunc("GET /app.css", func(w http.ResponseWriter, _ *http.Request) { asset(w, appCSS, "text/css") }) // the login page's too
+	mux.HandleFunc("GET /{$}", s.guard(func(w http.ResponseWriter, _ *http.Request, _ session) { asset(w, indexHTML, "text/html") }))
+	mux.HandleFunc("GET /app.js", s.guard(func(w http.ResponseWriter, _ *http.Request, _ session) { asset(w, appJS, "text/javascript") }))
+	mux.HandleFunc("GET /api/status", s.guard(s.status))
+	mux.HandleFunc("GET /api/settings", s.guard(s.settings))
+	mux.HandleFunc("POST /api/settings", s.guard(s.applySettings))
+	mux.HandleFunc("POST /api/derpmap/copied", s.guard(s.copied))
+	mux.HandleFunc("POST /logout", s.guard(func(w http.ResponseWriter, r *http.Request, _ session) {
 		s.auth.endSession(r)
 		http.SetCookie(w, sessionCookie(r, "", -1))
 		w.WriteHeader(http.StatusNoContent)
@@ -35,7 +36,7 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
+		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
@@ -44,52 +45,36 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
-func asset(body, ctype string) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", ctype)
-		io.WriteString(w, body)
+func asset(w http.ResponseWriter, body, ctype string) {
+	w.Header().Set("Content-Type", ctype+"; charset=utf-8")
+	io.WriteString(w, body)
+}
+
+// guard lets a logged-in browser through to h: the pages send any other to the login
+// page, the API answers it 401, and a POST also needs the session's CSRF token.
+func (s *Server) guard(h func(http.ResponseWriter, *http.Request, session)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sess, ok := s.auth.session(r, time.Now())
+		api := r.Method == "POST" || strings.HasPrefix(r.URL.Path, "/api/")
+		switch {
+		case !ok && !api:
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+		case !ok:
+			writeJSON(w, http.StatusUnauthorized, result{Error: "log in first"})
+		case r.Method == "POST" && !csrfOK(r, sess):
+			s.log.Warn("web: change refused: missing or wrong CSRF token", "path", r.URL.Path, "from", r.RemoteAddr)
+			writeJSON(w, http.StatusForbidden, result{Error: "missing or wrong CSRF token"})
+		default:
+			h(w, r, sess)
+		}
 	}
 }
 
-// page lets a logged-in browser through and sends any other to the login page.
-func (s *Server) page(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := s.auth.session(r, time.Now()); !ok {
-			http.Redirect(w, r, "/login", http.StatusSeeOther)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-// api answers a logged-in browser's read with h's value as JSON.
-func (s *Server) api(h func(*http.Request, session) (any, int)) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sess, ok := s.auth.session(r, time.Now())
-		if !ok {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "log in first"})
-			return
-		}
-		v, code := h(r, sess)
-		writeJSON(w, code, v)
-	})
-}
-
-// change is api for a request that changes something: it also needs the CSRF token.
-func (s *Server) change(h func(http.ResponseWriter, *http.Request, session)) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sess, ok := s.auth.session(r, time.Now())
-		if !ok {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "log in first"})
-			return
-		}
-		if !csrfOK(r, sess) {
-			s.log.Warn("web: change refused: missing or wrong CSRF token", "path", r.URL.Path, "from", r.RemoteAddr)
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": "missing or wrong CSRF token"})
-			return
-		}
-		h(w, r, sess)
-	})
+// result is the answer to a change, or an error.
+type result struct {
+	Saved    bool     `json:"saved,omitempty"`
+	Problems []string `json:"problems,omitempty"`
+	Error    string   `json:"error,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -99,21 +84,21 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, msg string, code int) {
-	page := strings.Replace(loginHTML, "<!--msg-->", msg, 1)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
-	io.WriteString(w, page)
+	io.WriteString(w, strings.Replace(loginHTML, "<!--msg-->", msg, 1))
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	src, _ := netip.ParseAddrPort(r.RemoteAddr)
-	if !s.auth.allow(src.Addr().Unmap(), time.Now()) {
-		s.log.Warn("web: login attempts over the limit", "from", src.Addr().String())
+	from := src.Addr().Unmap()
+	if !s.auth.allow(from, time.Now()) {
+		s.log.Warn("web: login attempts over the limit", "from", from)
 		w.Header().Set("Retry-After", "60")
 		s.loginPage(w, `<p class="err" id="msg">Too many attempts; wait a minute.</p>`, http.StatusTooManyRequests)
 		return
 	}
-	// The form by hand: r.PostFormValue would link mime/multipart (20 KB) for nothing.
+	// The form by hand: r.PostFormValue would link mime/multipart for nothing.
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 4096))
 	form, _ := url.ParseQuery(string(body))
 	ok, err := s.auth.verify(form.Get("password"))
@@ -121,86 +106,73 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("web: login", "err", err)
 	}
 	if !ok {
-		s.log.Warn("web: wrong password", "from", src.Addr().String())
+		s.log.Warn("web: wrong password", "from", from)
 		s.loginPage(w, `<p class="err" id="msg">Wrong password.</p>`, http.StatusUnauthorized)
 		return
 	}
 	tok, _ := s.auth.newSession(time.Now())
 	http.SetCookie(w, sessionCookie(r, tok, int(sessionTTL/time.Second)))
-	s.log.Info("web: logged in", "from", src.Addr().String())
+	s.log.Info("web: logged in", "from", from)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
 // dashboard is what /api/status returns: the daemon's status and the page's own views.
 type dashboard struct {
 	Status   any               `json:"status"`
-	Traffic  []Sample          `json:"traffic"`
+	Traffic  [][4]int64        `json:"traffic"`
 	Logs     []string          `json:"logs"`
 	Snippets map[string]string `json:"snippets,omitempty"`
 	CSRF     string            `json:"csrf"`
 }
 
-func (s *Server) status(r *http.Request, sess session) (any, int) {
-	d := dashboard{Traffic: s.traffic.samples(), Logs: s.o.Logs.Lines(), CSRF: sess.csrf}
-	if s.o.Status != nil {
-		d.Status = s.o.Status(r.Context())
-	}
-	if s.o.Snippets != nil {
-		d.Snippets = s.o.Snippets(false)
-	}
-	return d, http.StatusOK
+func (s *Server) status(w http.ResponseWriter, r *http.Request, sess session) {
+	writeJSON(w, http.StatusOK, dashboard{Status: s.o.Status(r.Context()), Traffic: s.traffic.get(),
+		Logs: s.o.Logs.Lines(), Snippets: s.o.Snippets(false), CSRF: sess.csrf})
 }
 
+// copied answers the map the copy button puts on the clipboard, recording it as handed
+// out as `edgerelay derpmap` does.
 func (s *Server) copied(w http.ResponseWriter, _ *http.Request, _ session) {
-	var m map[string]string
-	if s.o.Snippets != nil {
-		m = s.o.Snippets(true)
-	}
-	if m == nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the relay has no DERP map (off, or not listening yet)"})
+	if m := s.o.Snippets(true); m != nil {
+		writeJSON(w, http.StatusOK, m)
 		return
 	}
-	writeJSON(w, http.StatusOK, m)
+	writeJSON(w, http.StatusServiceUnavailable, result{Error: "the relay has no DERP map (off, or not listening yet)"})
 }
 
-func (s *Server) settings(*http.Request, session) (any, int) {
+func (s *Server) settings(w http.ResponseWriter, _ *http.Request, _ session) {
 	if s.o.Settings == nil {
-		return SettingsView{}, http.StatusOK
+		writeJSON(w, http.StatusOK, result{})
+		return
 	}
 	v, err := s.o.Settings.Current()
 	if err != nil {
-		return map[string]string{"error": err.Error()}, http.StatusInternalServerError
+		writeJSON(w, http.StatusInternalServerError, result{Error: err.Error()})
+		return
 	}
-	return v, http.StatusOK
-}
-
-// settingsResult is the answer to a settings change.
-type settingsResult struct {
-	Saved    bool     `json:"saved"`
-	Problems []string `json:"problems,omitempty"`
-	Error    string   `json:"error,omitempty"`
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) applySettings(w http.ResponseWriter, r *http.Request, _ session) {
 	if s.o.Settings == nil {
-		writeJSON(w, http.StatusConflict, settingsResult{Error: "this daemon runs the built-in default config: there is no file to write"})
+		writeJSON(w, http.StatusConflict, result{Error: "this daemon runs the built-in default config: there is no file to write"})
 		return
 	}
 	var req struct {
 		Changes map[string]string `json:"changes"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
-		writeJSON(w, http.StatusBadRequest, settingsResult{Error: "request: " + err.Error()})
+		writeJSON(w, http.StatusBadRequest, result{Error: "request: " + err.Error()})
 		return
 	}
 	probs, err := s.o.Settings.Apply(req.Changes)
 	switch {
 	case err != nil:
-		writeJSON(w, http.StatusInternalServerError, settingsResult{Error: err.Error()})
+		writeJSON(w, http.StatusInternalServerError, result{Error: err.Error()})
 	case len(probs) > 0:
-		writeJSON(w, http.StatusUnprocessableEntity, settingsResult{Problems: probs})
+		writeJSON(w, http.StatusUnprocessableEntity, result{Problems: probs})
 	default:
 		s.log.Info("web: settings saved; reloading", "keys", len(req.Changes), "from", r.RemoteAddr)
-		writeJSON(w, http.StatusOK, settingsResult{Saved: true})
+		writeJSON(w, http.StatusOK, result{Saved: true})
 	}
 }

@@ -50,30 +50,13 @@ type Counters struct {
 	BytesIn, BytesOut, Clients int64
 }
 
-// Settings reads and changes the options the page offers. Apply validates the changed
-// config with the daemon's own validator and writes it only when it has no problems
-// (which it returns, each naming its key); a written config is then reloaded.
+// Settings reads and changes the options the page offers. Current is the form as JSON
+// (the file, its format and each option's key, label, kind and value). Apply validates the
+// changed config with the daemon's own validator and writes it only when it has no
+// problems (which it returns, each naming its key); a written config is then reloaded.
 type Settings interface {
-	Current() (SettingsView, error)
+	Current() (any, error)
 	Apply(changes map[string]string) (problems []string, err error)
-}
-
-// SettingsView is the settings form: the file the options come from and their values.
-type SettingsView struct {
-	File   string  `json:"file"`
-	Format string  `json:"format"` // yaml | uci | "" (built-in default: nothing to write)
-	Fields []Field `json:"fields"`
-}
-
-// Field is one option of the form. Kind is text, bool, number, list (one item a line)
-// or choice (one of Choices).
-type Field struct {
-	Key     string   `json:"key"` // YAML path, e.g. relay.region.name
-	Section string   `json:"section"`
-	Label   string   `json:"label"`
-	Kind    string   `json:"kind"`
-	Choices []string `json:"choices,omitempty"`
-	Value   string   `json:"value"`
 }
 
 // Options are what the page shows and changes; the agent fills them in.
@@ -119,7 +102,13 @@ func New(o Options) (*Server, error) {
 	if o.Counters == nil {
 		o.Counters = func() Counters { return Counters{} }
 	}
-	s := &Server{o: o, log: o.Logger.With("component", "web"), auth: newAuth(o.StateDir), traffic: newTraffic(60)}
+	if o.Status == nil {
+		o.Status = func(context.Context) any { return nil }
+	}
+	if o.Snippets == nil {
+		o.Snippets = func(bool) map[string]string { return nil }
+	}
+	s := &Server{o: o, log: o.Logger.With("component", "web"), auth: newAuth(o.StateDir), traffic: &traffic{}}
 	pw, err := ensurePassword(o.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)

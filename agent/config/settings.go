@@ -11,17 +11,10 @@ import (
 // values (providers, records and secrets stay in the file). Key is its YAML path; the UCI
 // option is the rest of the path joined with _ in the section named by its first part.
 type Setting struct {
-	Key, Label string
-	Kind       string // text | number | bool | list | choice
-	Choices    []string
-}
-
-// Section is the part of the config the setting belongs to ("main" for top-level keys).
-func (s Setting) Section() string {
-	if sec, _, ok := strings.Cut(s.Key, "."); ok {
-		return sec
-	}
-	return "main"
+	Key     string   `json:"key"`
+	Label   string   `json:"label"`
+	Kind    string   `json:"kind"` // text | number | bool | list | choice
+	Choices []string `json:"choices,omitempty"`
 }
 
 // Settings lists the options the web page offers, in the order it shows them.

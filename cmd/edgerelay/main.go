@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -175,28 +174,32 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Default(), nil
 }
 
-// newLogger logs at level to w and, when tail is set, keeps the last lines for the web page.
-func newLogger(level string, w io.Writer, tail *web.LogTail) *slog.Logger {
+func newLogger(level string, w io.Writer) *slog.Logger {
 	var l slog.Level
 	l.UnmarshalText([]byte(level))
-	h := slog.Handler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
-	if tail != nil {
-		h = tail.Handler(h, l)
-	}
-	return slog.New(h)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
 // webPasswd sets the web page's password from the first line of in.
 func webPasswd(in io.Reader, prompt io.Writer, stateDir string) error {
 	fmt.Fprint(prompt, "New web page password (one line; it is echoed): ")
-	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && line == "" {
-		return fmt.Errorf("reading the password: %w", err)
+	var line []byte // read a byte at a time: a terminal gives one line, not EOF
+	for c := make([]byte, 1); len(line) < 1024; {
+		n, err := in.Read(c)
+		if n == 1 && c[0] == '\n' {
+			break
+		}
+		line = append(line, c[:n]...)
+		if err != nil && len(line) == 0 {
+			return fmt.Errorf("reading the password: %w", err)
+		} else if err != nil {
+			break
+		}
 	}
-	if err := privateDir(stateDir, newLogger("warn", prompt, nil)); err != nil {
+	if err := privateDir(stateDir, newLogger("warn", prompt)); err != nil {
 		return err
 	}
-	if err := web.SetPassword(stateDir, strings.TrimRight(line, "\r\n")); err != nil {
+	if err := web.SetPassword(stateDir, strings.TrimSuffix(string(line), "\r")); err != nil {
 		return err
 	}
 	fmt.Fprintf(prompt, "saved in %s (the running daemon uses it from the next login)\n", web.PasswordFile(stateDir))
@@ -213,8 +216,8 @@ func run(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(daemonGCPercent)
 	}
-	tail := web.NewLogTail(200)
-	log := newLogger(cfg.LogLevel, stderr, tail)
+	tail := web.NewLogTail(stderr, 200) // the log, and its last lines for the web page
+	log := newLogger(cfg.LogLevel, tail)
 	log.Info("edgerelay starting", "version", version, "config", sourceName(cfg.Source), "state_dir", cfg.StateDir)
 	for _, w := range cfg.PermissionWarnings() {
 		log.Warn("loose permissions", "problem", w)

@@ -34,7 +34,7 @@ func cmdSubnet(ctx context.Context, cfg *config.Config, args []string, stdout io
 		// since, and package removal must not fail over it).
 		sub = &config.Subnet{}
 	}
-	log := newLogger(cfg.LogLevel, os.Stderr, nil)
+	log := newLogger(cfg.LogLevel, os.Stderr)
 	r, err := netfilter.New(sub.Config, cfg.StateDir, log)
 	if err != nil && action == "remove" {
 		// A bad subnet section must not block the undo: the state dir names what to remove.

@@ -60,14 +60,14 @@ function render(d) {
 function chart(ss) {
 	var svg = $('chart'), W = 600, H = 160, max = 1;
 	svg.textContent = '';
-	ss.forEach(function (x) { max = Math.max(max, x.in, x.out); });
+	ss.forEach(function (x) { max = Math.max(max, x[1], x[2]); });
 	$('peak').textContent = 'peak ' + bytes(max) + '/min, ' + ss.length + ' samples';
-	['in', 'out'].forEach(function (k) {
+	[1, 2].forEach(function (k) { // [time, received, sent, clients]
 		var pts = ss.map(function (x, i) { return (ss.length < 2 ? W : i * W / (ss.length - 1)).toFixed(1) + ',' + (H - 4 - x[k] / max * (H - 8)).toFixed(1); });
 		if (pts.length === 1) pts.unshift('0,' + pts[0].split(',')[1]);
 		var p = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
 		p.setAttribute('points', pts.join(' ')); p.setAttribute('fill', 'none'); p.setAttribute('stroke-width', '2');
-		p.setAttribute('stroke', k === 'in' ? '#2a6fdb' : '#e0782a'); svg.appendChild(p);
+		p.setAttribute('stroke', k === 1 ? '#2a6fdb' : '#e0782a'); svg.appendChild(p);
 	});
 }
 
@@ -83,8 +83,10 @@ function loadSettings() {
 		$('settings-file').textContent = v.format ? 'Editing ' + v.file + ' (' + v.format + '); saving checks the config first and reloads the daemon.' : 'The daemon runs its built-in default config: nothing to edit. Start it with -c FILE.';
 		var f = $('settings-form'), sets = {}; f.textContent = '';
 		$('save').disabled = !v.format;
-		(v.fields || []).forEach(function (x) {
-			if (!sets[x.section]) { sets[x.section] = f.appendChild(el('fieldset')); sets[x.section].appendChild(el('legend', x.section)); }
+		(v.fields || []).forEach(function (x, i) {
+			var sec = x.key.indexOf('.') > 0 ? x.key.split('.')[0] : 'main';
+			x.value = v.values[i];
+			if (!sets[sec]) { sets[sec] = f.appendChild(el('fieldset')); sets[sec].appendChild(el('legend', sec)); }
 			var row = el('div', null, 'f'), lab = el('label', x.label), inp;
 			lab.htmlFor = 'set-' + x.key;
 			if (x.kind === 'bool') { inp = el('input'); inp.type = 'checkbox'; inp.checked = x.value === 'true'; }
@@ -92,7 +94,7 @@ function loadSettings() {
 			else if (x.kind === 'list') { inp = el('textarea'); inp.rows = 2; inp.value = x.value; inp.placeholder = 'one a line'; }
 			else { inp = el('input'); inp.type = 'text'; inp.value = x.value; }
 			inp.id = 'set-' + x.key; inp.dataset.key = x.key; inp.dataset.orig = x.kind === 'bool' ? String(inp.checked) : inp.value;
-			row.appendChild(lab); row.appendChild(inp); sets[x.section].appendChild(row);
+			row.appendChild(lab); row.appendChild(inp); sets[sec].appendChild(row);
 		});
 	});
 }
