@@ -1,6 +1,7 @@
 package web
 
 import (
+	"compress/gzip"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -18,9 +19,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) { s.loginPage(w, "", http.StatusOK) })
 	mux.HandleFunc("POST /login", s.login)
-	mux.HandleFunc("GET /app.css", func(w http.ResponseWriter, _ *http.Request) { asset(w, appCSS, "text/css") }) // the login page's too
-	mux.HandleFunc("GET /{$}", s.guard(func(w http.ResponseWriter, _ *http.Request, _ session) { asset(w, indexHTML, "text/html") }))
-	mux.HandleFunc("GET /app.js", s.guard(func(w http.ResponseWriter, _ *http.Request, _ session) { asset(w, appJS, "text/javascript") }))
+	mux.HandleFunc("GET /app.css", func(w http.ResponseWriter, r *http.Request) { asset(w, r, appCSS, "text/css") }) // the login page's too
+	mux.HandleFunc("GET /{$}", s.guard(func(w http.ResponseWriter, r *http.Request, _ session) { asset(w, r, indexHTML, "text/html") }))
+	mux.HandleFunc("GET /app.js", s.guard(func(w http.ResponseWriter, r *http.Request, _ session) { asset(w, r, appJS, "text/javascript") }))
 	mux.HandleFunc("GET /api/status", s.guard(s.status))
 	mux.HandleFunc("GET /api/settings", s.guard(s.settings))
 	mux.HandleFunc("POST /api/settings", s.guard(s.applySettings))
@@ -45,9 +46,17 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
-func asset(w http.ResponseWriter, body, ctype string) {
-	w.Header().Set("Content-Type", ctype+"; charset=utf-8")
-	io.WriteString(w, body)
+// asset sends a gzip-compressed file, unpacked for a client that does not take gzip.
+func asset(w http.ResponseWriter, r *http.Request, gz, ctype string) {
+	h := w.Header()
+	h.Set("Content-Type", ctype+"; charset=utf-8")
+	h.Set("Vary", "Accept-Encoding")
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		h.Set("Content-Encoding", "gzip")
+		io.WriteString(w, gz)
+	} else if zr, err := gzip.NewReader(strings.NewReader(gz)); err == nil {
+		io.Copy(w, zr)
+	}
 }
 
 // guard lets a logged-in browser through to h: the pages send any other to the login

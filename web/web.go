@@ -81,16 +81,19 @@ type Server struct {
 	traffic *traffic
 }
 
-// The page's files, embedded as they are (no build step).
+// The page's files, embedded gzip-compressed (assets/*.gz, made from the files beside them
+// by `go test ./web -run TestAssets -update`; no build step at install): a third of the
+// bytes in the binary, sent as they are to browsers (all accept gzip). The login page is
+// small and filled in per answer, so it stays plain.
 var (
-	//go:embed assets/index.html
+	//go:embed assets/index.html.gz
 	indexHTML string
+	//go:embed assets/app.js.gz
+	appJS string
+	//go:embed assets/app.css.gz
+	appCSS string
 	//go:embed assets/login.html
 	loginHTML string
-	//go:embed assets/app.js
-	appJS string
-	//go:embed assets/app.css
-	appCSS string
 )
 
 // New returns the page for o. A state dir without a password gets a generated one, logged
