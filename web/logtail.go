@@ -21,7 +21,7 @@ func NewLogTail(out io.Writer, n int) *LogTail { return &LogTail{out: out, n: n}
 // Write takes one formatted record (slog's handlers write each in one call).
 func (t *LogTail) Write(p []byte) (int, error) {
 	t.mu.Lock()
-	t.lines = keepLast(t.lines, strings.TrimRight(string(p), "\n"), t.n)
+	t.lines = keepLast(t.lines, strings.TrimSuffix(string(p), "\n"), t.n)
 	t.mu.Unlock()
 	return t.out.Write(p)
 }

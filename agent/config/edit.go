@@ -26,166 +26,133 @@ func Edit(path string, changes map[string]string) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	out, err := EditBytes(data, isUCI(path, data), changes)
-	if err != nil {
+	if err != nil || bytes.Equal(out, data) {
 		return err
-	}
-	if bytes.Equal(out, data) {
-		return nil
 	}
 	return atomicfile.Write(path, out, info.Mode().Perm())
 }
 
 // EditBytes is Edit on a file's contents: the new contents, or the problems of the result.
 func EditBytes(data []byte, uci bool, changes map[string]string) ([]byte, error) {
-	var probs Problems
 	keys := make([]string, 0, len(changes))
 	for k := range changes {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	vals := make([][]string, len(keys))
-	for i, k := range keys {
-		s, ok := settingFor(k)
-		if !ok {
+	var probs Problems
+	text := string(data)
+	for _, k := range keys {
+		i := slices.IndexFunc(Settings, func(s Setting) bool { return s.Key == k })
+		if i < 0 {
 			probs = append(probs, Problem{Path: k, Msg: "not a setting the page can change"})
 			continue
 		}
-		v, err := normalize(s, changes[k])
-		if err != nil {
-			probs = append(probs, Problem{Path: k, Msg: err.Error()})
+		s := Settings[i]
+		items, msg := normalize(s, changes[k])
+		if msg != "" {
+			probs = append(probs, Problem{Path: k, Msg: msg + ", got " + strconv.Quote(changes[k])})
+			continue
 		}
-		vals[i] = v
+		if len(probs) > 0 {
+			continue
+		}
+		var err error
+		if uci {
+			text = editUCI(text, s, items)
+		} else if text, err = editYAML(text, s, items); err != nil {
+			probs = append(probs, Problem{Path: "yaml", Msg: err.Error()})
+		}
 	}
 	if len(probs) > 0 {
 		return nil, probs
 	}
-	var out []byte
-	var err error
-	if uci {
-		out = data
-		for i, k := range keys {
-			out = editUCI(out, k, vals[i], settingKind(k))
-		}
-	} else if out, err = editYAML(data, keys, vals); err != nil {
-		return nil, Problems{{Path: "yaml", Msg: err.Error()}}
-	}
-	if _, err := Parse(out, uci); err != nil {
+	if _, err := Parse([]byte(text), uci); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return []byte(text), nil
 }
 
-func settingKind(k string) string { s, _ := settingFor(k); return s.Kind }
-
 // normalize checks a value against its setting's kind and returns it as items (one for a
-// scalar, none to remove the key).
-func normalize(s Setting, v string) ([]string, error) {
+// scalar, none to remove the key), or what was wanted.
+func normalize(s Setting, v string) ([]string, string) {
 	v = strings.TrimSpace(v)
-	switch s.Kind {
-	case "list":
-		var items []string
-		for _, l := range strings.Split(v, "\n") {
-			if l = strings.TrimSpace(l); l != "" {
-				items = append(items, l)
-			}
-		}
-		return items, nil
-	case "bool":
-		if _, err := strconv.ParseBool(v); err != nil || v == "" {
-			return nil, fmt.Errorf("want true or false, got %q", v)
-		}
-		b, _ := strconv.ParseBool(v)
-		return []string{strconv.FormatBool(b)}, nil
-	case "number":
-		if v == "" {
-			return nil, nil
-		}
-		if _, err := strconv.Atoi(v); err != nil {
-			return nil, fmt.Errorf("want a whole number, got %q", v)
-		}
-	case "choice":
-		if !slices.Contains(s.Choices, v) {
-			return nil, fmt.Errorf("want one of %s, got %q", strings.Join(s.Choices, ", "), v)
+	var items []string
+	for _, l := range strings.Split(v, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			items = append(items, l)
 		}
 	}
-	if v == "" {
-		return nil, nil
+	switch _, err := strconv.Atoi(v); {
+	case s.Kind == "list":
+		return items, ""
+	case s.Kind == "bool":
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, "want true or false"
+		}
+		return []string{strconv.FormatBool(b)}, ""
+	case s.Kind == "number" && v != "" && err != nil:
+		return nil, "want a whole number"
+	case s.Kind == "choice" && !slices.Contains(s.Choices, v):
+		return nil, "want one of " + strings.Join(s.Choices, ", ")
+	case v == "":
+		return nil, ""
 	}
-	return []string{v}, nil
+	return []string{v}, ""
 }
 
 // editUCI rewrites only the lines of one option: its option/list lines in the first
-// section of its type are replaced (or the option added at the section's end, or the
-// section added at the file's end). Other lines, comments included, are kept as they are.
-func editUCI(data []byte, key string, items []string, kind string) []byte {
-	typ, opt := "edgerelay", key
-	if sec, rest, ok := strings.Cut(key, "."); ok {
+// section of its type are replaced (or the option added after the section's last command,
+// or the section added at the file's end). Other lines, comments included, are kept.
+func editUCI(text string, s Setting, items []string) string {
+	typ, opt := "edgerelay", s.Key
+	if sec, rest, ok := strings.Cut(s.Key, "."); ok {
 		typ, opt = sec, strings.ReplaceAll(rest, ".", "_")
 	}
-	var add []string
+	kw := "\toption "
+	if s.Kind == "list" {
+		kw = "\tlist "
+	}
+	add := ""
 	for _, v := range items {
-		if kind == "bool" {
-			v = map[string]string{"true": "1", "false": "0"}[v]
+		if v == "true" && s.Kind == "bool" {
+			v = "1"
+		} else if v == "false" && s.Kind == "bool" {
+			v = "0"
 		}
-		kw := "option"
-		if kind == "list" {
-			kw = "list"
-		}
-		add = append(add, fmt.Sprintf("\t%s %s %s\n", kw, opt, uciQuote(v)))
+		add += kw + opt + " '" + strings.ReplaceAll(v, "'", `'\''`) + "'\n"
 	}
-	lines := strings.SplitAfter(string(data), "\n")
-	if n := len(lines); n > 0 && lines[n-1] == "" {
-		lines = lines[:n-1]
+	if text != "" && !strings.HasSuffix(text, "\n") {
+		text += "\n"
 	}
-	cmds, _ := lexUCI(string(data)) // the file parsed before: no error
-	start, insert := -1, -1         // line indexes: the section's config line, where to add
-	var drop []int
+	lines := strings.SplitAfter(text, "\n")
+	cmds, _ := lexUCI(text) // the file parsed before: no error
+	in, at, dropped := false, -1, false // at: the line index where the option goes
 scan:
 	for _, c := range cmds {
-		kw := c.words[0]
-		switch {
-		case kw == "config" || kw == "c":
-			if start >= 0 {
+		switch w := c.words; {
+		case w[0] == "config" || w[0] == "c":
+			if in {
 				break scan
 			}
-			if len(c.words) > 1 && c.words[1] == typ {
-				start, insert = c.line-1, c.line
+			if in = len(w) > 1 && w[1] == typ; in {
+				at = c.line
 			}
-		case start >= 0 && len(c.words) > 1:
-			insert = c.line
-			if (kw == "option" || kw == "o" || kw == "list" || kw == "l") && c.words[1] == opt {
-				drop = append(drop, c.line-1)
+		case !in || len(w) < 2:
+		case w[1] == opt && (w[0] == "option" || w[0] == "o" || w[0] == "list" || w[0] == "l"):
+			if !dropped {
+				at, dropped = c.line-1, true
 			}
+			lines[c.line-1] = ""
+		case !dropped:
+			at = c.line
 		}
 	}
-	if start < 0 {
-		if len(add) == 0 {
-			return data
+	if at < 0 {
+		if add == "" {
+			return text
 		}
-		if n := len(lines); n > 0 && !strings.HasSuffix(lines[n-1], "\n") {
-			lines[n-1] += "\n"
-		}
-		return []byte(strings.Join(lines, "") + fmt.Sprintf("\nconfig %s '%s'\n", typ, typ) + strings.Join(add, ""))
+		return text + "\nconfig " + typ + " '" + typ + "'\n" + add
 	}
-	if len(drop) > 0 {
-		insert = drop[0]
-	}
-	var out []string
-	for i, l := range lines {
-		if i == insert {
-			out = append(out, add...)
-		}
-		if !slices.Contains(drop, i) {
-			out = append(out, l)
-		}
-	}
-	if insert >= len(lines) {
-		if n := len(out); n > 0 && !strings.HasSuffix(out[n-1], "\n") {
-			out[n-1] += "\n"
-		}
-		out = append(out, add...)
-	}
-	return []byte(strings.Join(out, ""))
+	return strings.Join(lines[:at], "") + add + strings.Join(lines[at:], "")
 }
-
-func uciQuote(v string) string { return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'" }

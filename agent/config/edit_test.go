@@ -198,3 +198,33 @@ func TestWebNeverOnTheDERPPort(t *testing.T) {
 		t.Errorf("UCI web section: %v %+v", err, cfg.Web)
 	}
 }
+
+// Flow mappings get keys added and removed in place; a plain block scalar may hold commas.
+func TestEditYAMLFlowAndPlain(t *testing.T) {
+	in := "relay:\n  hostname: 127.0.0.1\n  region: {id: 900, code: home, name: Home}\n  tls: { mode: self-signed }\n" +
+		"acme: {email: me@example.com, domains: [a.example.com]}\nddns:\n  zone: example.com # the zone, with, commas\n" +
+		"  provider: {type: rfc2136, server: 'ns:53', key_name: k., key: eA==}\n  records: [{name: derp, type: A, interface: eth0}]\n"
+	for _, c := range []struct {
+		key, value, want string
+	}{
+		{"relay.region.code", "", "region: {id: 900, name: Home}\n"},
+		{"relay.region.name", "", "region: {id: 900, code: home}\n"},
+		{"relay.region.id", "", "region: {code: home, name: Home}\n"},
+		{"relay.region.name", "Bob's: attic", `region: {id: 900, code: home, name: "Bob's: attic"}` + "\n"},
+		{"relay.tls.cert_file", "/etc/c.pem", "tls: { mode: self-signed, cert_file: /etc/c.pem }\n"},
+		{"acme.domains", "a.example.com\nb.example.com", "acme: {email: me@example.com, domains: [a.example.com, b.example.com]}\n"},
+		{"ddns.zone", "example.org", "  zone: example.org # the zone, with, commas\n"},
+		{"ddns.ttl", "60", "  records: [{name: derp, type: A, interface: eth0}]\n  ttl: 60\n"},
+		{"relay.verify_clients.url", "https://hs/verify", "  tls: { mode: self-signed }\n  verify_clients:\n    url: https://hs/verify\nacme:"},
+		{"relay.hostname", "true", `hostname: "true"`},
+	} {
+		out, err := EditBytes([]byte(in), false, map[string]string{c.key: c.value})
+		if err != nil {
+			t.Errorf("%s=%q: %v", c.key, c.value, err)
+			continue
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("%s=%q: result lacks %q:\n%s", c.key, c.value, c.want, out)
+		}
+	}
+}

@@ -3,6 +3,8 @@
 package main
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -183,23 +185,14 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 // webPasswd sets the web page's password from the first line of in.
 func webPasswd(in io.Reader, prompt io.Writer, stateDir string) error {
 	fmt.Fprint(prompt, "New web page password (one line; it is echoed): ")
-	var line []byte // read a byte at a time: a terminal gives one line, not EOF
-	for c := make([]byte, 1); len(line) < 1024; {
-		n, err := in.Read(c)
-		if n == 1 && c[0] == '\n' {
-			break
-		}
-		line = append(line, c[:n]...)
-		if err != nil && len(line) == 0 {
-			return fmt.Errorf("reading the password: %w", err)
-		} else if err != nil {
-			break
-		}
+	sc := bufio.NewScanner(in)
+	if !sc.Scan() {
+		return fmt.Errorf("reading the password: %v", cmp.Or(sc.Err(), io.EOF))
 	}
 	if err := privateDir(stateDir, newLogger("warn", prompt)); err != nil {
 		return err
 	}
-	if err := web.SetPassword(stateDir, strings.TrimSuffix(string(line), "\r")); err != nil {
+	if err := web.SetPassword(stateDir, strings.TrimSuffix(sc.Text(), "\r")); err != nil {
 		return err
 	}
 	fmt.Fprintf(prompt, "saved in %s (the running daemon uses it from the next login)\n", web.PasswordFile(stateDir))
