@@ -101,10 +101,23 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-ctx.Done():
 			return nil
 		case <-reload:
-			a.reload(ctx, sv)
-		case <-a.reloadReq:
-			a.reload(ctx, sv)
+		case <-a.reloadReq: // the web page saved the config file
 		}
+		if a.cfg.Source == "" {
+			a.log.Info("reload: running the embedded default config; nothing to re-read")
+			continue
+		}
+		cfg, err := config.Load(a.cfg.Source)
+		if err != nil {
+			a.log.Error("reload: config has problems; keeping the running config", "file", a.cfg.Source, "problems", err.Error())
+			continue
+		}
+		a.log.Info("reload: config re-read", "file", cfg.Source)
+		a.mu.Lock()
+		a.cfg, a.loaded = cfg, time.Now()
+		a.mu.Unlock()
+		sv.apply(ctx, a.parts())
+		a.kickRegion() // ddns may now keep (or no longer keep) the relay's name
 	}
 }
 
@@ -114,26 +127,6 @@ func (a *Agent) RequestReload() {
 	case a.reloadReq <- struct{}{}:
 	default: // one is pending already
 	}
-}
-
-// reload re-reads the config file and applies it; a config with problems is logged and
-// ignored (the running parts keep going).
-func (a *Agent) reload(ctx context.Context, sv *supervisor) {
-	if a.cfg.Source == "" {
-		a.log.Info("reload: running the embedded default config; nothing to re-read")
-		return
-	}
-	cfg, err := config.Load(a.cfg.Source)
-	if err != nil {
-		a.log.Error("reload: config has problems; keeping the running config", "file", a.cfg.Source, "problems", err.Error())
-		return
-	}
-	a.log.Info("reload: config re-read", "file", cfg.Source)
-	a.mu.Lock()
-	a.cfg, a.loaded = cfg, time.Now()
-	a.mu.Unlock()
-	sv.apply(ctx, a.parts())
-	a.kickRegion() // ddns may now keep (or no longer keep) the relay's name
 }
 
 // setPartState records a part's state for status: running (nil), its last failure, or

@@ -89,7 +89,7 @@ func randomToken(n int) string {
 // session is one logged-in browser.
 type session struct {
 	csrf    string // sent back in X-CSRF-Token with every change
-	expires time.Time
+	expires int64  // Unix seconds
 }
 
 type auth struct {
@@ -98,35 +98,33 @@ type auth struct {
 
 	mu       sync.Mutex
 	sessions map[string]session
-	// tries holds, per source address, when its login bucket is full again: each attempt
-	// adds loginRefill, and one that would push it past loginBurst refills from now is
-	// refused (a token bucket kept as one time).
-	tries map[netip.Addr]time.Time
+	// tries holds, per source address, when its login bucket is full again (Unix
+	// nanoseconds): each attempt adds loginRefill, and one that would push it past
+	// loginBurst refills from now is refused (a token bucket kept as one number).
+	tries map[netip.Addr]int64
 }
 
 func newAuth(stateDir string) *auth {
 	return &auth{stateDir: stateDir, check: make(chan struct{}, 1),
-		sessions: map[string]session{}, tries: map[netip.Addr]time.Time{}}
+		sessions: map[string]session{}, tries: map[netip.Addr]int64{}}
 }
 
 // allow takes one login attempt from src's bucket; false when it is empty (or the
 // limiter is full of addresses that all tried recently).
 func (a *auth) allow(src netip.Addr, now time.Time) bool {
+	t := now.UnixNano()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.tries) >= maxLoginSource {
 		for k, full := range a.tries {
-			if !full.After(now) {
+			if full <= t {
 				delete(a.tries, k)
 			}
 		}
 	}
 	full, known := a.tries[src]
-	if full.Before(now) {
-		full = now
-	}
-	full = full.Add(loginRefill)
-	if full.Sub(now) > loginBurst*loginRefill || !known && len(a.tries) >= maxLoginSource {
+	full = max(full, t) + int64(loginRefill)
+	if full-t > int64(loginBurst*loginRefill) || !known && len(a.tries) >= maxLoginSource {
 		return false
 	}
 	a.tries[src] = full
@@ -157,14 +155,15 @@ func (a *auth) verify(pw string) (bool, error) {
 // when there are maxSessions, the one closest to expiry.
 func (a *auth) newSession(now time.Time) (string, session) {
 	tok := randomToken(32)
-	s := session{csrf: randomToken(32), expires: now.Add(sessionTTL)}
+	t := now.Unix()
+	s := session{csrf: randomToken(32), expires: t + int64(sessionTTL/time.Second)}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	oldest := ""
 	for k, o := range a.sessions {
-		if now.After(o.expires) {
+		if t > o.expires {
 			delete(a.sessions, k)
-		} else if oldest == "" || o.expires.Before(a.sessions[oldest].expires) {
+		} else if oldest == "" || o.expires < a.sessions[oldest].expires {
 			oldest = k
 		}
 	}
@@ -184,7 +183,7 @@ func (a *auth) session(r *http.Request, now time.Time) (session, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s, ok := a.sessions[c.Value]
-	if !ok || now.After(s.expires) {
+	if !ok || now.Unix() > s.expires {
 		delete(a.sessions, c.Value)
 		return session{}, false
 	}

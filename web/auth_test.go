@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,9 @@ const testPassword = "correct horse battery"
 func newTestServer(t *testing.T, o Options) *Server {
 	t.Helper()
 	o.StateDir = t.TempDir()
+	o.Status = func(context.Context) any { return nil }
+	o.Counters = func() Counters { return Counters{} }
+	o.Snippets = func(bool) map[string]string { return nil }
 	if err := SetPassword(o.StateDir, testPassword); err != nil {
 		t.Fatal(err)
 	}

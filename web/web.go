@@ -59,7 +59,8 @@ type Settings interface {
 	Apply(changes map[string]string) (problems []string, err error)
 }
 
-// Options are what the page shows and changes; the agent fills them in.
+// Options are what the page shows and changes; the agent fills them in (the funcs are
+// required).
 type Options struct {
 	Config   Config
 	StateDir string // holds web.passwd
@@ -102,15 +103,6 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Counters == nil {
-		o.Counters = func() Counters { return Counters{} }
-	}
-	if o.Status == nil {
-		o.Status = func(context.Context) any { return nil }
-	}
-	if o.Snippets == nil {
-		o.Snippets = func(bool) map[string]string { return nil }
-	}
 	s := &Server{o: o, log: o.Logger.With("component", "web"), auth: newAuth(o.StateDir), traffic: &traffic{}}
 	pw, err := ensurePassword(o.StateDir)
 	if err != nil {
@@ -131,8 +123,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("web.listen: %w", err)
 	}
 	s.log.Info("web page listening", "addr", ln.Addr().String())
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	tick := time.NewTicker(time.Minute)

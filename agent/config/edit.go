@@ -42,8 +42,11 @@ func EditBytes(data []byte, uci bool, changes map[string]string) ([]byte, error)
 	var probs Problems
 	text := string(data)
 	for _, k := range keys {
-		i := slices.IndexFunc(Settings, func(s Setting) bool { return s.Key == k })
-		if i < 0 {
+		i := 0
+		for i < len(Settings) && Settings[i].Key != k {
+			i++
+		}
+		if i == len(Settings) {
 			probs = append(probs, Problem{Path: k, Msg: "not a setting the page can change"})
 			continue
 		}
@@ -126,7 +129,7 @@ func editUCI(text string, s Setting, items []string) string {
 		text += "\n"
 	}
 	lines := strings.SplitAfter(text, "\n")
-	cmds, _ := lexUCI(text) // the file parsed before: no error
+	cmds, _ := lexUCI(text)             // the file parsed before: no error
 	in, at, dropped := false, -1, false // at: the line index where the option goes
 scan:
 	for _, c := range cmds {

@@ -4,7 +4,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -187,7 +186,7 @@ func webPasswd(in io.Reader, prompt io.Writer, stateDir string) error {
 	fmt.Fprint(prompt, "New web page password (one line; it is echoed): ")
 	sc := bufio.NewScanner(in)
 	if !sc.Scan() {
-		return fmt.Errorf("reading the password: %v", cmp.Or(sc.Err(), io.EOF))
+		return fmt.Errorf("reading the password: no line (%v)", sc.Err())
 	}
 	if err := privateDir(stateDir, newLogger("warn", prompt)); err != nil {
 		return err
