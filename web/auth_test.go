@@ -3,6 +3,8 @@ package web
 import (
 	"bytes"
 	"context"
+	"crypto/pbkdf2"
+	"crypto/sha256"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -250,10 +252,7 @@ func TestOnlyTheLANSide(t *testing.T) {
 // any other format is refused with an error naming it.
 func TestPasswordFileFormat(t *testing.T) {
 	dir := t.TempDir()
-	key, err := hashPassword(testPassword, "c2FsdA", 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := hashPassword(testPassword, "c2FsdA", 1000)
 	os.WriteFile(PasswordFile(dir), []byte("pbkdf2-sha256$1000$c2FsdA$"+key+"\n"), 0o600)
 	a := newAuth(dir)
 	if ok, err := a.verify(testPassword); !ok || err != nil {
@@ -266,6 +265,19 @@ func TestPasswordFileFormat(t *testing.T) {
 		os.WriteFile(PasswordFile(dir), []byte(bad), 0o600)
 		if ok, err := a.verify(testPassword); ok || err == nil || !strings.Contains(err.Error(), "web.passwd") {
 			t.Errorf("%q: %v %v, want an error naming the file", bad, ok, err)
+		}
+	}
+}
+
+// pbkdf2SHA256 is the standard library's PBKDF2 with SHA-256.
+func TestPBKDF2LikeTheStandardLibrary(t *testing.T) {
+	for _, iter := range []int{1, 2, 3, 1000, passwordIter} {
+		want, err := pbkdf2.Key(sha256.New, testPassword, []byte("salt"), iter, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pbkdf2SHA256([]byte(testPassword), []byte("salt"), iter); !bytes.Equal(got, want) {
+			t.Errorf("%d iterations: %x, want %x", iter, got, want)
 		}
 	}
 }

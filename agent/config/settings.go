@@ -56,15 +56,6 @@ var Settings = []Setting{
 	{Key: "subnet.advertise", Label: "Advertise routes to tailscaled", Kind: "bool"},
 }
 
-func settingFor(key string) (Setting, bool) {
-	for _, s := range Settings {
-		if s.Key == key {
-			return s, true
-		}
-	}
-	return Setting{}, false
-}
-
 // Value is the setting's value in cfg as the page shows it: lists one item a line, bools
 // true/false, a section's enabled true when the part runs.
 func (cfg *Config) Value(s Setting) string {
