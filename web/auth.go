@@ -131,7 +131,6 @@ func newAuth(stateDir string) *auth {
 func (a *auth) allow(src netip.Addr, now time.Time) bool {
 	t := now.UnixNano()
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if len(a.tries) >= maxLoginSource {
 		for k, full := range a.tries {
 			if full <= t {
@@ -141,11 +140,12 @@ func (a *auth) allow(src netip.Addr, now time.Time) bool {
 	}
 	full, known := a.tries[src]
 	full = max(full, t) + int64(loginRefill)
-	if full-t > int64(loginBurst*loginRefill) || !known && len(a.tries) >= maxLoginSource {
-		return false
+	ok := full-t <= int64(loginBurst*loginRefill) && (known || len(a.tries) < maxLoginSource)
+	if ok {
+		a.tries[src] = full
 	}
-	a.tries[src] = full
-	return true
+	a.mu.Unlock()
+	return ok
 }
 
 // verify compares pw with the stored hash.
@@ -163,8 +163,9 @@ func (a *auth) verify(pw string) (bool, error) {
 		return false, fmt.Errorf("%s: not a %s hash (set one with `edgerelay web passwd`)", PasswordFile(a.stateDir), passwordKind)
 	}
 	a.check <- struct{}{}
-	defer func() { <-a.check }()
-	return subtle.ConstantTimeCompare([]byte(hashPassword(pw, f[2], iter)), []byte(f[3])) == 1, nil
+	key := hashPassword(pw, f[2], iter)
+	<-a.check
+	return subtle.ConstantTimeCompare([]byte(key), []byte(f[3])) == 1, nil
 }
 
 // newSession starts a session and returns its cookie token, dropping expired sessions and,
@@ -174,7 +175,6 @@ func (a *auth) newSession(now time.Time) (string, session) {
 	t := now.Unix()
 	s := session{csrf: randomToken(32), expires: t + int64(sessionTTL/time.Second)}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	oldest := ""
 	for k, o := range a.sessions {
 		if t > o.expires {
@@ -187,6 +187,7 @@ func (a *auth) newSession(now time.Time) (string, session) {
 		delete(a.sessions, oldest)
 	}
 	a.sessions[tok] = s
+	a.mu.Unlock()
 	return tok, s
 }
 
@@ -197,13 +198,12 @@ func (a *auth) session(r *http.Request, now time.Time) (session, bool) {
 		return session{}, false
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	s, ok := a.sessions[c.Value]
-	if !ok || now.Unix() > s.expires {
+	if ok = ok && now.Unix() <= s.expires; !ok {
 		delete(a.sessions, c.Value)
-		return session{}, false
 	}
-	return s, true
+	a.mu.Unlock()
+	return s, ok
 }
 
 func (a *auth) endSession(r *http.Request) {

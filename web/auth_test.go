@@ -44,7 +44,7 @@ func do(s *Server, method, path, src string, body string, hdr map[string]string,
 		req.AddCookie(c)
 	}
 	w := httptest.NewRecorder()
-	s.Handler().ServeHTTP(w, req)
+	s.ServeHTTP(w, req)
 	return w.Result()
 }
 

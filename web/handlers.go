@@ -11,39 +11,70 @@ import (
 	"time"
 )
 
-// Handler serves the page: /healthz for anyone on the LAN side, /login, and everything
-// else only to a logged-in browser, with every change (POST) carrying its session's CSRF
-// token.
-func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) { s.loginPage(w, "", http.StatusOK) })
-	mux.HandleFunc("POST /login", s.login)
-	mux.HandleFunc("GET /app.css", func(w http.ResponseWriter, r *http.Request) { asset(w, r, appCSS, "text/css") }) // the login page's too
-	mux.HandleFunc("GET /{$}", s.guard(func(w http.ResponseWriter, r *http.Request, _ session) { asset(w, r, indexHTML, "text/html") }))
-	mux.HandleFunc("GET /app.js", s.guard(func(w http.ResponseWriter, r *http.Request, _ session) { asset(w, r, appJS, "text/javascript") }))
-	mux.HandleFunc("GET /api/status", s.guard(s.status))
-	mux.HandleFunc("GET /api/settings", s.guard(s.settings))
-	mux.HandleFunc("POST /api/settings", s.guard(s.applySettings))
-	mux.HandleFunc("POST /api/derpmap/copied", s.guard(s.copied))
-	mux.HandleFunc("POST /logout", s.guard(func(w http.ResponseWriter, r *http.Request, _ session) {
+// ServeHTTP serves the page: /healthz for anyone on the LAN side, /login, and everything
+// else only to a logged-in browser: the pages send any other to the login page, the API
+// answers it 401, and a change (POST) also needs the session's CSRF token.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.o.Config.AllowPublic && !lanSide(r.RemoteAddr) {
+		http.Error(w, "the web page answers only the LAN side (web.allow_public)", http.StatusForbidden)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	route := r.Method + " " + r.URL.Path
+	switch route {
+	case "GET /healthz":
+		io.WriteString(w, "ok\n")
+		return
+	case "GET /login":
+		s.loginPage(w, "", http.StatusOK)
+		return
+	case "POST /login":
+		s.login(w, r)
+		return
+	case "GET /app.css": // the login page's too
+		asset(w, r, appCSS, "text/css")
+		return
+	}
+	sess, ok := s.auth.session(r, time.Now())
+	switch {
+	case !ok && r.Method == "GET" && !strings.HasPrefix(r.URL.Path, "/api/"):
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+	case !ok:
+		writeJSON(w, http.StatusUnauthorized, result{Error: "log in first"})
+	case r.Method == "POST" && !csrfOK(r, sess):
+		s.log.Warn("web: change refused: missing or wrong CSRF token", "path", r.URL.Path, "from", r.RemoteAddr)
+		writeJSON(w, http.StatusForbidden, result{Error: "missing or wrong CSRF token"})
+	case route == "GET /":
+		asset(w, r, indexHTML, "text/html")
+	case route == "GET /app.js":
+		asset(w, r, appJS, "text/javascript")
+	case route == "GET /api/status":
+		writeJSON(w, http.StatusOK, dashboard{Status: s.o.Status(r.Context()), Traffic: s.traffic.get(),
+			Logs: s.o.Logs.Lines(), Snippets: s.o.Snippets(false), CSRF: sess.csrf})
+	case route == "GET /api/settings":
+		s.settings(w)
+	case route == "POST /api/settings":
+		s.applySettings(w, r)
+	case route == "POST /api/derpmap/copied":
+		// The map the copy button puts on the clipboard, recorded as handed out as
+		// `edgerelay derpmap` does.
+		if m := s.o.Snippets(true); m != nil {
+			writeJSON(w, http.StatusOK, m)
+		} else {
+			writeJSON(w, http.StatusServiceUnavailable, result{Error: "the relay has no DERP map (off, or not listening yet)"})
+		}
+	case route == "POST /logout":
 		s.auth.endSession(r)
 		http.SetCookie(w, sessionCookie(r, "", -1))
 		w.WriteHeader(http.StatusNoContent)
-	}))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.o.Config.AllowPublic && !lanSide(r.RemoteAddr) {
-			http.Error(w, "the web page answers only the LAN side (web.allow_public)", http.StatusForbidden)
-			return
-		}
-		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-store")
-		mux.ServeHTTP(w, r)
-	})
+	default:
+		http.NotFound(w, r)
+	}
 }
 
 // asset sends a gzip-compressed file, unpacked for a client that does not take gzip.
@@ -56,26 +87,6 @@ func asset(w http.ResponseWriter, r *http.Request, gz, ctype string) {
 		io.WriteString(w, gz)
 	} else if zr, err := gzip.NewReader(strings.NewReader(gz)); err == nil {
 		io.Copy(w, zr)
-	}
-}
-
-// guard lets a logged-in browser through to h: the pages send any other to the login
-// page, the API answers it 401, and a POST also needs the session's CSRF token.
-func (s *Server) guard(h func(http.ResponseWriter, *http.Request, session)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		sess, ok := s.auth.session(r, time.Now())
-		api := r.Method == "POST" || strings.HasPrefix(r.URL.Path, "/api/")
-		switch {
-		case !ok && !api:
-			http.Redirect(w, r, "/login", http.StatusSeeOther)
-		case !ok:
-			writeJSON(w, http.StatusUnauthorized, result{Error: "log in first"})
-		case r.Method == "POST" && !csrfOK(r, sess):
-			s.log.Warn("web: change refused: missing or wrong CSRF token", "path", r.URL.Path, "from", r.RemoteAddr)
-			writeJSON(w, http.StatusForbidden, result{Error: "missing or wrong CSRF token"})
-		default:
-			h(w, r, sess)
-		}
 	}
 }
 
@@ -134,22 +145,7 @@ type dashboard struct {
 	CSRF     string            `json:"csrf"`
 }
 
-func (s *Server) status(w http.ResponseWriter, r *http.Request, sess session) {
-	writeJSON(w, http.StatusOK, dashboard{Status: s.o.Status(r.Context()), Traffic: s.traffic.get(),
-		Logs: s.o.Logs.Lines(), Snippets: s.o.Snippets(false), CSRF: sess.csrf})
-}
-
-// copied answers the map the copy button puts on the clipboard, recording it as handed
-// out as `edgerelay derpmap` does.
-func (s *Server) copied(w http.ResponseWriter, _ *http.Request, _ session) {
-	if m := s.o.Snippets(true); m != nil {
-		writeJSON(w, http.StatusOK, m)
-		return
-	}
-	writeJSON(w, http.StatusServiceUnavailable, result{Error: "the relay has no DERP map (off, or not listening yet)"})
-}
-
-func (s *Server) settings(w http.ResponseWriter, _ *http.Request, _ session) {
+func (s *Server) settings(w http.ResponseWriter) {
 	if s.o.Settings == nil {
 		writeJSON(w, http.StatusOK, result{})
 		return
@@ -162,7 +158,7 @@ func (s *Server) settings(w http.ResponseWriter, _ *http.Request, _ session) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-func (s *Server) applySettings(w http.ResponseWriter, r *http.Request, _ session) {
+func (s *Server) applySettings(w http.ResponseWriter, r *http.Request) {
 	if s.o.Settings == nil {
 		writeJSON(w, http.StatusConflict, result{Error: "this daemon runs the built-in default config: there is no file to write"})
 		return

@@ -32,8 +32,9 @@ func (t *LogTail) Lines() []string {
 		return nil
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return append([]string(nil), t.lines...)
+	lines := append([]string(nil), t.lines...)
+	t.mu.Unlock()
+	return lines
 }
 
 // keepLast appends v to s, dropping the oldest item when s has n already.

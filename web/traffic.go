@@ -19,7 +19,6 @@ type traffic struct {
 // totals went back, as when the relay restarted; none at the first call).
 func (t *traffic) add(now time.Time, c Counters) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	in, out := c.BytesIn, c.BytesOut
 	if !t.seen {
 		in, out = 0, 0 // totals since start, not a minute's worth
@@ -28,11 +27,13 @@ func (t *traffic) add(now time.Time, c Counters) {
 	}
 	t.last, t.seen = c, true
 	t.samples = keepLast(t.samples, [4]int64{now.Unix(), in, out, c.Clients}, 60)
+	t.mu.Unlock()
 }
 
 // get returns the samples, oldest first.
 func (t *traffic) get() [][4]int64 {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return append([][4]int64(nil), t.samples...)
+	ss := append([][4]int64(nil), t.samples...)
+	t.mu.Unlock()
+	return ss
 }

@@ -13,7 +13,6 @@ package web
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -123,11 +122,10 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("web.listen: %w", err)
 	}
 	s.log.Info("web page listening", "addr", ln.Addr().String())
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	tick := time.NewTicker(time.Minute)
-	defer tick.Stop()
+	tick := time.NewTicker(time.Minute) // collected once Run returns (Go 1.23+): no Stop
 	s.traffic.add(time.Now(), s.o.Counters())
 	for {
 		select {
@@ -135,10 +133,7 @@ func (s *Server) Run(ctx context.Context) error {
 			srv.Close()
 			<-errc
 			return nil
-		case err := <-errc:
-			if errors.Is(err, http.ErrServerClosed) {
-				err = nil
-			}
+		case err := <-errc: // Serve failed (only Close above ends it without an error of its own)
 			return err
 		case now := <-tick.C:
 			s.traffic.add(now, s.o.Counters())
