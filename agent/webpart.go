@@ -34,7 +34,9 @@ func (a *Agent) webPart(wc web.Config, stateDir, source string) Part {
 
 // counters are the running relay's totals for the page's traffic chart.
 func (a *Agent) counters() web.Counters {
-	r := a.Relay()
+	a.mu.Lock()
+	r := a.relay
+	a.mu.Unlock()
 	if r == nil {
 		return web.Counters{}
 	}

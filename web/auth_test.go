@@ -20,6 +20,9 @@ const testPassword = "correct horse battery"
 func newTestServer(t *testing.T, o Options) *Server {
 	t.Helper()
 	o.StateDir = t.TempDir()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	o.Status = func(context.Context) any { return nil }
 	o.Counters = func() Counters { return Counters{} }
 	o.Snippets = func(bool) map[string]string { return nil }
@@ -131,7 +134,7 @@ func TestNothingWithoutLogin(t *testing.T) {
 		}
 	}
 	for _, rq := range [][2]string{{"GET", "/api/status"}, {"GET", "/api/settings"}, {"POST", "/api/settings"}, {"POST", "/api/derpmap/copied"}, {"POST", "/logout"}} {
-		if r := do(s, rq[0], rq[1], src, `{"changes":{"log_level":"debug"}}`, nil); r.StatusCode != http.StatusUnauthorized {
+		if r := do(s, rq[0], rq[1], src, `{"log_level":"debug"}`, nil); r.StatusCode != http.StatusUnauthorized {
 			t.Errorf("%s %s without login: %s, want 401", rq[0], rq[1], r.Status)
 		}
 	}
@@ -197,7 +200,7 @@ func TestChangesNeedTheCSRFToken(t *testing.T) {
 	s := newTestServer(t, Options{Settings: rec})
 	const src = "[fd00::5]:1234"
 	c := sessionOf(t, login(s, src, testPassword, nil))
-	body := `{"changes":{"log_level":"debug"}}`
+	body := `{"log_level":"debug"}`
 	for _, tok := range []string{"", "forged"} {
 		if r := do(s, "POST", "/api/settings", src, body, map[string]string{"X-CSRF-Token": tok}, c); r.StatusCode != http.StatusForbidden {
 			t.Errorf("token %q: %s, want 403", tok, r.Status)

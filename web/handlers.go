@@ -45,10 +45,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case !ok && r.Method == "GET" && !strings.HasPrefix(r.URL.Path, "/api/"):
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 	case !ok:
-		writeJSON(w, http.StatusUnauthorized, result{Error: "log in first"})
+		fail(w, http.StatusUnauthorized, "log in first")
 	case r.Method == "POST" && !csrfOK(r, sess):
 		s.log.Warn("web: change refused: missing or wrong CSRF token", "path", r.URL.Path, "from", r.RemoteAddr)
-		writeJSON(w, http.StatusForbidden, result{Error: "missing or wrong CSRF token"})
+		fail(w, http.StatusForbidden, "missing or wrong CSRF token")
 	case route == "GET /":
 		asset(w, r, indexHTML, "text/html")
 	case route == "GET /app.js":
@@ -56,8 +56,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case route == "GET /api/status":
 		writeJSON(w, http.StatusOK, dashboard{Status: s.o.Status(r.Context()), Traffic: s.traffic.get(),
 			Logs: s.o.Logs.Lines(), Snippets: s.o.Snippets(false), CSRF: sess.csrf})
+	case route == "GET /api/settings" && s.o.Settings == nil:
+		writeJSON(w, http.StatusOK, result{}) // the built-in default: no form
 	case route == "GET /api/settings":
-		s.settings(w)
+		if v, err := s.o.Settings.Current(); err != nil {
+			fail(w, http.StatusInternalServerError, err.Error())
+		} else {
+			writeJSON(w, http.StatusOK, v)
+		}
 	case route == "POST /api/settings":
 		s.applySettings(w, r)
 	case route == "POST /api/derpmap/copied":
@@ -66,7 +72,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if m := s.o.Snippets(true); m != nil {
 			writeJSON(w, http.StatusOK, m)
 		} else {
-			writeJSON(w, http.StatusServiceUnavailable, result{Error: "the relay has no DERP map (off, or not listening yet)"})
+			fail(w, http.StatusServiceUnavailable, "the relay has no DERP map (off, or not listening yet)")
 		}
 	case route == "POST /logout":
 		s.auth.endSession(r)
@@ -81,7 +87,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func asset(w http.ResponseWriter, r *http.Request, gz, ctype string) {
 	h := w.Header()
 	h.Set("Content-Type", ctype+"; charset=utf-8")
-	h.Set("Vary", "Accept-Encoding")
 	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		h.Set("Content-Encoding", "gzip")
 		io.WriteString(w, gz)
@@ -96,6 +101,9 @@ type result struct {
 	Problems []string `json:"problems,omitempty"`
 	Error    string   `json:"error,omitempty"`
 }
+
+// fail answers a request with msg as its JSON error.
+func fail(w http.ResponseWriter, code int, msg string) { writeJSON(w, code, result{Error: msg}) }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -145,39 +153,24 @@ type dashboard struct {
 	CSRF     string            `json:"csrf"`
 }
 
-func (s *Server) settings(w http.ResponseWriter) {
-	if s.o.Settings == nil {
-		writeJSON(w, http.StatusOK, result{})
-		return
-	}
-	v, err := s.o.Settings.Current()
-	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, result{Error: err.Error()})
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
-}
-
 func (s *Server) applySettings(w http.ResponseWriter, r *http.Request) {
 	if s.o.Settings == nil {
-		writeJSON(w, http.StatusConflict, result{Error: "this daemon runs the built-in default config: there is no file to write"})
+		fail(w, http.StatusConflict, "this daemon runs the built-in default config: there is no file to write")
 		return
 	}
-	var req struct {
-		Changes map[string]string `json:"changes"`
-	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
-		writeJSON(w, http.StatusBadRequest, result{Error: "request: " + err.Error()})
+	var changes map[string]string // key: new value
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&changes); err != nil {
+		fail(w, http.StatusBadRequest, "request: "+err.Error())
 		return
 	}
-	probs, err := s.o.Settings.Apply(req.Changes)
+	probs, err := s.o.Settings.Apply(changes)
 	switch {
 	case err != nil:
-		writeJSON(w, http.StatusInternalServerError, result{Error: err.Error()})
+		fail(w, http.StatusInternalServerError, err.Error())
 	case len(probs) > 0:
 		writeJSON(w, http.StatusUnprocessableEntity, result{Problems: probs})
 	default:
-		s.log.Info("web: settings saved; reloading", "keys", len(req.Changes), "from", r.RemoteAddr)
+		s.log.Info("web: settings saved; reloading", "keys", len(changes), "from", r.RemoteAddr)
 		writeJSON(w, http.StatusOK, result{Saved: true})
 	}
 }

@@ -21,7 +21,10 @@ func NewLogTail(out io.Writer, n int) *LogTail { return &LogTail{out: out, n: n}
 // Write takes one formatted record (slog's handlers write each in one call).
 func (t *LogTail) Write(p []byte) (int, error) {
 	t.mu.Lock()
-	t.lines = keepLast(t.lines, strings.TrimSuffix(string(p), "\n"), t.n)
+	if len(t.lines) >= t.n {
+		t.lines = append(t.lines[:0], t.lines[1:]...)
+	}
+	t.lines = append(t.lines, strings.TrimSuffix(string(p), "\n"))
 	t.mu.Unlock()
 	return t.out.Write(p)
 }
@@ -35,12 +38,4 @@ func (t *LogTail) Lines() []string {
 	lines := append([]string(nil), t.lines...)
 	t.mu.Unlock()
 	return lines
-}
-
-// keepLast appends v to s, dropping the oldest item when s has n already.
-func keepLast[T any](s []T, v T, n int) []T {
-	if len(s) >= n {
-		s = append(s[:0], s[len(s)-n+1:]...)
-	}
-	return append(s, v)
 }

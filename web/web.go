@@ -58,8 +58,8 @@ type Settings interface {
 	Apply(changes map[string]string) (problems []string, err error)
 }
 
-// Options are what the page shows and changes; the agent fills them in (the funcs are
-// required).
+// Options are what the page shows and changes; the agent fills them in (Logger and the
+// funcs are required).
 type Options struct {
 	Config   Config
 	StateDir string // holds web.passwd
@@ -99,9 +99,6 @@ var (
 // New returns the page for o. A state dir without a password gets a generated one, logged
 // once: the only way to learn it.
 func New(o Options) (*Server, error) {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
 	s := &Server{o: o, log: o.Logger.With("component", "web"), auth: newAuth(o.StateDir), traffic: &traffic{}}
 	pw, err := ensurePassword(o.StateDir)
 	if err != nil {

@@ -34,36 +34,35 @@ func Edit(path string, changes map[string]string) error {
 
 // EditBytes is Edit on a file's contents: the new contents, or the problems of the result.
 func EditBytes(data []byte, uci bool, changes map[string]string) ([]byte, error) {
-	keys := make([]string, 0, len(changes))
-	for k := range changes {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	var probs Problems
-	text := string(data)
-	for _, k := range keys {
+	text, known := string(data), 0
+	for _, s := range Settings { // in the page's order
+		v, ok := changes[s.Key]
+		if !ok {
+			continue
+		}
+		known++
+		items, msg := normalize(s, v)
+		switch {
+		case msg != "":
+			probs = append(probs, Problem{Path: s.Key, Msg: msg})
+		case len(probs) > 0: // no use editing further
+		case uci:
+			text = editUCI(text, s, items)
+		default:
+			var err error
+			if text, err = editYAML(text, s, items); err != nil {
+				probs = append(probs, Problem{Path: s.Key, Msg: err.Error()})
+			}
+		}
+	}
+	for k := range changes {
 		i := 0
-		for i < len(Settings) && Settings[i].Key != k {
+		for known < len(changes) && i < len(Settings) && Settings[i].Key != k {
 			i++
 		}
 		if i == len(Settings) {
 			probs = append(probs, Problem{Path: k, Msg: "not a setting the page can change"})
-			continue
-		}
-		s := Settings[i]
-		items, msg := normalize(s, changes[k])
-		if msg != "" {
-			probs = append(probs, Problem{Path: k, Msg: msg + ", got " + strconv.Quote(changes[k])})
-			continue
-		}
-		if len(probs) > 0 {
-			continue
-		}
-		var err error
-		if uci {
-			text = editUCI(text, s, items)
-		} else if text, err = editYAML(text, s, items); err != nil {
-			probs = append(probs, Problem{Path: "yaml", Msg: err.Error()})
 		}
 	}
 	if len(probs) > 0 {

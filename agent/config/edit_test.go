@@ -228,3 +228,12 @@ func TestEditYAMLFlowAndPlain(t *testing.T) {
 		}
 	}
 }
+
+func TestEditRefusesKeysThePageDoesNotOffer(t *testing.T) {
+	_, err := EditBytes([]byte(editYAMLIn), false, map[string]string{"relay.region.name": "Attic", "relay.mesh.key_file": "/x", "relay.tls.mode": "bogus"})
+	var probs Problems
+	if !errors.As(err, &probs) || len(probs) != 2 || !strings.Contains(err.Error(), "relay.mesh.key_file: not a setting the page can change") ||
+		!strings.Contains(err.Error(), "relay.tls.mode: want one of") {
+		t.Errorf("got %v", err)
+	}
+}

@@ -46,7 +46,10 @@ func editYAML(text string, s Setting, items []string) (string, error) {
 		case k == nil && items == nil:
 			return text, nil // removing what is not there
 		case k == nil && flow: // `p: {rest: value}` before the closing brace
-			at := len(strings.TrimRight(text[:spanEnd(text, offset(text, m), false)-1], " \t\r\n"))
+			at := spanEnd(text, offset(text, m), false) - 1 // the brace
+			for strings.IndexByte(" \t\r\n", text[at-1]) >= 0 {
+				at--
+			}
 			add := p + ": " + nested(path[i+1:], yamlValue(s.Kind, items, nil))
 			if len(m.Content) > 0 {
 				add = ", " + add
@@ -77,8 +80,13 @@ func editYAML(text string, s Setting, items []string) (string, error) {
 			from, to := offset(text, k), spanEnd(text, offset(text, v), true)
 			if r := strings.TrimLeft(text[to:], " \t"); strings.HasPrefix(r, ",") {
 				to = len(text) - len(strings.TrimLeft(r[1:], " \t"))
-			} else if l := strings.TrimRight(text[:from], " \t"); strings.HasSuffix(l, ",") {
-				from = len(l) - 1
+			} else {
+				for from > 0 && (text[from-1] == ' ' || text[from-1] == '\t') {
+					from--
+				}
+				if text[from-1] == ',' {
+					from--
+				}
 			}
 			return text[:from] + text[to:], nil
 		case items == nil: // remove the key's lines
@@ -191,7 +199,10 @@ func spanEnd(text string, start int, flow bool) int {
 				return i + 1
 			}
 		case depth == 0 && (c == '\n' || c == '#' && text[i-1] == ' ' || flow && (c == ',' || c == '}' || c == ']')):
-			return len(strings.TrimRight(text[:i], " \t\r"))
+			for i > start && strings.IndexByte(" \t\r", text[i-1]) >= 0 {
+				i--
+			}
+			return i
 		}
 	}
 	return len(text)

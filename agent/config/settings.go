@@ -67,25 +67,22 @@ func (cfg *Config) Value(s Setting) string {
 		}
 		return "false"
 	}
-	v := reflect.ValueOf(cfg).Elem()
-	for _, p := range strings.Split(s.Key, ".") {
-		for v.Kind() == reflect.Pointer {
-			if v.IsNil() {
-				return ""
-			}
+	v := reflect.ValueOf(cfg)
+	for _, p := range append(strings.Split(s.Key, "."), "") { // "": the value itself
+		for v.Kind() == reflect.Pointer && !v.IsNil() {
 			v = v.Elem()
+		}
+		if v.Kind() == reflect.Pointer { // nil: not set
+			return ""
+		}
+		if p == "" {
+			break
 		}
 		f, ok := yamlFields(v.Type())[p]
 		if !ok {
 			return ""
 		}
 		v = v.FieldByIndex(f.index)
-	}
-	for v.Kind() == reflect.Pointer {
-		if v.IsNil() {
-			return ""
-		}
-		v = v.Elem()
 	}
 	if v.Kind() == reflect.Slice {
 		items := make([]string, v.Len())

@@ -191,7 +191,7 @@ func webPasswd(in io.Reader, prompt io.Writer, stateDir string) error {
 	if err := privateDir(stateDir, newLogger("warn", prompt)); err != nil {
 		return err
 	}
-	if err := web.SetPassword(stateDir, strings.TrimSuffix(sc.Text(), "\r")); err != nil {
+	if err := web.SetPassword(stateDir, sc.Text()); err != nil {
 		return err
 	}
 	fmt.Fprintf(prompt, "saved in %s (the running daemon uses it from the next login)\n", web.PasswordFile(stateDir))

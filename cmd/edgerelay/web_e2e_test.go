@@ -142,7 +142,7 @@ web:
 	// A POST without the CSRF token, from the logged-in page itself, is refused.
 	var forged int
 	run("forged POST", chromedp.Evaluate(`fetch('/api/settings', {method: 'POST', credentials: 'same-origin',
-		headers: {'Content-Type': 'application/json'}, body: JSON.stringify({changes: {'relay.region.name': 'Forged'}})}).then(r => r.status)`,
+		headers: {'Content-Type': 'application/json'}, body: JSON.stringify({'relay.region.name': 'Forged'})}).then(r => r.status)`,
 		&forged, func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }))
 	if forged != 403 {
 		t.Errorf("POST without the CSRF token: %d, want 403", forged)

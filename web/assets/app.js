@@ -108,7 +108,7 @@ function save() {
 	msg.textContent = '';
 	if (!n) { msg.appendChild(el('p', 'Nothing changed.')); return; }
 	var before = document.body.dataset.loaded;
-	post('/api/settings', { changes: changes }).then(function (j) {
+	post('/api/settings', changes).then(function (j) {
 		if (j.saved) {
 			msg.appendChild(el('p', 'Saved; reloading…', 'ok'));
 			var tries = 0, t = setInterval(function () {
