@@ -106,12 +106,16 @@ web:
 	shot("1-wrong-password")
 
 	// The right one: the dashboard, filled from the running daemon.
-	var parts, snippet string
+	var parts, snippet, peer string
 	run("log in", chromedp.SendKeys("#password", password, chromedp.ByID), chromedp.Click("#login", chromedp.ByID),
 		chromedp.WaitVisible(`body[data-ready="1"]`, chromedp.ByQuery),
-		chromedp.Text("#parts", &parts, chromedp.ByID), chromedp.Text("#snip-tailscale", &snippet, chromedp.ByID))
+		chromedp.Text("#parts", &parts, chromedp.ByID), chromedp.Text("#snip-tailscale", &snippet, chromedp.ByID),
+		chromedp.Text("#peer", &peer, chromedp.ByID))
 	if !strings.Contains(parts, "relay") || !strings.Contains(parts, "running") || !strings.Contains(parts, "web") {
 		t.Errorf("parts on the page: %q", parts)
+	}
+	if !strings.Contains(peer, "off") {
+		t.Errorf("peer relay card without a peer_relay part: %q", peer)
 	}
 	if !strings.Contains(snippet, `"RegionID": 901`) || !strings.Contains(snippet, derpAddr[strings.LastIndex(derpAddr, ":")+1:]) {
 		t.Errorf("DERP map on the page: %q", snippet)

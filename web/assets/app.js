@@ -48,6 +48,12 @@ function render(d) {
 	var ul = $('subnet'); ul.textContent = '';
 	if (!s.subnet) ul.appendChild(el('li', 'off', 'small'));
 	else { if (s.subnet.error) ul.appendChild(el('li', s.subnet.error, 'bad')); (s.subnet.items || []).forEach(function (x) { ul.appendChild(el('li', x)); }); }
+	// The peer_relay part's status (issue 11), as its package reports it; off when absent.
+	var pr = s.peer_relay;
+	rows('peer', pr ? [['UDP port', pr.port + (pr.port_open ? ' · open' : '') + (pr.firewall ? ' (' + pr.firewall + ')' : '')],
+		['Static endpoints', (pr.endpoints || []).join(', ') || '—'], ['In tailscaled\'s prefs', pr.in_prefs ? 'yes' : 'no'],
+		['tailscaled', pr.tailscaled || '—'], ['Sessions now', pr.sessions < 0 ? 'unknown' : pr.sessions],
+		['Put back after another tool', pr.reasserted], ['Checked', when(pr.checked)], ['Last error', pr.error || '—', pr.error ? 'bad' : '']] : [['Peer relay', 'off']]);
 	$('snip-tailscale').textContent = snippets.tailscale || '(no map yet)';
 	$('snip-headscale').textContent = snippets.headscale || '(no map yet)';
 	chart(d.traffic || []);
