@@ -97,7 +97,7 @@ func normalize(s Setting, v string) ([]string, string) {
 		return nil, "want a whole number"
 	case s.Kind == "choice" && !slices.Contains(s.Choices, v):
 		return nil, "want one of " + strings.Join(s.Choices, ", ")
-	case v == "":
+	case v == "" && !s.EmptyOff:
 		return nil, ""
 	}
 	return []string{v}, ""
@@ -117,6 +117,9 @@ func editUCI(text string, s Setting, items []string) string {
 	}
 	add := ""
 	for _, v := range items {
+		if v == "" { // uci deletes an empty option: write none
+			continue
+		}
 		if v == "true" && s.Kind == "bool" {
 			v = "1"
 		} else if v == "false" && s.Kind == "bool" {

@@ -41,7 +41,8 @@ web:
 func TestEditYAMLKeepsWhatThePageDoesNotTouch(t *testing.T) {
 	out, err := EditBytes([]byte(editYAMLIn), false, map[string]string{
 		"relay.region.name":              "Attic",
-		"relay.stun_listen":              "", // not in the file: stays out
+		"relay.stun_listen":              "", // empty: STUN off, written as ""
+		"relay.tls.key_file":             "", // not in the file: stays out
 		"relay.hostname":                 "", // removed
 		"log_level":                      "debug",
 		"relay.live_map":                 "true",
@@ -61,14 +62,14 @@ func TestEditYAMLKeepsWhatThePageDoesNotTouch(t *testing.T) {
 			t.Errorf("result lacks %q:\n%s", want, s)
 		}
 	}
-	if strings.Contains(s, "hostname") || strings.Contains(s, "stun_listen") || strings.Contains(s, "…0001") {
+	if strings.Contains(s, "hostname") || !strings.Contains(s, `stun_listen: ""`) || strings.Contains(s, "key_file") || strings.Contains(s, "…0001") {
 		t.Errorf("result:\n%s", s)
 	}
 	cfg, err := Parse(out, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Relay.Region.Name != "Attic" || len(cfg.Relay.VerifyClients.Allow) != 2 || cfg.Relay.KeepAlive.String() != "45s" {
+	if cfg.Relay.Region.Name != "Attic" || len(cfg.Relay.VerifyClients.Allow) != 2 || cfg.Relay.KeepAlive.String() != "45s" || cfg.Relay.STUNAddr() != "" {
 		t.Errorf("parsed back: %+v", cfg.Relay)
 	}
 }
@@ -115,6 +116,7 @@ func TestEditUCIRewritesOnlyTheTouchedOptions(t *testing.T) {
 		"relay.region.name":          "Bob's attic",
 		"relay.verify_clients.allow": "nodekey:0000000000000000000000000000000000000000000000000000000000000003",
 		"relay.live_map":             "false",
+		"relay.stun_listen":          "", // uci deletes an empty option: the line goes
 		"log_level":                  "warn",
 		"subnet.enabled":             "false",
 	})

@@ -15,6 +15,9 @@ type Setting struct {
 	Label   string   `json:"label"`
 	Kind    string   `json:"kind"` // text | number | bool | list | choice
 	Choices []string `json:"choices,omitempty"`
+	// EmptyOff: "" is written as the value ("" turns the thing off) instead of removing
+	// the key for its default.
+	EmptyOff bool `json:"-"`
 }
 
 // Settings lists the options the web page offers, in the order it shows them.
@@ -23,7 +26,7 @@ var Settings = []Setting{
 	{Key: "relay.enabled", Label: "Relay enabled", Kind: "bool"},
 	{Key: "relay.hostname", Label: "Host name (or public IP)", Kind: "text"},
 	{Key: "relay.listen", Label: "DERP listen address (TCP)", Kind: "text"},
-	{Key: "relay.stun_listen", Label: "STUN listen address (UDP; empty: off)", Kind: "text"},
+	{Key: "relay.stun_listen", Label: "STUN listen address (UDP; empty: off)", Kind: "text", EmptyOff: true},
 	{Key: "relay.region.id", Label: "Region ID (900-999)", Kind: "number"},
 	{Key: "relay.region.code", Label: "Region code", Kind: "text"},
 	{Key: "relay.region.name", Label: "Region name", Kind: "text"},
