@@ -25,6 +25,7 @@ import (
 type CertChange struct {
 	Domains   []string
 	Serial    string // hex
+	Issuer    string // the issuing CA's common name
 	NotBefore time.Time
 	NotAfter  time.Time
 	Renewed   bool // false for the certificate loaded from state_dir at start
@@ -108,6 +109,17 @@ type Manager struct {
 	flowCtx   atomic.Pointer[context.Context]
 
 	changed chan struct{} // a forced renewal replaced the certificate: reschedule
+
+	next atomic.Int64 // unix seconds of the next planned renewal (0: none planned)
+}
+
+// NextRenewal is when the manager plans to renew next (zero while none is planned: it is
+// ordering, or waiting to ask the CA's renewal window).
+func (m *Manager) NextRenewal() time.Time {
+	if s := m.next.Load(); s != 0 {
+		return time.Unix(s, 0)
+	}
+	return time.Time{}
 }
 
 // New builds a Manager from the acme section, after checking it (errors name the keys under
@@ -197,6 +209,7 @@ func (m *Manager) setCert(c *tls.Certificate, renewed bool) {
 	m.cert = c
 	m.mu.Unlock()
 	ev := CertChange{Domains: c.Leaf.DNSNames, Serial: hex.EncodeToString(c.Leaf.SerialNumber.Bytes()),
+		Issuer:    c.Leaf.Issuer.CommonName,
 		NotBefore: c.Leaf.NotBefore, NotAfter: c.Leaf.NotAfter, Renewed: renewed}
 	if renewed {
 		m.log.Info("certificate in service", "names", ev.Domains, "serial", ev.Serial, "expires", ev.NotAfter)

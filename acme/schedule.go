@@ -76,6 +76,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		if retryAt.IsZero() {
 			at, renew, why = m.nextRenewal(ctx)
 		}
+		if renew {
+			m.next.Store(at.Unix())
+		}
 		if wait := time.Until(at); wait > 0 {
 			m.log.Info("next certificate check", "at", at.Round(time.Second), "renew", renew, "why", why)
 			t := time.NewTimer(wait)

@@ -28,6 +28,7 @@ import (
 	"github.com/edgerelay/edgerelay/ddns"
 	"github.com/edgerelay/edgerelay/notify"
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/web"
 )
 
 // Agent supervises the parts built from one config.
@@ -35,6 +36,10 @@ type Agent struct {
 	log *slog.Logger
 	// Version is reported by status.
 	Version string
+	// Logs is the tail of the daemon's log the web page shows (nil: none).
+	Logs *web.LogTail
+
+	reloadReq chan struct{} // the web page saved the config file: re-read it
 
 	certs certSwitch // the relay's certificate source in acme mode
 
@@ -65,13 +70,15 @@ type Agent struct {
 	hostHint    string            // a typed IP hostname that is no longer this box's
 
 	started time.Time
+	loaded  time.Time        // when cfg was read
 	partErr map[string]error // running parts: nil, or the error of their last failure
 }
 
 // New returns an agent for cfg.
 func New(cfg *config.Config, log *slog.Logger) *Agent {
-	return &Agent{cfg: cfg, log: log, started: time.Now(), partErr: map[string]error{},
-		regionKick: make(chan struct{}, 1), mapReady: make(chan struct{})}
+	now := time.Now()
+	return &Agent{cfg: cfg, log: log, started: now, loaded: now, partErr: map[string]error{},
+		regionKick: make(chan struct{}, 1), mapReady: make(chan struct{}), reloadReq: make(chan struct{}, 1)}
 }
 
 // Relay returns the running relay (nil when off or not started).
@@ -94,22 +101,31 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-ctx.Done():
 			return nil
 		case <-reload:
-			if a.cfg.Source == "" {
-				a.log.Info("reload: running the embedded default config; nothing to re-read")
-				continue
-			}
-			cfg, err := config.Load(a.cfg.Source)
-			if err != nil {
-				a.log.Error("reload: config has problems; keeping the running config", "file", a.cfg.Source, "problems", err.Error())
-				continue
-			}
-			a.log.Info("reload: config re-read", "file", cfg.Source)
-			a.mu.Lock()
-			a.cfg = cfg
-			a.mu.Unlock()
-			sv.apply(ctx, a.parts())
-			a.kickRegion() // ddns may now keep (or no longer keep) the relay's name
+		case <-a.reloadReq: // the web page saved the config file
 		}
+		if a.cfg.Source == "" {
+			a.log.Info("reload: running the embedded default config; nothing to re-read")
+			continue
+		}
+		cfg, err := config.Load(a.cfg.Source)
+		if err != nil {
+			a.log.Error("reload: config has problems; keeping the running config", "file", a.cfg.Source, "problems", err.Error())
+			continue
+		}
+		a.log.Info("reload: config re-read", "file", cfg.Source)
+		a.mu.Lock()
+		a.cfg, a.loaded = cfg, time.Now()
+		a.mu.Unlock()
+		sv.apply(ctx, a.parts())
+		a.kickRegion() // ddns may now keep (or no longer keep) the relay's name
+	}
+}
+
+// RequestReload has Run re-read the config file soon, as SIGHUP does.
+func (a *Agent) RequestReload() {
+	select {
+	case a.reloadReq <- struct{}{}:
+	default: // one is pending already
 	}
 }
 

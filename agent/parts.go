@@ -47,6 +47,9 @@ func (a *Agent) parts() []Part {
 	if cfg.Subnet != nil && config.On(cfg.Subnet.Enabled, true) {
 		ps = append(ps, a.subnetPart(*cfg.Subnet, cfg.StateDir))
 	}
+	if cfg.Web.Listen != "" {
+		ps = append(ps, a.webPart(cfg.Web, cfg.StateDir, cfg.Source))
+	}
 	return ps
 }
 
@@ -141,7 +144,7 @@ func (a *Agent) acmePart(ac config.ACME, stateDir string) Part {
 			setState(a, &a.acmeState, &ACMEStatus{Domains: ac.Domains})
 			defer setState(a, &a.acmeState, nil)
 			m, err := acme.New(ac.Config, dns, stateDir, a.log, acme.WithSubscriber(func(c acme.CertChange) {
-				setState(a, &a.acmeState, &ACMEStatus{Domains: ac.Domains, NotAfter: c.NotAfter})
+				setState(a, &a.acmeState, &ACMEStatus{Domains: ac.Domains, Issuer: c.Issuer, NotAfter: c.NotAfter})
 				if c.Renewed {
 					a.notify(&notify.Event{Event: notify.CertRenewed, Names: c.Domains, Expires: c.NotAfter})
 				}

@@ -25,6 +25,7 @@ type Status struct {
 	Version  string                 `json:"version"`
 	Config   string                 `json:"config"`
 	Started  time.Time              `json:"started"`
+	Loaded   time.Time              `json:"config_loaded"` // when the running config was (re)read
 	Uptime   string                 `json:"uptime"`
 	Warnings []string               `json:"warnings,omitempty"`
 	Addrs    relay.Addrs            `json:"addresses"` // the line's current addresses (from ddns)
@@ -41,8 +42,10 @@ type Status struct {
 
 // ACMEStatus is the certificate the acme part holds.
 type ACMEStatus struct {
-	Domains  []string  `json:"domains"`
-	NotAfter time.Time `json:"not_after,omitzero"`
+	Domains     []string  `json:"domains"`
+	Issuer      string    `json:"issuer,omitempty"`
+	NotAfter    time.Time `json:"not_after,omitzero"`
+	NextRenewal time.Time `json:"next_renewal,omitzero"`
 }
 
 // SubnetStatus is the last reconcile of the subnet part (Checked zero: none finished yet).
@@ -86,9 +89,9 @@ func StatusSocket(stateDir string) string { return filepath.Join(stateDir, "stat
 // view).
 func (a *Agent) Status(context.Context) Status {
 	a.mu.Lock()
-	r, n := a.relay, a.notifier
+	r, m, n := a.relay, a.acme, a.notifier
 	st := Status{
-		Version: a.Version, Config: a.cfg.Source, Started: a.started, Addrs: a.addrs,
+		Version: a.Version, Config: a.cfg.Source, Started: a.started, Loaded: a.loaded, Addrs: a.addrs,
 		Uptime: time.Since(a.started).Round(time.Second).String(), Parts: map[string]string{},
 		DDNS: a.ddnsState, ACME: a.acmeState, Subnet: a.subnetState,
 	}
@@ -99,8 +102,13 @@ func (a *Agent) Status(context.Context) Status {
 		}
 	}
 	if a.dmap != nil {
-		m := *a.dmap
-		st.DERPMap = &m
+		dm := *a.dmap
+		st.DERPMap = &dm
+	}
+	if st.ACME != nil && m != nil {
+		as := *st.ACME
+		as.NextRenewal = m.NextRenewal()
+		st.ACME = &as
 	}
 	stale := a.staleLocked()
 	a.mu.Unlock()

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/edgerelay/edgerelay"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/openwrt"
@@ -395,6 +397,7 @@ func TestSPK(t *testing.T) {
 				t.Errorf("package.tgz lacks %s (referenced by resource or scripts)", p)
 			}
 		}
+		checkSPKWebPage(t, info, inner)
 		if inner["bin/edgerelay"].hdr.Mode != 0o755 {
 			t.Errorf("bin/edgerelay mode %o", inner["bin/edgerelay"].hdr.Mode)
 		}
@@ -410,6 +413,54 @@ func TestSPK(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkELF(t, tg, binPath)
+	}
+}
+
+// checkSPKWebPage: the DSM desktop entry (INFO's dsmuidir → ui/config, a url app with its
+// icons) opens the web page at the port the default config listens on, and the port-config
+// service file declares that port.
+func checkSPKWebPage(t *testing.T, info map[string]string, inner map[string]tarMember) {
+	t.Helper()
+	var cfg struct {
+		Web struct{ Listen string } `yaml:"web"`
+	}
+	if err := yaml.Unmarshal(bytes.ReplaceAll(inner["share/config.yaml"].data, []byte("@PKGVAR@"), []byte("/var/packages/edgerelay/var")), &cfg); err != nil {
+		t.Fatalf("share/config.yaml: %v", err)
+	}
+	_, port, err := net.SplitHostPort(cfg.Web.Listen)
+	if err != nil {
+		t.Fatalf("the spk's default config has no web.listen: %q", cfg.Web.Listen)
+	}
+	if port != strconv.Itoa(edgerelay.WebPort) {
+		t.Errorf("the spk's web.listen %q is not edgerelay.WebPort %d (the image declares that)", cfg.Web.Listen, edgerelay.WebPort)
+	}
+	if info["dsmuidir"] != "ui" {
+		t.Fatalf("INFO dsmuidir %q, want ui", info["dsmuidir"])
+	}
+	var ui map[string]map[string]struct {
+		Type, Title, Icon, Protocol, Port, URL string
+		AllUsers                               bool
+	}
+	if err := json.Unmarshal(inner["ui/config"].data, &ui); err != nil {
+		t.Fatalf("ui/config: %v", err)
+	}
+	app, ok := ui[".url"][info["dsmappname"]]
+	if !ok || len(ui[".url"]) != 1 {
+		t.Fatalf("ui/config has no .url entry %q (INFO dsmappname): %s", info["dsmappname"], inner["ui/config"].data)
+	}
+	if app.Type != "url" || app.Protocol != "http" || app.Port != port || app.URL != "/" || app.Title == "" || app.AllUsers {
+		t.Errorf("ui/config app %+v, want an admins-only url app at http port %s", app, port)
+	}
+	for _, n := range synology.UIIconSizes {
+		p := "ui/" + strings.Replace(app.Icon, "{0}", strconv.Itoa(n), 1)
+		img, err := png.Decode(bytes.NewReader(inner[p].data))
+		if err != nil || img.Bounds().Dx() != n {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	sc := string(inner["conf/edgerelay.sc"].data)
+	if !strings.Contains(sc, "[edgerelay_web]") || !strings.Contains(sc, `dst.ports="`+port+`/tcp"`) {
+		t.Errorf("port-config (conf/edgerelay.sc) does not declare the web page's port %s/tcp:\n%s", port, sc)
 	}
 }
 

@@ -31,7 +31,7 @@ const dsmMinVersion = "7.0-40000"
 var spkInfoKeys = []string{
 	"package", "version", "os_min_ver", "displayname", "description", "arch", "maintainer",
 	"maintainer_url", "distributor", "distributor_url", "support_url", "thirdparty", "ctl_stop",
-	"silent_upgrade", "checkport", "extractsize", "create_time",
+	"silent_upgrade", "checkport", "dsmuidir", "dsmappname", "extractsize", "create_time",
 }
 
 // BuildSPK makes a DSM 7 .spk: an uncompressed tar of INFO, LICENSE (Package Center shows it
@@ -70,6 +70,23 @@ func BuildSPK(b SPKBuild) ([]byte, error) {
 	}
 	if err := target.AddFile("/share/LICENSE", 0o644, edgerelay.License); err != nil {
 		return nil, err
+	}
+	// The DSM desktop shortcut to the web page (INFO's dsmuidir names the directory).
+	uiConfig, err := read("ui/config")
+	if err != nil {
+		return nil, err
+	}
+	if err := target.AddFile("/ui/config", 0o644, uiConfig); err != nil {
+		return nil, err
+	}
+	for _, n := range synology.UIIconSizes {
+		icon, err := Icon(n)
+		if err != nil {
+			return nil, err
+		}
+		if err := target.AddFile(fmt.Sprintf("/ui/images/edgerelay_%d.png", n), 0o644, icon); err != nil {
+			return nil, err
+		}
 	}
 	inner := newGNUTar(b.SourceDateEpoch)
 	extract := 0
@@ -118,6 +135,8 @@ func BuildSPK(b SPKBuild) ([]byte, error) {
 		"ctl_stop":        "yes",
 		"silent_upgrade":  "yes",
 		"checkport":       "yes",
+		"dsmuidir":        "ui",
+		"dsmappname":      "com.edgerelay.web",
 		"extractsize":     fmt.Sprint((extract + 1023) / 1024),
 		"create_time":     b.SourceDateEpoch.UTC().Format("20060102-15:04:05"),
 	}

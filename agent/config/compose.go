@@ -53,6 +53,9 @@ func (cfg *Config) checkAcross(c *checker) {
 			}
 		}
 	}
+	if cfg.Web.Listen != "" && On(cfg.Relay.Enabled, true) && samePort(cfg.Web.Listen, cfg.Relay.Listen) {
+		c.add("web.listen", "must not be the relay's DERP port (relay.listen %s): that port faces the internet", cfg.Relay.Listen)
+	}
 	if cfg.acmeOn() {
 		if cfg.ACME.DNSProvider.IsZero() {
 			c.add("acme.dns_provider", "required when there is no ddns section to borrow the provider from")
@@ -60,4 +63,11 @@ func (cfg *Config) checkAcross(c *checker) {
 			c.merge("acme.dns_provider", cfg.ACME.DNSProvider.Validate())
 		}
 	}
+}
+
+// samePort reports whether two host:port addresses name the same TCP port.
+func samePort(a, b string) bool {
+	_, pa, errA := net.SplitHostPort(a)
+	_, pb, errB := net.SplitHostPort(b)
+	return errA == nil && errB == nil && pa == pb
 }

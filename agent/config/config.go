@@ -12,6 +12,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+
+	"github.com/edgerelay/edgerelay/web"
 )
 
 // Default file locations searched by `run` when no -c is given, in order.
@@ -24,11 +26,12 @@ type Config struct {
 	LogLevel      string `yaml:"log_level"`
 	MetricsListen string `yaml:"metrics_listen"` // opt-in Prometheus listener, e.g. 127.0.0.1:9100
 
-	Relay  Relay   `yaml:"relay"`
-	DDNS   *DDNS   `yaml:"ddns"`   // nil: section absent, part off
-	ACME   *ACME   `yaml:"acme"`   // nil: section absent, part off
-	Subnet *Subnet `yaml:"subnet"` // nil: section absent, part off
-	Notify *Notify `yaml:"notify"` // nil: section absent, no webhooks
+	Relay  Relay      `yaml:"relay"`
+	DDNS   *DDNS      `yaml:"ddns"`   // nil: section absent, part off
+	ACME   *ACME      `yaml:"acme"`   // nil: section absent, part off
+	Subnet *Subnet    `yaml:"subnet"` // nil: section absent, part off
+	Notify *Notify    `yaml:"notify"` // nil: section absent, no webhooks
+	Web    web.Config `yaml:"web"`    // on when web.listen is set
 
 	// Source is the file the config came from ("" for the embedded default).
 	Source string `yaml:"-"`

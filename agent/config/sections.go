@@ -7,6 +7,7 @@ import (
 	"github.com/edgerelay/edgerelay/netfilter"
 	"github.com/edgerelay/edgerelay/notify"
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/web"
 )
 
 // Each part's section is the part's own Config (defined, defaulted and validated in the
@@ -48,6 +49,8 @@ type Notify struct {
 	notify.Config `yaml:",inline"`
 }
 
+var _ partConfig = (*web.Config)(nil)
+
 // partConfig is what the loader asks of a part's Config.
 type partConfig interface {
 	SetDefaults()
@@ -77,5 +80,5 @@ func (cfg *Config) sections() []section {
 	if s := cfg.Notify; s != nil {
 		ss = append(ss, section{"notify", On(s.Enabled, true), &s.Config, s})
 	}
-	return ss
+	return append(ss, section{"web", cfg.Web.Listen != "", &cfg.Web, &cfg.Web})
 }

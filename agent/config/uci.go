@@ -292,6 +292,7 @@ var uciSectionKeys = map[string]string{
 	"acme":      "acme",
 	"subnet":    "subnet",
 	"notify":    "notify",
+	"web":       "web",
 	"record":    "ddns.records",
 	"webhook":   "notify.webhooks",
 }

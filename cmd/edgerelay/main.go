@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -22,6 +23,7 @@ import (
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/verify"
+	"github.com/edgerelay/edgerelay/web"
 )
 
 // version is stamped at build time (-ldflags -X main.version=...).
@@ -38,6 +40,7 @@ Usage:
                                   ask the running daemon: clients, traffic, cert, ddns, subnet
   edgerelay subnet apply|remove|show [-c FILE]
                                   reconcile, undo or list the subnet-router setup
+  edgerelay web passwd [-c FILE]  set the web page's password (read from stdin)
   edgerelay version               print the version
 
 FILE is a YAML file or an OpenWrt UCI file. Without -c, run looks for
@@ -64,6 +67,13 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err        error
 		subnetArgs []string
 	)
+	if cmd == "web" {
+		if len(args) == 0 || args[0] != "passwd" {
+			fmt.Fprintf(stderr, "edgerelay web: want `edgerelay web passwd [-c FILE]`\n")
+			return 2
+		}
+		args = args[1:]
+	}
 	switch cmd {
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "edgerelay %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
@@ -71,7 +81,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
-	case "run", "check", "derpmap", "status":
+	case "run", "check", "derpmap", "status", "web":
 		if err := fs.Parse(args); err != nil {
 			return 2
 		}
@@ -135,6 +145,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdSubnet(ctx, cfg, subnetArgs, stdout)
 	case "status":
 		err = printStatus(ctx, stdout, cfg, *asJSON)
+	case "web":
+		err = webPasswd(os.Stdin, stderr, cfg.StateDir)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "edgerelay %s: %v\n", cmd, err)
@@ -169,6 +181,23 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
+// webPasswd sets the web page's password from the first line of in.
+func webPasswd(in io.Reader, prompt io.Writer, stateDir string) error {
+	fmt.Fprint(prompt, "New web page password (one line; it is echoed): ")
+	sc := bufio.NewScanner(in)
+	if !sc.Scan() {
+		return fmt.Errorf("reading the password: no line (%v)", sc.Err())
+	}
+	if err := privateDir(stateDir, newLogger("warn", prompt)); err != nil {
+		return err
+	}
+	if err := web.SetPassword(stateDir, sc.Text()); err != nil {
+		return err
+	}
+	fmt.Fprintf(prompt, "saved in %s (the running daemon uses it from the next login)\n", web.PasswordFile(stateDir))
+	return nil
+}
+
 // daemonGCPercent trades a little GC CPU for memory: the relay path allocates nothing per
 // packet, so collections come from handshake bursts, and at Go's default of 100 a burst of
 // 1,000 clients lets the heap reach twice its live size before the next one (about 4 MB more
@@ -179,7 +208,8 @@ func run(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(daemonGCPercent)
 	}
-	log := newLogger(cfg.LogLevel, stderr)
+	tail := web.NewLogTail(stderr, 200) // the log, and its last lines for the web page
+	log := newLogger(cfg.LogLevel, tail)
 	log.Info("edgerelay starting", "version", version, "config", sourceName(cfg.Source), "state_dir", cfg.StateDir)
 	for _, w := range cfg.PermissionWarnings() {
 		log.Warn("loose permissions", "problem", w)
@@ -190,6 +220,7 @@ func run(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	go returnFreedMemory(ctx, memoryCheckEvery)
 	a := agent.New(cfg, log)
 	a.Version = version
+	a.Logs = tail
 	if cfg.Source == "" {
 		// The embedded default: print what to paste so a client can use this relay at once.
 		go func() {

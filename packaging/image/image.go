@@ -156,6 +156,11 @@ func exposedPorts(cfgYAML []byte) (map[string]struct{}, error) {
 			return nil, err
 		}
 	}
+	if cfg.Web.Listen != "" {
+		if err := add(cfg.Web.Listen, "tcp"); err != nil {
+			return nil, err
+		}
+	}
 	return ports, nil
 }
 
