@@ -1,0 +1,203 @@
+// Package localapi talks to the local tailscaled over its LocalAPI unix socket: finding
+// the socket, plain HTTP requests, masked prefs edits and following the IPN bus. It holds
+// only the few JSON fields edgerelay reads (tailscale.com is never linked into the shipped
+// binary). A leaf like agent/field: it imports nothing of edgerelay's, so every part may use
+// it.
+package localapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultSockets are where tailscaled puts its LocalAPI socket: OpenWrt and Debian
+// (/var/run is usually /run), and Synology's Tailscale package, in the order they are tried.
+var DefaultSockets = []string{
+	"/var/run/tailscale/tailscaled.sock",
+	"/run/tailscale/tailscaled.sock",
+	"/var/packages/Tailscale/var/tailscaled.sock",
+}
+
+// requestTimeout bounds one request (a stuck tailscaled must not hold a part's apply).
+const requestTimeout = 15 * time.Second
+
+// maxBody bounds a LocalAPI answer: prefs and status without peers are a few KiB.
+const maxBody = 4 << 20
+
+// Client reaches tailscaled at one configured socket, or, found automatically, at the first
+// of DefaultSockets that answers, looked for on every connection: a tailscaled that starts
+// after us, restarts or moves is picked up by itself.
+type Client struct {
+	sockets []string
+	auto    bool
+	found   atomic.Pointer[string] // the socket that answered last ("" or nil: none)
+	hc      *http.Client
+}
+
+// New returns a client for socket, or one that finds it (Find) when socket is "".
+func New(socket string) *Client {
+	if socket == "" {
+		return Find(DefaultSockets...)
+	}
+	return newClient([]string{socket}, false)
+}
+
+// Find returns a client that looks for tailscaled at each of sockets, in order.
+func Find(sockets ...string) *Client { return newClient(sockets, true) }
+
+func newClient(sockets []string, auto bool) *Client {
+	c := &Client{sockets: sockets, auto: auto}
+	c.hc = &http.Client{Transport: &http.Transport{
+		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return c.Dial(ctx) },
+		DisableKeepAlives: true, // requests are rare; no idle connection left on tailscaled
+	}}
+	return c
+}
+
+// Auto reports whether the socket is looked for at the usual paths.
+func (c *Client) Auto() bool { return c.auto }
+
+// Sockets are the paths looked at, in order.
+func (c *Client) Sockets() []string { return c.sockets }
+
+// Dial connects to the socket that answered last, else to the first of the others that
+// does. The error is the first socket's when none answers.
+func (c *Client) Dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	order := c.sockets
+	if f := c.found.Load(); f != nil && *f != "" && *f != c.sockets[0] {
+		order = append([]string{*f}, slices.DeleteFunc(slices.Clone(c.sockets), func(s string) bool { return s == *f })...)
+	}
+	var first error
+	for _, s := range order {
+		conn, err := d.DialContext(ctx, "unix", s)
+		if err == nil {
+			c.found.Store(&s)
+			return conn, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	empty := ""
+	c.found.Store(&empty)
+	return nil, first
+}
+
+// Socket is the socket that answered last ("" when none has).
+func (c *Client) Socket() string {
+	if f := c.found.Load(); f != nil {
+		return *f
+	}
+	return ""
+}
+
+// Where names the socket for messages: the one in use, or every path looked at.
+func (c *Client) Where() string {
+	if s := c.Socket(); s != "" {
+		return s
+	}
+	return strings.Join(c.sockets, ", ")
+}
+
+// request sends one LocalAPI request; body, when not nil, goes as JSON.
+func (c *Client) request(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	// tailscaled accepts only this Host (or none), and no Origin/Referer headers.
+	req, err := http.NewRequestWithContext(ctx, method, "http://local-tailscaled.sock"+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("tailscaled LocalAPI at %s: %w", c.Where(), unwrapURL(err))
+	}
+	return resp, nil
+}
+
+// Do sends one request and returns the answer's body, or an error with tailscaled's message
+// for any status but 200 (StatusError).
+func (c *Client) Do(ctx context.Context, method, path string, body any) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	resp, err := c.request(ctx, method, path, body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, fmt.Errorf("tailscaled LocalAPI %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &StatusError{Method: method, Path: path, Code: resp.StatusCode, Msg: ErrorText(b)}
+	}
+	return b, nil
+}
+
+// Get decodes the JSON answer of a GET into out.
+func (c *Client) Get(ctx context.Context, path string, out any) error {
+	b, err := c.Do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("tailscaled LocalAPI GET %s: bad JSON: %w", path, err)
+	}
+	return nil
+}
+
+// StatusError is a LocalAPI answer other than 200.
+type StatusError struct {
+	Method, Path string
+	Code         int
+	Msg          string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("tailscaled LocalAPI %s %s: %d %s: %s", e.Method, e.Path, e.Code, http.StatusText(e.Code), e.Msg)
+}
+
+// ErrorText extracts {"Error": "..."} bodies (tailscaled's, headscale's), or returns the
+// text, trimmed and shortened.
+func ErrorText(b []byte) string {
+	var e struct{ Error string }
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// unwrapURL drops net/http's placeholder URL from a transport error.
+func unwrapURL(err error) error {
+	if ue, ok := err.(interface{ Unwrap() error }); ok && strings.Contains(err.Error(), "local-tailscaled.sock") {
+		return ue.Unwrap()
+	}
+	return err
+}

@@ -1,0 +1,165 @@
+package localapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"time"
+)
+
+// Prefs is the part of ipn.Prefs edgerelay reads (tailscale.com v1.102.0 names).
+type Prefs struct {
+	AdvertiseRoutes []netip.Prefix
+	// RelayServerPort is the peer relay's UDP port (tailscaled 1.86+); nil: off, 0: any.
+	RelayServerPort *uint16
+	// RelayServerStaticEndpoints are extra ip:port candidates the peer relay offers
+	// (tailscaled 1.92+).
+	RelayServerStaticEndpoints []netip.AddrPort
+}
+
+// Edit is an ipn.MaskedPrefs: only the fields whose …Set flag is true change; a set field
+// left empty clears the pref.
+type Edit struct {
+	AdvertiseRoutesSet            bool
+	AdvertiseRoutes               []netip.Prefix
+	RelayServerPortSet            bool
+	RelayServerPort               *uint16
+	RelayServerStaticEndpointsSet bool
+	RelayServerStaticEndpoints    []netip.AddrPort
+}
+
+// Status is the part of ipnstate.Status edgerelay reads.
+type Status struct {
+	Version      string // e.g. 1.102.0-t…
+	BackendState string
+	Self         *struct {
+		PublicKey    string
+		TailscaleIPs []netip.Addr
+	}
+}
+
+// Prefs returns tailscaled's current prefs.
+func (c *Client) Prefs(ctx context.Context) (Prefs, error) {
+	b, err := c.Do(ctx, http.MethodGet, "/localapi/v0/prefs", nil)
+	if err != nil {
+		return Prefs{}, err
+	}
+	return ParsePrefs(b)
+}
+
+// EditPrefs applies a masked edit and returns the prefs tailscaled has afterwards: a field
+// this tailscaled does not know is silently ignored by it, so callers compare.
+func (c *Client) EditPrefs(ctx context.Context, e Edit) (Prefs, error) {
+	if e.AdvertiseRoutesSet && e.AdvertiseRoutes == nil {
+		e.AdvertiseRoutes = []netip.Prefix{}
+	}
+	b, err := c.Do(ctx, http.MethodPatch, "/localapi/v0/prefs", e)
+	if err != nil {
+		return Prefs{}, err
+	}
+	return ParsePrefs(b)
+}
+
+// ParsePrefs reads the fields of Prefs out of tailscaled's prefs JSON and checks them.
+func ParsePrefs(b []byte) (Prefs, error) {
+	var p Prefs
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Prefs{}, fmt.Errorf("tailscaled prefs: bad JSON: %w", err)
+	}
+	for _, r := range p.AdvertiseRoutes {
+		if !r.IsValid() {
+			return Prefs{}, fmt.Errorf("tailscaled prefs: invalid route %v in AdvertiseRoutes", r)
+		}
+	}
+	return p, nil
+}
+
+// Status returns tailscaled's status without peers.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	err := c.Get(ctx, "/localapi/v0/status?peers=false", &s)
+	return s, err
+}
+
+// notify is the part of ipn.Notify read from the IPN bus.
+type notify struct {
+	ErrMessage *string
+	Prefs      json.RawMessage // a PrefsView: the prefs' JSON, or null
+}
+
+// watchMask asks the IPN bus for the current prefs at once (ipn.NotifyInitialPrefs); prefs
+// changes are sent to every watcher anyway.
+const watchMask = 1 << 2
+
+// WatchPrefs follows tailscaled's IPN bus: f gets the current prefs at once, then each
+// change, until ctx ends (nil) or the stream breaks (tailscaled stopped): the error says why.
+func (c *Client) WatchPrefs(ctx context.Context, f func(Prefs)) error {
+	resp, err := c.request(ctx, http.MethodGet, fmt.Sprintf("/localapi/v0/watch-ipn-bus?mask=%d", watchMask), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b := make([]byte, 512)
+		n, _ := resp.Body.Read(b)
+		return &StatusError{Method: http.MethodGet, Path: "/localapi/v0/watch-ipn-bus", Code: resp.StatusCode, Msg: ErrorText(b[:n])}
+	}
+	// One JSON object per notification; a netmap can make one large, so the buffer grows.
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), maxBody)
+	for sc.Scan() {
+		var n notify
+		if err := json.Unmarshal(sc.Bytes(), &n); err != nil {
+			return fmt.Errorf("tailscaled IPN bus: bad JSON: %w", err)
+		}
+		if n.ErrMessage != nil {
+			return fmt.Errorf("tailscaled IPN bus: %s", *n.ErrMessage)
+		}
+		if len(n.Prefs) == 0 || string(n.Prefs) == "null" {
+			continue
+		}
+		p, err := ParsePrefs(n.Prefs)
+		if err != nil {
+			return err
+		}
+		f(p)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("tailscaled IPN bus at %s: %w", c.Where(), err)
+	}
+	return fmt.Errorf("tailscaled at %s closed the IPN bus (stopped or restarting)", c.Where())
+}
+
+// FollowPrefs is WatchPrefs kept up across tailscaled restarts: when the stream breaks (or
+// tailscaled is not there) down hears why, and the watch starts again after a backoff of
+// 1 s doubling to 30 s, until ctx ends. Each new watch begins with the current prefs.
+func (c *Client) FollowPrefs(ctx context.Context, f func(Prefs), down func(error)) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		started := time.Now()
+		err := c.WatchPrefs(ctx, f)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = errors.New("IPN bus watch ended")
+		}
+		down(err)
+		if time.Since(started) > time.Minute {
+			backoff = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
