@@ -1,4 +1,4 @@
-// Package agent runs edgerelay's parts (relay, ddns, acme, subnet) from one config: it
+// Package agent runs edgerelay's parts (relay, ddns, acme, subnet, peer_relay) from one config: it
 // starts the enabled ones, restarts a failed part with backoff without touching the others,
 // reloads the config on request, passes events between the parts, and owns the state that
 // status and derpmap report.
@@ -25,6 +25,7 @@ import (
 	"github.com/edgerelay/edgerelay/acme"
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/ddns"
+	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
 	"github.com/edgerelay/edgerelay/relay"
 )
 
@@ -37,6 +38,7 @@ type Agent struct {
 	certs certSwitch // the relay's certificate source in acme mode
 
 	regionKick   chan struct{} // the addresses may have changed: recompute the region
+	peerKick     chan struct{} // the same, for the peer relay's static endpoints
 	mapReady     chan struct{} // closed at the first region
 	mapReadyOnce sync.Once
 	fileMu       sync.Mutex // one write of the handed-out map at a time (region.go)
@@ -49,9 +51,10 @@ type Agent struct {
 
 	// What the other parts last published for status (status.go): reading them never waits
 	// on a part or runs a command.
-	ddnsState   []ddns.RecordState
-	acmeState   *ACMEStatus
-	subnetState *SubnetStatus
+	ddnsState      []ddns.RecordState
+	acmeState      *ACMEStatus
+	subnetState    *SubnetStatus
+	peerRelayState *peerrelay.Status
 
 	dmap        *relay.Map        // the relay's map to paste, as of now (region.go)
 	published   *relay.DERPRegion // the region last handed out for pasting
@@ -66,7 +69,7 @@ type Agent struct {
 // New returns an agent for cfg.
 func New(cfg *config.Config, log *slog.Logger) *Agent {
 	return &Agent{cfg: cfg, log: log, started: time.Now(), partErr: map[string]error{},
-		regionKick: make(chan struct{}, 1), mapReady: make(chan struct{})}
+		regionKick: make(chan struct{}, 1), peerKick: make(chan struct{}, 1), mapReady: make(chan struct{})}
 }
 
 // Relay returns the running relay (nil when off or not started).

@@ -13,13 +13,14 @@ import (
 	"github.com/edgerelay/edgerelay/ddns"
 	"github.com/edgerelay/edgerelay/ddns/provider"
 	"github.com/edgerelay/edgerelay/netfilter"
+	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
 	"github.com/edgerelay/edgerelay/relay"
 )
 
 // parts lists the enabled parts of the current config. Each captures its own section, so a
 // reload restarts only the parts whose section changed.
 //
-// Adding a part (peer_relay, web, notify, …): give its package a Config with SetDefaults
+// Adding a part (web, notify, …): give its package a Config with SetDefaults
 // and Validate, add its section to agent/config (sections.go), and append a Part here
 // whose Section is that Config and whose Run builds the part and runs it until ctx ends,
 // publishing its state with setState for status. Events between parts go through the
@@ -42,6 +43,9 @@ func (a *Agent) parts() []Part {
 	}
 	if cfg.Subnet != nil && config.On(cfg.Subnet.Enabled, true) {
 		ps = append(ps, a.subnetPart(*cfg.Subnet, cfg.StateDir))
+	}
+	if cfg.PeerRelay != nil && config.On(cfg.PeerRelay.Enabled, true) {
+		ps = append(ps, a.peerRelayPart(cfg.PeerRelay.Config, cfg.StateDir))
 	}
 	return ps
 }
@@ -107,6 +111,7 @@ func (a *Agent) noteAddress(ch ddns.AddressChange, relayRecord string) {
 	}
 	a.mu.Unlock()
 	a.kickRegion()
+	a.kickPeerRelay()
 }
 
 // relayRecord is the fully qualified ddns record that publishes host, or "".
@@ -164,6 +169,39 @@ func (a *Agent) subnetPart(sc config.Subnet, stateDir string) Part {
 			if err != nil {
 				return err
 			}
+			return r.Run(ctx)
+		},
+	}
+}
+
+func (a *Agent) peerRelayPart(pc peerrelay.Config, stateDir string) Part {
+	return Part{
+		Name:    "peer_relay",
+		Section: []any{pc, stateDir},
+		Undo: func(ctx context.Context) error {
+			r, err := peerrelay.New(pc, stateDir, a.log)
+			if err != nil {
+				return err
+			}
+			return r.Remove(ctx)
+		},
+		Run: func(ctx context.Context) error {
+			setState(a, &a.peerRelayState, &peerrelay.Status{Port: pc.Port})
+			defer setState(a, &a.peerRelayState, nil)
+			r, err := peerrelay.New(pc, stateDir, a.log, peerrelay.WithReports(func(s peerrelay.Status) {
+				setState(a, &a.peerRelayState, &s)
+			}))
+			if err != nil {
+				return err
+			}
+			r.SetPublic(a.publicAddrs()) // before the first apply
+			ctx, cancel := context.WithCancel(ctx)
+			follow := make(chan struct{})
+			go func() {
+				defer close(follow)
+				a.followPublic(ctx, r.SetPublic)
+			}()
+			defer func() { cancel(); <-follow }()
 			return r.Run(ctx)
 		},
 	}

@@ -304,3 +304,55 @@ func OfflineMap(ctx context.Context, cfg *config.Config) (relay.Map, error) {
 	noteIPOnly(&m)
 	return m, nil
 }
+
+// kickPeerRelay asks followPublic to look at the addresses again (non-blocking).
+func (a *Agent) kickPeerRelay() {
+	select {
+	case a.peerKick <- struct{}{}:
+	default:
+	}
+}
+
+// followPublic hands set the line's public addresses at start and whenever they may have
+// changed (a ddns address event, a kernel address or link event), until ctx ends.
+func (a *Agent) followPublic(ctx context.Context, set func([]netip.Addr)) {
+	netKick := make(chan time.Time, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ddns.WatchNet(ctx, a.log.With("component", "peer_relay"), netKick)
+	}()
+	defer func() { <-done }()
+	for {
+		set(a.publicAddrs())
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.peerKick:
+		case <-netKick:
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(regionSettle):
+			}
+		}
+	}
+}
+
+// publicAddrs are the line's public addresses: ddns's selection when ddns runs, else this
+// box's public addresses on its interfaces.
+func (a *Agent) publicAddrs() []netip.Addr {
+	a.mu.Lock()
+	cfg, addrs := a.cfg, a.addrs
+	a.mu.Unlock()
+	if cfg.DDNS == nil || !config.On(cfg.DDNS.Enabled, true) {
+		addrs.IPv4, addrs.IPv6 = ddns.LocalAddrs()
+	}
+	var out []netip.Addr
+	for _, ip := range []netip.Addr{addrs.IPv4, addrs.IPv6} {
+		if ip.IsValid() && ddns.IsPublic(ip) {
+			out = append(out, ip)
+		}
+	}
+	return out
+}

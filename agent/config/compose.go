@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"strconv"
 
 	"github.com/edgerelay/edgerelay/agent/field"
 	"github.com/edgerelay/edgerelay/ddns"
@@ -51,6 +52,11 @@ func (cfg *Config) checkAcross(c *checker) {
 			if r.STUN == ddns.STUNAuto && len(cfg.Relay.MeshSTUNServers()) == 0 {
 				c.add(field.Index("ddns.records", i)+".stun", "auto asks the STUN servers of relay.mesh.peers, and there are none: give host:port of a STUN server outside this network")
 			}
+		}
+	}
+	if pr := cfg.PeerRelay; pr != nil && On(pr.Enabled, true) && On(cfg.Relay.Enabled, true) {
+		if _, port, _ := net.SplitHostPort(cfg.Relay.STUNAddr()); port == strconv.Itoa(pr.Port) {
+			c.add("peer_relay.port", "UDP %s is relay.stun_listen's port; tailscaled's peer relay needs a port of its own", port)
 		}
 	}
 	if cfg.acmeOn() {

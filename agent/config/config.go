@@ -1,6 +1,6 @@
 // Package config reads edgerelay's configuration from a YAML file or an OpenWrt UCI file.
 // It defines no part's settings: each section is the part's own Config (relay.Config,
-// ddns.Config, acme.Config, netfilter.Config; sections.go) plus enabled. Loading decodes the
+// ddns.Config, acme.Config, netfilter.Config, peerrelay.Config; sections.go) plus enabled. Loading decodes the
 // file keeping every key's line, reads secrets given as files (x_file fills x), fills each
 // part's defaults and the few a section takes from another (compose.go), and runs every
 // part's Validate in one pass: all problems at once, each with its key path and line.
@@ -27,6 +27,8 @@ type Config struct {
 	DDNS   *DDNS   `yaml:"ddns"`   // nil: section absent, part off
 	ACME   *ACME   `yaml:"acme"`   // nil: section absent, part off
 	Subnet *Subnet `yaml:"subnet"` // nil: section absent, part off
+	// PeerRelay nil: section absent, part off (the default config has none).
+	PeerRelay *PeerRelay `yaml:"peer_relay"`
 
 	// Source is the file the config came from ("" for the embedded default).
 	Source string `yaml:"-"`

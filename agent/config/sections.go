@@ -5,6 +5,7 @@ import (
 	"github.com/edgerelay/edgerelay/ddns"
 	"github.com/edgerelay/edgerelay/ddns/provider"
 	"github.com/edgerelay/edgerelay/netfilter"
+	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
 	"github.com/edgerelay/edgerelay/relay"
 )
 
@@ -41,6 +42,13 @@ type Subnet struct {
 	netfilter.Config `yaml:",inline"`
 }
 
+// PeerRelay is the peer_relay section: peerrelay.Config, on when present unless enabled
+// is false.
+type PeerRelay struct {
+	Enabled          *bool `yaml:"enabled"`
+	peerrelay.Config `yaml:",inline"`
+}
+
 // partConfig is what the loader asks of a part's Config.
 type partConfig interface {
 	SetDefaults()
@@ -66,6 +74,9 @@ func (cfg *Config) sections() []section {
 	}
 	if s := cfg.Subnet; s != nil {
 		ss = append(ss, section{"subnet", On(s.Enabled, true), &s.Config, s})
+	}
+	if s := cfg.PeerRelay; s != nil {
+		ss = append(ss, section{"peer_relay", On(s.Enabled, true), &s.Config, s})
 	}
 	return ss
 }

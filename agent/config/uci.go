@@ -14,7 +14,7 @@ import (
 // OpenWrt UCI files map onto the same tree as YAML:
 //
 //	config edgerelay 'main'      → top-level keys (state_dir, log_level, metrics_listen)
-//	config relay|ddns|acme|subnet → that section
+//	config relay|ddns|acme|subnet|peer_relay → that section
 //	config record                 → one item of ddns.records (repeatable)
 //
 // Nested keys are joined with underscores: relay.region.id is `option region_id`,
@@ -287,12 +287,13 @@ func lexUCI(src string) ([]uciCommand, error) {
 
 // uciSectionKeys maps UCI section types onto the top-level key they fill.
 var uciSectionKeys = map[string]string{
-	"edgerelay": "",
-	"relay":     "relay",
-	"ddns":      "ddns",
-	"acme":      "acme",
-	"subnet":    "subnet",
-	"record":    "ddns.records",
+	"edgerelay":  "",
+	"relay":      "relay",
+	"ddns":       "ddns",
+	"acme":       "acme",
+	"subnet":     "subnet",
+	"peer_relay": "peer_relay",
+	"record":     "ddns.records",
 }
 
 // uciTree turns UCI sections into the neutral tree, reporting unknown section types and

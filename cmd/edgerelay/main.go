@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/agent"
 	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/verify"
 )
@@ -38,6 +39,9 @@ Usage:
                                   ask the running daemon: clients, traffic, cert, ddns, subnet
   edgerelay subnet apply|remove|show [-c FILE]
                                   reconcile, undo or list the subnet-router setup
+                                  (remove and show include the peer relay's changes)
+  edgerelay peer-relay [-c FILE] [--format tailscale|headscale]
+                                  print the policy-file grant that lets devices use the peer relay
   edgerelay version               print the version
 
 FILE is a YAML file or an OpenWrt UCI file. Without -c, run looks for
@@ -58,7 +62,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("edgerelay "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", "", "config file (YAML or UCI)")
-	format := fs.String("format", "tailscale", "derpmap output: "+strings.Join(relay.DERPMapFormats, ", "))
+	format := fs.String("format", "tailscale", "derpmap output: "+strings.Join(relay.DERPMapFormats, ", ")+"; peer-relay: "+strings.Join(peerrelay.GrantFormats, ", "))
 	asJSON := fs.Bool("json", false, "status: print the daemon's JSON")
 	var (
 		err        error
@@ -71,7 +75,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
-	case "run", "check", "derpmap", "status":
+	case "run", "check", "derpmap", "status", "peer-relay":
 		if err := fs.Parse(args); err != nil {
 			return 2
 		}
@@ -135,6 +139,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdSubnet(ctx, cfg, subnetArgs, stdout)
 	case "status":
 		err = printStatus(ctx, stdout, cfg, *asJSON)
+	case "peer-relay":
+		err = printGrant(ctx, stdout, cfg, *format)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "edgerelay %s: %v\n", cmd, err)

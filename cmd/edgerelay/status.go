@@ -95,6 +95,20 @@ func printStatus(ctx context.Context, w io.Writer, cfg *config.Config, asJSON bo
 			p("  %s", it)
 		}
 	}
+	if pr := st.PeerRelay; pr != nil {
+		line := fmt.Sprintf("peer relay: udp %d, static endpoints %s; in tailscaled's prefs: %v", pr.Port, orNone(strings.Join(pr.Endpoints, ", ")), pr.InPrefs)
+		if pr.Tailscaled != "" {
+			line += " (tailscaled " + pr.Tailscaled + ")"
+		}
+		if pr.Sessions != nil {
+			line += fmt.Sprintf("; %d relay sessions", *pr.Sessions)
+		}
+		p("%s", line)
+		p("  firewall: %s; put back after other tools changed them: %d times", pr.Firewall, pr.Reasserted)
+		if pr.Error != "" {
+			p("  error: %s", pr.Error)
+		}
+	}
 	p("memory: heap %.1f MB, from the OS %.1f MB, %d goroutines", float64(st.Memory.HeapBytes)/1e6, float64(st.Memory.SysBytes)/1e6, st.Memory.Goroutines)
 	return nil
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/netfilter"
+	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
 )
 
 const subnetUsage = "usage: edgerelay subnet apply|remove|show [-c FILE]"
@@ -44,6 +46,7 @@ func cmdSubnet(ctx context.Context, cfg *config.Config, args []string, stdout io
 	if err != nil {
 		return err
 	}
+	pr := peerRelay(cfg, log)
 	switch action {
 	case "apply":
 		if !config.On(sub.Enabled, true) {
@@ -55,7 +58,8 @@ func cmdSubnet(ctx context.Context, cfg *config.Config, args []string, stdout io
 		}
 		fmt.Fprintln(stdout, "subnet applied")
 	case "remove":
-		if err := r.Remove(ctx); err != nil {
+		// Package removal runs this: the peer relay's changes go too (its prefs restored).
+		if err := errors.Join(r.Remove(ctx), pr.Remove(ctx)); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "subnet removed")
@@ -64,7 +68,33 @@ func cmdSubnet(ctx context.Context, cfg *config.Config, args []string, stdout io
 		if err != nil {
 			return err
 		}
+		rep.Items = append(rep.Items, pr.Show(ctx)...)
 		fmt.Fprint(stdout, rep.String())
 	}
 	return nil
+}
+
+// peerRelay is the peer relay part of cfg, or, when its section is absent or unusable, one
+// that still undoes and lists what the state dir records.
+func peerRelay(cfg *config.Config, log *slog.Logger) *peerrelay.Relay {
+	var pc peerrelay.Config
+	if cfg.PeerRelay != nil {
+		pc = cfg.PeerRelay.Config
+	}
+	pr, err := peerrelay.New(pc, cfg.StateDir, log)
+	if err != nil {
+		log.Warn("peer_relay section unusable, going by the state dir alone", "err", err)
+		pr, _ = peerrelay.New(peerrelay.Config{}, cfg.StateDir, log)
+	}
+	return pr
+}
+
+// printGrant prints the policy-file grant for the peer relay.
+func printGrant(ctx context.Context, w io.Writer, cfg *config.Config, format string) error {
+	if cfg.PeerRelay == nil || !config.On(cfg.PeerRelay.Enabled, true) {
+		fmt.Fprintf(w, "// note: the peer relay is off in %s (add a peer_relay section)\n", sourceName(cfg.Source))
+	}
+	pr := peerRelay(cfg, newLogger(cfg.LogLevel, os.Stderr))
+	dst, why := pr.Grant(ctx)
+	return peerrelay.WriteGrant(w, format, dst, why, pr.Port())
 }

@@ -1,0 +1,322 @@
+package peerrelay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edgerelay/edgerelay/agent/field"
+	"github.com/edgerelay/edgerelay/agent/localapi"
+	"github.com/edgerelay/edgerelay/netfilter"
+)
+
+// Timing: kicks come in bursts (an address change, our own prefs edit echoed on the IPN
+// bus), so wait a moment before applying; failures retry with backoff; a slow resync
+// catches a firewall flushed behind our back and refreshes the session count.
+const (
+	settle       = 300 * time.Millisecond
+	resyncEvery  = time.Minute
+	retryInitial = 5 * time.Second
+	retryMax     = 5 * time.Minute
+)
+
+// Relay keeps tailscaled a peer relay as configured. Every method is safe to call while
+// Run runs.
+type Relay struct {
+	cfg      Config
+	stateDir string
+	log      *slog.Logger
+	api      *localapi.Client
+	fw       *netfilter.PortRule
+	reports  func(Status)
+	kick     chan struct{}
+
+	mu     sync.Mutex   // one apply or remove at a time
+	public []netip.Addr // the line's public addresses (SetPublic)
+	status Status
+}
+
+// Status is what the part last saw, for `edgerelay status` and LuCI.
+type Status struct {
+	Port       int       `json:"port"`
+	Endpoints  []string  `json:"endpoints"`            // the static endpoints in force
+	InPrefs    bool      `json:"in_prefs"`             // tailscaled's prefs hold the port and endpoints
+	Tailscaled string    `json:"tailscaled,omitempty"` // its version
+	Firewall   string    `json:"firewall"`             // what opens the port
+	Sessions   *int      `json:"sessions,omitempty"`   // relay sessions through this box now
+	Reasserted int       `json:"reasserted"`           // times the prefs were put back after another tool changed them
+	Error      string    `json:"error,omitempty"`
+	Checked    time.Time `json:"checked,omitzero"`
+}
+
+// Option adjusts a Relay.
+type Option func(*Relay, *[]netfilter.Option)
+
+// WithFW4 sets fw4's include dir and reload command (netfilter.WithFW4).
+func WithFW4(dir string, reload ...string) Option {
+	return func(_ *Relay, o *[]netfilter.Option) { *o = append(*o, netfilter.WithFW4(dir, reload...)) }
+}
+
+// WithReports has Run publish its Status after every apply and whenever tailscaled comes
+// or goes; f must return quickly.
+func WithReports(f func(Status)) Option {
+	return func(r *Relay, _ *[]netfilter.Option) { r.reports = f }
+}
+
+// New checks the section (errors name keys under peer_relay) and returns the part. Nothing
+// is changed yet.
+func New(cfg Config, stateDir string, log *slog.Logger, opts ...Option) (*Relay, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.SetDefaults()
+	if stateDir == "" {
+		return nil, errors.New("peer relay: no state dir (state_dir)")
+	}
+	if err := cfg.Validate(); err != nil {
+		var ps field.Problems
+		ps.Merge("peer_relay", err)
+		return nil, ps
+	}
+	log = log.With("component", "peer_relay")
+	r := &Relay{cfg: cfg, stateDir: stateDir, log: log, api: localapi.New(cfg.TailscaledSocket), kick: make(chan struct{}, 1)}
+	var fwOpts []netfilter.Option
+	for _, o := range opts {
+		o(r, &fwOpts)
+	}
+	r.fw = netfilter.NewPortRule("peer-relay", cfg.Port, log, fwOpts...)
+	r.status = Status{Port: cfg.Port, Firewall: cfg.Firewall}
+	return r, nil
+}
+
+// SetPublic gives the line's current public addresses (for static_endpoints: auto); a
+// change is applied at once by Run.
+func (r *Relay) SetPublic(addrs []netip.Addr) {
+	r.mu.Lock()
+	changed := !slices.Equal(r.public, addrs)
+	r.public = slices.Clone(addrs)
+	r.mu.Unlock()
+	if changed {
+		r.signal()
+	}
+}
+
+func (r *Relay) signal() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// want is the prefs the config asks for with the addresses known now.
+func (r *Relay) want() relayPrefs {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.wantLocked()
+}
+
+func (r *Relay) wantLocked() relayPrefs {
+	port := uint16(r.cfg.Port)
+	return relayPrefs{Port: &port, Endpoints: r.cfg.endpoints(r.public)}
+}
+
+// Run applies the config, then follows tailscaled's IPN bus and puts the prefs back
+// whenever they stop matching (another tool cleared them, tailscaled restarted with other
+// prefs), and re-applies on address changes, until ctx ends. It leaves everything in place
+// on return: the relay must survive an agent restart (Remove undoes it).
+func (r *Relay) Run(ctx context.Context) error {
+	backend, err := r.fw.Resolve(r.cfg.Firewall)
+	if err != nil {
+		return fmt.Errorf("peer_relay.firewall: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { r.api.FollowPrefs(ctx, r.onPrefs, r.onDown) })
+
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	retry := retryInitial
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.kick:
+			timer.Reset(settle)
+		case <-timer.C:
+			err := r.Apply(ctx, backend)
+			if ctx.Err() != nil {
+				return nil
+			}
+			r.publish(ctx, err)
+			if err != nil {
+				r.log.Error("peer relay apply failed; will retry", "err", err, "retry_in", retry)
+				timer.Reset(retry)
+				retry = min(retry*2, retryMax)
+				continue
+			}
+			retry = retryInitial
+			timer.Reset(resyncEvery)
+		}
+	}
+}
+
+// onPrefs hears each prefs change on the IPN bus (and the current prefs on each new watch).
+func (r *Relay) onPrefs(p localapi.Prefs) {
+	r.mu.Lock()
+	ok := prefsOf(p).equal(r.wantLocked()) && r.status.Error == ""
+	r.mu.Unlock()
+	if !ok { // changed, or tailscaled is back after an error: check and report
+		r.signal()
+	}
+}
+
+// onDown hears why the IPN bus watch ended; FollowPrefs watches again after a backoff,
+// starting with the current prefs, so a restarted tailscaled is checked by itself.
+func (r *Relay) onDown(err error) {
+	r.mu.Lock()
+	first := r.status.Error != err.Error()
+	r.status.Error, r.status.InPrefs = err.Error(), false
+	st := r.status
+	r.mu.Unlock()
+	if first {
+		r.log.Warn("lost tailscaled's IPN bus; watching again", "err", err)
+	}
+	if r.reports != nil {
+		r.reports(st)
+	}
+}
+
+// Apply sets the peer relay prefs on tailscaled (recording what they were before the first
+// change) and opens the UDP port with backend.
+func (r *Relay) Apply(ctx context.Context, backend string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, err := loadState(r.stateDir)
+	if err != nil {
+		return err
+	}
+	want := r.wantLocked()
+	p, err := r.api.Prefs(ctx)
+	if err != nil {
+		return r.named(err)
+	}
+	have := prefsOf(p)
+	if !have.equal(want) {
+		if st.Prev == nil {
+			st.Prev, st.Socket = &have, r.api.Socket()
+		}
+		// Recorded before the edit, so a crash after it still leaves something to undo.
+		st.Set = &want
+		if err := st.save(r.stateDir); err != nil {
+			return err
+		}
+		np, err := r.api.EditPrefs(ctx, localapi.Edit{
+			RelayServerPortSet: true, RelayServerPort: want.Port,
+			RelayServerStaticEndpointsSet: true, RelayServerStaticEndpoints: want.Endpoints,
+		})
+		if err != nil {
+			return r.named(err)
+		}
+		if err := r.tooOld(ctx, prefsOf(np), want); err != nil {
+			return err
+		}
+		if r.status.InPrefs {
+			r.status.Reasserted++ // they were in place and something changed them
+		}
+		r.log.Info("peer relay prefs set on tailscaled", "port", r.cfg.Port, "static_endpoints", endpointStrings(want.Endpoints),
+			"had", describe(have))
+	}
+	r.status.InPrefs = true
+	if st.Firewall != "" && st.Firewall != backend {
+		if err := r.fw.Close(ctx, st.Firewall); err != nil {
+			return fmt.Errorf("peer relay: close the udp port in %s: %w", st.Firewall, err)
+		}
+		st.Firewall = ""
+	}
+	if backend != netfilter.BackendNone {
+		if ok, _ := r.fw.InPlace(ctx, backend); !ok {
+			st.Firewall = backend // recorded first: a half-open port is removed too
+			if err := st.save(r.stateDir); err != nil {
+				return err
+			}
+			if err := r.fw.Open(ctx, backend); err != nil {
+				return fmt.Errorf("peer relay: open udp port %d: %w", r.cfg.Port, err)
+			}
+		}
+		st.Firewall = backend
+	}
+	return st.save(r.stateDir)
+}
+
+// tooOld explains prefs that did not take: tailscaled ignores fields it does not know.
+func (r *Relay) tooOld(ctx context.Context, got, want relayPrefs) error {
+	if got.equal(want) {
+		return nil
+	}
+	ver := "unknown version"
+	if s, err := r.api.Status(ctx); err == nil && s.Version != "" {
+		ver, _, _ = strings.Cut(s.Version, "-")
+	}
+	if got.Port == nil || *got.Port != *want.Port {
+		return fmt.Errorf("tailscaled %s at %s did not take the relay server port (it reads %s): peer relays need tailscaled 1.86 or newer (OpenWrt 24.10 ships 1.80)",
+			ver, r.api.Where(), portString(got.Port))
+	}
+	return fmt.Errorf("tailscaled %s at %s did not take the static endpoints %v (it reads %v): they need tailscaled 1.92 or newer; set peer_relay.static_endpoints: none to relay without them",
+		ver, r.api.Where(), endpointStrings(want.Endpoints), endpointStrings(got.Endpoints))
+}
+
+// named adds the config key to an error reaching tailscaled.
+func (r *Relay) named(err error) error {
+	var se *localapi.StatusError
+	if errors.As(err, &se) {
+		return err
+	}
+	return fmt.Errorf("%w (peer_relay.tailscaled_socket)", err)
+}
+
+// publish updates the status after an apply: the prefs, the port, the sessions.
+func (r *Relay) publish(ctx context.Context, applyErr error) {
+	want := r.want()
+	var sessions *int
+	var srv struct{ Sessions []struct{} }
+	if r.api.Get(ctx, "/localapi/v0/debug-peer-relay-sessions", &srv) == nil {
+		n := len(srv.Sessions)
+		sessions = &n
+	}
+	ver := ""
+	if s, err := r.api.Status(ctx); err == nil {
+		ver, _, _ = strings.Cut(s.Version, "-")
+	}
+	fw := "none (open udp " + strconv.Itoa(r.cfg.Port) + " yourself)"
+	if b, err := r.fw.Resolve(r.cfg.Firewall); err == nil && b != netfilter.BackendNone {
+		ok, have := r.fw.InPlace(ctx, b)
+		fw = have
+		if !ok {
+			fw = "NOT open: " + have
+		}
+	}
+	r.mu.Lock()
+	s := &r.status
+	s.Endpoints, s.Tailscaled, s.Sessions, s.Firewall, s.Checked = endpointStrings(want.Endpoints), ver, sessions, fw, time.Now()
+	s.Error = ""
+	if applyErr != nil {
+		s.Error, s.InPrefs = applyErr.Error(), false
+	}
+	st := *s
+	r.mu.Unlock()
+	if r.reports != nil {
+		r.reports(st)
+	}
+}
+
+// Port is the UDP port the relay is configured for.
+func (r *Relay) Port() int { return r.cfg.Port }
