@@ -143,12 +143,12 @@ func TestPeerRelayTailscaled(t *testing.T) {
 	ts = testenv.RunTailscaled(t, ns, dir)
 	testenv.WaitFor(t, time.Minute, "status after the restart", func() bool {
 		st := a.Status(t.Context())
-		return st.PeerRelay != nil && st.PeerRelay.InPrefs && st.PeerRelay.Error == "" && st.PeerRelay.Sessions != nil
+		return st.PeerRelay != nil && st.PeerRelay.InPrefs && st.PeerRelay.Error == "" && st.PeerRelay.Sessions == 0
 	})
 	tailscale("set", "--relay-server-port=1234")
 	testenv.WaitFor(t, time.Minute, "the prefs to be put back after the restart", want("198.51.100.20", "192.0.2.7"))
 	st := a.Status(t.Context()).PeerRelay
-	if st.Reasserted < 2 || st.Tailscaled == "" || !strings.Contains(st.Firewall, "accepts udp "+strconv.Itoa(port)) {
+	if st.Reasserted < 2 || st.Tailscaled == "" || st.Firewall != "iptables" || !st.PortOpen {
 		t.Fatalf("status: %+v", st)
 	}
 

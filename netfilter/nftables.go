@@ -341,7 +341,6 @@ func (f *fw4FW) apply(ctx context.Context, st *state) error {
 
 // fw4ChainTypes declares, for a syntax check, chains like fw4's that the includes go into.
 var fw4ChainTypes = map[string]string{
-	"input":          "type filter hook input priority filter;",
 	"forward":        "type filter hook forward priority filter;",
 	"srcnat":         "type nat hook postrouting priority srcnat;",
 	"mangle_forward": "type filter hook forward priority mangle;",

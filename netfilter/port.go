@@ -7,9 +7,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/coreos/go-iptables/iptables"
 
 	"github.com/edgerelay/edgerelay/agent/atomicfile"
 )
@@ -21,51 +22,37 @@ import (
 type PortRule struct {
 	Name string
 	Port int
-	log  *slog.Logger
-
-	fw4Dir    string
-	fw4Reload []string
+	r    *Reconciler // its fw4 paths, logger and firewall selection
 }
 
 // NewPortRule returns the rule; opts take WithFW4 as a Reconciler does.
 func NewPortRule(name string, port int, log *slog.Logger, opts ...Option) *PortRule {
-	r := &Reconciler{fw4Dir: "/usr/share/nftables.d", fw4Reload: []string{"fw4", "-q", "reload"}}
-	for _, o := range opts {
-		o(r)
-	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &PortRule{Name: name, Port: port, log: log, fw4Dir: r.fw4Dir, fw4Reload: r.fw4Reload}
+	r := &Reconciler{log: log, procSys: "/proc/sys", fw4Dir: "/usr/share/nftables.d", fw4Reload: []string{"fw4", "-q", "reload"}}
+	for _, o := range opts {
+		o(r)
+	}
+	return &PortRule{Name: name, Port: port, r: r}
 }
 
 func (p *PortRule) chain() string   { return "edgerelay-" + p.Name }
 func (p *PortRule) table() string   { return "edgerelay_" + strings.ReplaceAll(p.Name, "-", "_") }
 func (p *PortRule) comment() string { return `comment "edgerelay ` + p.Name + `"` }
 func (p *PortRule) fw4Path() string {
-	return filepath.Join(p.fw4Dir, "chain-pre", "input", "50-edgerelay-"+p.Name+".nft")
+	return filepath.Join(p.r.fw4Dir, "chain-pre", "input", "50-edgerelay-"+p.Name+".nft")
 }
 
 // Resolve turns a firewall setting (auto, iptables, nftables, fw4, none) into the backend
-// to use, as subnet.firewall resolves: auto picks fw4 when present, else iptables when it
-// works, else nftables.
-func (p *PortRule) Resolve(setting string) (string, error) {
-	switch setting {
-	case "auto", "":
-		if _, err := exec.LookPath(p.fw4Reload[0]); err == nil {
-			return BackendFW4, nil
-		}
-		if _, err := newIPTables(fwSpec{}, p.log); err == nil {
-			return BackendIPTables, nil
-		}
-		if err := newNFT(); err == nil {
-			return BackendNFTables, nil
-		}
-		return "", errors.New("firewall auto: no usable firewall (neither fw4, iptables nor nft); install one or set firewall: none")
-	case BackendFW4, BackendIPTables, BackendNFTables, BackendNone:
-		return setting, nil
+// to use, as subnet.firewall resolves (its errors name that key).
+func (p *PortRule) Resolve(ctx context.Context, setting string) (string, error) {
+	p.r.cfg.Firewall = setting
+	fw, err := p.r.selectFirewall(ctx)
+	if fw == nil {
+		return BackendNone, err
 	}
-	return "", fmt.Errorf("unknown firewall backend %q", setting)
+	return fw.name(), nil
 }
 
 func (p *PortRule) ipChain() ipChain {
@@ -86,132 +73,94 @@ func (p *PortRule) fw4Content() string {
 func (p *PortRule) Open(ctx context.Context, backend string) error {
 	switch backend {
 	case BackendIPTables:
-		f, err := newIPTables(fwSpec{v6: hasIPv6()}, p.log)
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, fam := range f.families() {
-			errs = append(errs, f.ensureChain(fam.ipt, p.ipChain(), fam.v6))
-		}
-		return errors.Join(errs...)
+		return p.eachIPT(func(f *iptablesFW, ipt *iptables.IPTables, v6 bool) error { return f.ensureChain(ipt, p.ipChain(), v6) })
 	case BackendNFTables:
-		if ok, _ := p.nftInPlace(ctx); ok {
-			return nil
-		}
 		if _, err := runCmd(ctx, p.nftScript(), "nft", "-f", "-"); err != nil {
-			return fmt.Errorf("nftables: load table inet %s: %w", p.table(), err)
+			return fmt.Errorf("nftables: %w", err)
 		}
-		p.log.Info("firewall table written", "backend", backend, "table", "inet "+p.table(), "udp_port", p.Port)
 	case BackendFW4:
-		if b, err := os.ReadFile(p.fw4Path()); err == nil && string(b) == p.fw4Content() {
-			if n, err := liveCount(ctx, "input", p.comment()); err == nil && n == 1 {
-				return nil
-			}
-		}
-		f := &fw4FW{dir: p.fw4Dir, reload: p.fw4Reload, log: p.log}
-		want := map[string]string{p.fw4Path(): p.fw4Content()}
-		if err := f.validate(ctx, want); err != nil {
-			return err
-		}
+		// One fixed rule with a number in it: nothing for nft -c to catch that the reload's
+		// rollback would not.
 		if err := os.MkdirAll(filepath.Dir(p.fw4Path()), 0o755); err != nil {
 			return fmt.Errorf("fw4: %w", err)
 		}
 		if err := atomicfile.Write(p.fw4Path(), []byte(p.fw4Content()), 0o644); err != nil {
 			return fmt.Errorf("fw4: %w", err)
 		}
-		if _, err := runCmd(ctx, "", p.fw4Reload[0], p.fw4Reload[1:]...); err != nil {
+		if err := p.reloadFW4(ctx); err != nil {
 			os.Remove(p.fw4Path()) // never leave the router with a ruleset that does not load
-			runCmd(ctx, "", p.fw4Reload[0], p.fw4Reload[1:]...)
+			p.reloadFW4(ctx)
 			return fmt.Errorf("fw4: reload with %s failed (taken out again): %w", p.fw4Path(), err)
 		}
-		p.log.Info("firewall include written and fw4 reloaded", "backend", backend, "file", p.fw4Path(), "udp_port", p.Port)
 	}
 	return nil
+}
+
+func (p *PortRule) reloadFW4(ctx context.Context) error {
+	_, err := runCmd(ctx, "", p.r.fw4Reload[0], p.r.fw4Reload[1:]...)
+	return err
+}
+
+// eachIPT runs f for iptables and, where the host has IPv6, ip6tables.
+func (p *PortRule) eachIPT(f func(*iptablesFW, *iptables.IPTables, bool) error) error {
+	fw, err := newIPTables(fwSpec{v6: p.r.ipv6()}, p.r.log)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, fam := range fw.families() {
+		errs = append(errs, f(fw, fam.ipt, fam.v6))
+	}
+	return errors.Join(errs...)
 }
 
 // Close removes what Open made with backend (whatever port it opened).
 func (p *PortRule) Close(ctx context.Context, backend string) error {
 	switch backend {
 	case BackendIPTables:
-		f, err := newIPTables(fwSpec{v6: hasIPv6()}, p.log)
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, fam := range f.families() {
-			errs = append(errs, dropChain(fam.ipt, p.ipChain()))
-		}
-		return errors.Join(errs...)
+		return p.eachIPT(func(_ *iptablesFW, ipt *iptables.IPTables, _ bool) error { return dropChain(ipt, p.ipChain()) })
 	case BackendNFTables:
-		live, err := liveRules(ctx, "inet", p.table())
-		if err != nil || live == nil {
-			return err
-		}
-		if _, err := runCmd(ctx, "", "nft", "delete", "table", "inet", p.table()); err != nil {
+		// Declaring the table first makes the delete succeed when it is not there.
+		t := p.table()
+		if _, err := runCmd(ctx, "table inet "+t+"\ndelete table inet "+t+"\n", "nft", "-f", "-"); err != nil {
 			return fmt.Errorf("nftables: %w", err)
 		}
-		p.log.Info("firewall table removed", "backend", backend, "table", "inet "+p.table())
 	case BackendFW4:
 		err := os.Remove(p.fw4Path())
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
+		if err == nil {
+			err = p.reloadFW4(ctx)
+		}
 		if err != nil {
 			return fmt.Errorf("fw4: %w", err)
 		}
-		if _, err := runCmd(ctx, "", p.fw4Reload[0], p.fw4Reload[1:]...); err != nil {
-			return fmt.Errorf("fw4: reload after removing %s: %w", p.fw4Path(), err)
-		}
-		p.log.Info("firewall include removed and fw4 reloaded", "backend", backend, "file", p.fw4Path())
 	}
 	return nil
 }
 
-// InPlace reports whether the port is open with backend, and what is there.
-func (p *PortRule) InPlace(ctx context.Context, backend string) (bool, string) {
+// InPlace reports whether the port is open with backend (none: always).
+func (p *PortRule) InPlace(ctx context.Context, backend string) bool {
+	want := fmt.Sprintf("udp dport %d accept", p.Port)
 	switch backend {
 	case BackendIPTables:
-		f, err := newIPTables(fwSpec{v6: hasIPv6()}, p.log)
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, fam := range f.families() {
-			ok, err := chainInPlace(fam.ipt, p.ipChain())
-			jump, jerr := fam.ipt.Exists("filter", "INPUT", "-j", p.chain())
-			if err != nil || jerr != nil || !ok || !jump {
-				return false, fmt.Sprintf("%s chain %s missing or not jumped to from INPUT", famName(fam.v6), p.chain())
+		return p.eachIPT(func(_ *iptablesFW, ipt *iptables.IPTables, _ bool) error {
+			ok, err := chainInPlace(ipt, p.ipChain())
+			if jump, jerr := ipt.Exists("filter", "INPUT", "-j", p.chain()); err != nil || jerr != nil || !ok || !jump {
+				return errMissing
 			}
-		}
-		return true, fmt.Sprintf("iptables chain %s accepts udp %d", p.chain(), p.Port)
+			return nil
+		}) == nil
 	case BackendNFTables:
-		ok, err := p.nftInPlace(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		if !ok {
-			return false, "nft table inet " + p.table() + " missing or different"
-		}
-		return true, fmt.Sprintf("nft table inet %s accepts udp %d", p.table(), p.Port)
+		live, err := liveRules(ctx, "inet", p.table())
+		return err == nil && len(live["input"]) == 1 && live["input"][0] == want
 	case BackendFW4:
 		b, err := os.ReadFile(p.fw4Path())
 		n, lerr := liveCount(ctx, "input", p.comment())
-		if err != nil || string(b) != p.fw4Content() || lerr != nil || n != 1 {
-			return false, "fw4 include " + p.fw4Path() + " missing or not loaded"
-		}
-		return true, fmt.Sprintf("fw4 include %s accepts udp %d", p.fw4Path(), p.Port)
+		return err == nil && string(b) == p.fw4Content() && lerr == nil && n == 1
 	}
-	return true, "firewall: none (open the port yourself)"
+	return true
 }
 
-func (p *PortRule) nftInPlace(ctx context.Context) (bool, error) {
-	live, err := liveRules(ctx, "inet", p.table())
-	if err != nil || live == nil {
-		return false, err
-	}
-	rules := live["input"]
-	return len(live) == 1 && len(rules) == 1 && rules[0] == fmt.Sprintf("udp dport %d accept", p.Port), nil
-}
-
-// hasIPv6 reports whether the host has IPv6 (ip6tables rules are skipped without).
-func hasIPv6() bool { return (&Reconciler{procSys: "/proc/sys"}).ipv6() }
+var errMissing = errors.New("missing")

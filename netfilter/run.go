@@ -33,9 +33,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { r.watch(ctx, events) })
-	if r.advertise {
-		wg.Go(func() { r.followPrefs(ctx, events) })
-	}
+	following := !r.advertise // tailscaled's prefs are followed from the first good apply on
 
 	timer := time.NewTimer(0) // apply at once on start
 	defer timer.Stop()
@@ -59,6 +57,10 @@ func (r *Reconciler) Run(ctx context.Context) error {
 				continue
 			}
 			r.log.Debug("subnet in place")
+			if !following {
+				following = true
+				wg.Go(func() { r.followPrefs(ctx, events) })
+			}
 			retry = retryInitial
 			timer.Reset(resyncEvery)
 		}

@@ -263,7 +263,7 @@ func TestHeadscaleApprove(t *testing.T) {
 }
 
 func TestLocalAPIUnreachable(t *testing.T) {
-	_, err := newLocalAPI(filepath.Join(t.TempDir(), "none.sock")).prefs(context.Background())
+	_, err := newLocalAPI(filepath.Join(t.TempDir(), "none.sock")).Prefs(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "subnet.tailscaled_socket") {
 		t.Errorf("prefs without tailscaled: %v", err)
 	}

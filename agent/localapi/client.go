@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -38,24 +39,31 @@ const maxBody = 4 << 20
 // after us, restarts or moves is picked up by itself.
 type Client struct {
 	sockets []string
+	key     string // " (the config key naming the socket)", for messages
 	auto    bool
 	found   atomic.Pointer[string] // the socket that answered last ("" or nil: none)
 	hc      *http.Client
 }
 
-// New returns a client for socket, or one that finds it (Find) when socket is "".
-func New(socket string) *Client {
-	if socket == "" {
-		return Find(DefaultSockets...)
+// New returns a client for socket, or one that finds it (Find) when socket is ""; key is
+// the config key that sets socket, named when tailscaled cannot be reached.
+func New(socket, key string) *Client {
+	if key != "" {
+		key = " (" + key + ")"
 	}
-	return newClient([]string{socket}, false)
+	if socket == "" {
+		c := Find(DefaultSockets...)
+		c.key = key
+		return c
+	}
+	return newClient([]string{socket}, key, false)
 }
 
 // Find returns a client that looks for tailscaled at each of sockets, in order.
-func Find(sockets ...string) *Client { return newClient(sockets, true) }
+func Find(sockets ...string) *Client { return newClient(sockets, "", true) }
 
-func newClient(sockets []string, auto bool) *Client {
-	c := &Client{sockets: sockets, auto: auto}
+func newClient(sockets []string, key string, auto bool) *Client {
+	c := &Client{sockets: sockets, key: key, auto: auto}
 	c.hc = &http.Client{Transport: &http.Transport{
 		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return c.Dial(ctx) },
 		DisableKeepAlives: true, // requests are rare; no idle connection left on tailscaled
@@ -132,13 +140,16 @@ func (c *Client) request(ctx context.Context, method, path string, body any) (*h
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("tailscaled LocalAPI at %s: %w", c.Where(), unwrapURL(err))
+		if ue, ok := err.(*url.Error); ok {
+			err = ue.Err // without net/http's placeholder URL
+		}
+		return nil, fmt.Errorf("tailscaled LocalAPI at %s%s: %w", c.Where(), c.key, err)
 	}
 	return resp, nil
 }
 
 // Do sends one request and returns the answer's body, or an error with tailscaled's message
-// for any status but 200 (StatusError).
+// for any status but 200.
 func (c *Client) Do(ctx context.Context, method, path string, body any) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
@@ -152,7 +163,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body any) ([]byte,
 		return nil, fmt.Errorf("tailscaled LocalAPI %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, &StatusError{Method: method, Path: path, Code: resp.StatusCode, Msg: ErrorText(b)}
+		return nil, statusError(method, path, resp.Status, b)
 	}
 	return b, nil
 }
@@ -169,15 +180,9 @@ func (c *Client) Get(ctx context.Context, path string, out any) error {
 	return nil
 }
 
-// StatusError is a LocalAPI answer other than 200.
-type StatusError struct {
-	Method, Path string
-	Code         int
-	Msg          string
-}
-
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("tailscaled LocalAPI %s %s: %d %s: %s", e.Method, e.Path, e.Code, http.StatusText(e.Code), e.Msg)
+// statusError is a LocalAPI answer other than 200, with tailscaled's message.
+func statusError(method, path, status string, body []byte) error {
+	return fmt.Errorf("tailscaled LocalAPI %s %s: %s: %s", method, path, status, ErrorText(body))
 }
 
 // ErrorText extracts {"Error": "..."} bodies (tailscaled's, headscale's), or returns the
@@ -192,12 +197,4 @@ func ErrorText(b []byte) string {
 		s = s[:300] + "…"
 	}
 	return s
-}
-
-// unwrapURL drops net/http's placeholder URL from a transport error.
-func unwrapURL(err error) error {
-	if ue, ok := err.(interface{ Unwrap() error }); ok && strings.Contains(err.Error(), "local-tailscaled.sock") {
-		return ue.Unwrap()
-	}
-	return err
 }

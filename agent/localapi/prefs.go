@@ -1,11 +1,10 @@
 package localapi
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"time"
@@ -91,35 +90,34 @@ type notify struct {
 	Prefs      json.RawMessage // a PrefsView: the prefs' JSON, or null
 }
 
-// watchMask asks the IPN bus for the current prefs at once (ipn.NotifyInitialPrefs); prefs
-// changes are sent to every watcher anyway.
-const watchMask = 1 << 2
-
 // WatchPrefs follows tailscaled's IPN bus: f gets the current prefs at once, then each
 // change, until ctx ends (nil) or the stream breaks (tailscaled stopped): the error says why.
 func (c *Client) WatchPrefs(ctx context.Context, f func(Prefs)) error {
-	resp, err := c.request(ctx, http.MethodGet, fmt.Sprintf("/localapi/v0/watch-ipn-bus?mask=%d", watchMask), nil)
+	const path = "/localapi/v0/watch-ipn-bus?mask=4" // ipn.NotifyInitialPrefs; changes come anyway
+	resp, err := c.request(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		b := make([]byte, 512)
-		n, _ := resp.Body.Read(b)
-		return &StatusError{Method: http.MethodGet, Path: "/localapi/v0/watch-ipn-bus", Code: resp.StatusCode, Msg: ErrorText(b[:n])}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return statusError(http.MethodGet, path, resp.Status, b)
 	}
-	// One JSON object per notification; a netmap can make one large, so the buffer grows.
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), maxBody)
-	for sc.Scan() {
+	// One JSON object per notification.
+	dec := json.NewDecoder(resp.Body)
+	for {
 		var n notify
-		if err := json.Unmarshal(sc.Bytes(), &n); err != nil {
-			return fmt.Errorf("tailscaled IPN bus: bad JSON: %w", err)
-		}
-		if n.ErrMessage != nil {
+		err := dec.Decode(&n)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == io.EOF:
+			return fmt.Errorf("tailscaled at %s closed the IPN bus (stopped or restarting)", c.Where())
+		case err != nil:
+			return fmt.Errorf("tailscaled IPN bus at %s: %w", c.Where(), err)
+		case n.ErrMessage != nil:
 			return fmt.Errorf("tailscaled IPN bus: %s", *n.ErrMessage)
-		}
-		if len(n.Prefs) == 0 || string(n.Prefs) == "null" {
+		case len(n.Prefs) == 0 || string(n.Prefs) == "null":
 			continue
 		}
 		p, err := ParsePrefs(n.Prefs)
@@ -128,13 +126,6 @@ func (c *Client) WatchPrefs(ctx context.Context, f func(Prefs)) error {
 		}
 		f(p)
 	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("tailscaled IPN bus at %s: %w", c.Where(), err)
-	}
-	return fmt.Errorf("tailscaled at %s closed the IPN bus (stopped or restarting)", c.Where())
 }
 
 // FollowPrefs is WatchPrefs kept up across tailscaled restarts: when the stream breaks (or
@@ -148,10 +139,7 @@ func (c *Client) FollowPrefs(ctx context.Context, f func(Prefs), down func(error
 		if ctx.Err() != nil {
 			return
 		}
-		if err == nil {
-			err = errors.New("IPN bus watch ended")
-		}
-		down(err)
+		down(err) // never nil: only ctx ends a watch without an error
 		if time.Since(started) > time.Minute {
 			backoff = time.Second
 		}

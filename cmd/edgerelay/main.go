@@ -39,7 +39,7 @@ Usage:
                                   ask the running daemon: clients, traffic, cert, ddns, subnet
   edgerelay subnet apply|remove|show [-c FILE]
                                   reconcile, undo or list the subnet-router setup
-                                  (remove and show include the peer relay's changes)
+                                  (remove also undoes the peer relay)
   edgerelay peer-relay [-c FILE] [--format tailscale|headscale]
                                   print the policy-file grant that lets devices use the peer relay
   edgerelay version               print the version

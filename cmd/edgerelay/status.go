@@ -96,15 +96,9 @@ func printStatus(ctx context.Context, w io.Writer, cfg *config.Config, asJSON bo
 		}
 	}
 	if pr := st.PeerRelay; pr != nil {
-		line := fmt.Sprintf("peer relay: udp %d, static endpoints %s; in tailscaled's prefs: %v", pr.Port, orNone(strings.Join(pr.Endpoints, ", ")), pr.InPrefs)
-		if pr.Tailscaled != "" {
-			line += " (tailscaled " + pr.Tailscaled + ")"
-		}
-		if pr.Sessions != nil {
-			line += fmt.Sprintf("; %d relay sessions", *pr.Sessions)
-		}
-		p("%s", line)
-		p("  firewall: %s; put back after other tools changed them: %d times", pr.Firewall, pr.Reasserted)
+		p("peer relay: udp %d, static endpoints %v; tailscaled %s has them: %v; %d relay sessions (-1: unknown)",
+			pr.Port, pr.Endpoints, pr.Tailscaled, pr.InPrefs, pr.Sessions)
+		p("  firewall %s, port open: %v; put back after other tools changed them: %d times", pr.Firewall, pr.PortOpen, pr.Reasserted)
 		if pr.Error != "" {
 			p("  error: %s", pr.Error)
 		}

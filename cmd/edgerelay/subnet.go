@@ -46,7 +46,6 @@ func cmdSubnet(ctx context.Context, cfg *config.Config, args []string, stdout io
 	if err != nil {
 		return err
 	}
-	pr := peerRelay(cfg, log)
 	switch action {
 	case "apply":
 		if !config.On(sub.Enabled, true) {
@@ -59,7 +58,7 @@ func cmdSubnet(ctx context.Context, cfg *config.Config, args []string, stdout io
 		fmt.Fprintln(stdout, "subnet applied")
 	case "remove":
 		// Package removal runs this: the peer relay's changes go too (its prefs restored).
-		if err := errors.Join(r.Remove(ctx), pr.Remove(ctx)); err != nil {
+		if err := errors.Join(r.Remove(ctx), peerRelay(cfg, log).Remove(ctx)); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "subnet removed")
@@ -68,7 +67,6 @@ func cmdSubnet(ctx context.Context, cfg *config.Config, args []string, stdout io
 		if err != nil {
 			return err
 		}
-		rep.Items = append(rep.Items, pr.Show(ctx)...)
 		fmt.Fprint(stdout, rep.String())
 	}
 	return nil

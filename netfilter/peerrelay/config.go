@@ -75,31 +75,20 @@ func parseEndpoint(s string, port int) (netip.AddrPort, bool) {
 // addresses with the port; in the config's order, without duplicates.
 func (c *Config) endpoints(public []netip.Addr) []netip.AddrPort {
 	var out []netip.AddrPort
-	add := func(ap netip.AddrPort) {
-		if !slices.Contains(out, ap) {
-			out = append(out, ap)
-		}
-	}
 	for _, s := range c.StaticEndpoints {
-		switch s {
-		case EndpointsNone:
-		case EndpointsAuto:
+		aps := []netip.AddrPort{}
+		if s == EndpointsAuto {
 			for _, a := range public {
-				add(netip.AddrPortFrom(a.Unmap(), uint16(c.Port)))
+				aps = append(aps, netip.AddrPortFrom(a.Unmap(), uint16(c.Port)))
 			}
-		default:
-			if ap, ok := parseEndpoint(s, c.Port); ok {
-				add(ap)
+		} else if ap, ok := parseEndpoint(s, c.Port); ok {
+			aps = append(aps, ap)
+		}
+		for _, ap := range aps {
+			if !slices.Contains(out, ap) {
+				out = append(out, ap)
 			}
 		}
-	}
-	return out
-}
-
-func endpointStrings(aps []netip.AddrPort) []string {
-	out := make([]string, 0, len(aps))
-	for _, ap := range aps {
-		out = append(out, ap.String())
 	}
 	return out
 }

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -45,15 +43,16 @@ type Relay struct {
 
 // Status is what the part last saw, for `edgerelay status` and LuCI.
 type Status struct {
-	Port       int       `json:"port"`
-	Endpoints  []string  `json:"endpoints"`            // the static endpoints in force
-	InPrefs    bool      `json:"in_prefs"`             // tailscaled's prefs hold the port and endpoints
-	Tailscaled string    `json:"tailscaled,omitempty"` // its version
-	Firewall   string    `json:"firewall"`             // what opens the port
-	Sessions   *int      `json:"sessions,omitempty"`   // relay sessions through this box now
-	Reasserted int       `json:"reasserted"`           // times the prefs were put back after another tool changed them
-	Error      string    `json:"error,omitempty"`
-	Checked    time.Time `json:"checked,omitzero"`
+	Port       int              `json:"port"`
+	Endpoints  []netip.AddrPort `json:"endpoints"`            // the static endpoints in force
+	InPrefs    bool             `json:"in_prefs"`             // tailscaled's prefs hold the port and endpoints
+	Tailscaled string           `json:"tailscaled,omitempty"` // its version
+	Firewall   string           `json:"firewall"`             // the backend that opens the port (none: you do)
+	PortOpen   bool             `json:"port_open"`            // its rule is in place
+	Sessions   int              `json:"sessions"`             // relay sessions through this box now (-1: unknown)
+	Reasserted int              `json:"reasserted"`           // times the prefs were put back after another tool changed them
+	Error      string           `json:"error,omitempty"`
+	Checked    time.Time        `json:"checked,omitzero"`
 }
 
 // Option adjusts a Relay.
@@ -86,13 +85,13 @@ func New(cfg Config, stateDir string, log *slog.Logger, opts ...Option) (*Relay,
 		return nil, ps
 	}
 	log = log.With("component", "peer_relay")
-	r := &Relay{cfg: cfg, stateDir: stateDir, log: log, api: localapi.New(cfg.TailscaledSocket), kick: make(chan struct{}, 1)}
+	r := &Relay{cfg: cfg, stateDir: stateDir, log: log, api: localapi.New(cfg.TailscaledSocket, "peer_relay.tailscaled_socket"), kick: make(chan struct{}, 1)}
 	var fwOpts []netfilter.Option
 	for _, o := range opts {
 		o(r, &fwOpts)
 	}
 	r.fw = netfilter.NewPortRule("peer-relay", cfg.Port, log, fwOpts...)
-	r.status = Status{Port: cfg.Port, Firewall: cfg.Firewall}
+	r.status = Status{Port: cfg.Port, Firewall: cfg.Firewall, Sessions: -1}
 	return r, nil
 }
 
@@ -115,13 +114,7 @@ func (r *Relay) signal() {
 	}
 }
 
-// want is the prefs the config asks for with the addresses known now.
-func (r *Relay) want() relayPrefs {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.wantLocked()
-}
-
+// wantLocked is the prefs the config asks for with the addresses known now.
 func (r *Relay) wantLocked() relayPrefs {
 	port := uint16(r.cfg.Port)
 	return relayPrefs{Port: &port, Endpoints: r.cfg.endpoints(r.public)}
@@ -132,7 +125,7 @@ func (r *Relay) wantLocked() relayPrefs {
 // prefs), and re-applies on address changes, until ctx ends. It leaves everything in place
 // on return: the relay must survive an agent restart (Remove undoes it).
 func (r *Relay) Run(ctx context.Context) error {
-	backend, err := r.fw.Resolve(r.cfg.Firewall)
+	backend, err := r.fw.Resolve(ctx, r.cfg.Firewall)
 	if err != nil {
 		return fmt.Errorf("peer_relay.firewall: %w", err)
 	}
@@ -156,7 +149,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			r.publish(ctx, err)
+			r.publish(ctx, backend, err)
 			if err != nil {
 				r.log.Error("peer relay apply failed; will retry", "err", err, "retry_in", retry)
 				timer.Reset(retry)
@@ -207,10 +200,9 @@ func (r *Relay) Apply(ctx context.Context, backend string) error {
 	want := r.wantLocked()
 	p, err := r.api.Prefs(ctx)
 	if err != nil {
-		return r.named(err)
+		return err
 	}
-	have := prefsOf(p)
-	if !have.equal(want) {
+	if have := prefsOf(p); !have.equal(want) {
 		if st.Prev == nil {
 			st.Prev, st.Socket = &have, r.api.Socket()
 		}
@@ -219,21 +211,24 @@ func (r *Relay) Apply(ctx context.Context, backend string) error {
 		if err := st.save(r.stateDir); err != nil {
 			return err
 		}
-		np, err := r.api.EditPrefs(ctx, localapi.Edit{
+		p, err := r.api.EditPrefs(ctx, localapi.Edit{
 			RelayServerPortSet: true, RelayServerPort: want.Port,
 			RelayServerStaticEndpointsSet: true, RelayServerStaticEndpoints: want.Endpoints,
 		})
 		if err != nil {
-			return r.named(err)
-		}
-		if err := r.tooOld(ctx, prefsOf(np), want); err != nil {
 			return err
+		}
+		if got := prefsOf(p); !got.equal(want) {
+			// tailscaled ignores prefs it does not know.
+			s, _ := r.api.Status(ctx)
+			return fmt.Errorf("tailscaled %s at %s did not take the peer relay prefs (it has port %s, static endpoints %v): "+
+				"peer relays need tailscaled 1.86 or newer (OpenWrt 24.10 ships 1.80), static endpoints 1.92 (or set peer_relay.static_endpoints: none)",
+				s.Version, r.api.Where(), portString(got.Port), got.Endpoints)
 		}
 		if r.status.InPrefs {
 			r.status.Reasserted++ // they were in place and something changed them
 		}
-		r.log.Info("peer relay prefs set on tailscaled", "port", r.cfg.Port, "static_endpoints", endpointStrings(want.Endpoints),
-			"had", describe(have))
+		r.log.Info("peer relay prefs set on tailscaled", "port", r.cfg.Port, "static_endpoints", want.Endpoints, "had", have)
 	}
 	r.status.InPrefs = true
 	if st.Firewall != "" && st.Firewall != backend {
@@ -242,71 +237,31 @@ func (r *Relay) Apply(ctx context.Context, backend string) error {
 		}
 		st.Firewall = ""
 	}
-	if backend != netfilter.BackendNone {
-		if ok, _ := r.fw.InPlace(ctx, backend); !ok {
-			st.Firewall = backend // recorded first: a half-open port is removed too
-			if err := st.save(r.stateDir); err != nil {
-				return err
-			}
-			if err := r.fw.Open(ctx, backend); err != nil {
-				return fmt.Errorf("peer relay: open udp port %d: %w", r.cfg.Port, err)
-			}
+	if backend != netfilter.BackendNone && !r.fw.InPlace(ctx, backend) {
+		st.Firewall = backend // recorded first: a half-open port is removed too
+		if err := st.save(r.stateDir); err != nil {
+			return err
 		}
-		st.Firewall = backend
+		if err := r.fw.Open(ctx, backend); err != nil {
+			return fmt.Errorf("peer relay: open udp port %d: %w", r.cfg.Port, err)
+		}
+		r.log.Info("udp port opened", "port", r.cfg.Port, "firewall", backend)
 	}
 	return st.save(r.stateDir)
 }
 
-// tooOld explains prefs that did not take: tailscaled ignores fields it does not know.
-func (r *Relay) tooOld(ctx context.Context, got, want relayPrefs) error {
-	if got.equal(want) {
-		return nil
-	}
-	ver := "unknown version"
-	if s, err := r.api.Status(ctx); err == nil && s.Version != "" {
-		ver, _, _ = strings.Cut(s.Version, "-")
-	}
-	if got.Port == nil || *got.Port != *want.Port {
-		return fmt.Errorf("tailscaled %s at %s did not take the relay server port (it reads %s): peer relays need tailscaled 1.86 or newer (OpenWrt 24.10 ships 1.80)",
-			ver, r.api.Where(), portString(got.Port))
-	}
-	return fmt.Errorf("tailscaled %s at %s did not take the static endpoints %v (it reads %v): they need tailscaled 1.92 or newer; set peer_relay.static_endpoints: none to relay without them",
-		ver, r.api.Where(), endpointStrings(want.Endpoints), endpointStrings(got.Endpoints))
-}
-
-// named adds the config key to an error reaching tailscaled.
-func (r *Relay) named(err error) error {
-	var se *localapi.StatusError
-	if errors.As(err, &se) {
-		return err
-	}
-	return fmt.Errorf("%w (peer_relay.tailscaled_socket)", err)
-}
-
 // publish updates the status after an apply: the prefs, the port, the sessions.
-func (r *Relay) publish(ctx context.Context, applyErr error) {
-	want := r.want()
-	var sessions *int
+func (r *Relay) publish(ctx context.Context, backend string, applyErr error) {
 	var srv struct{ Sessions []struct{} }
+	sessions := -1
 	if r.api.Get(ctx, "/localapi/v0/debug-peer-relay-sessions", &srv) == nil {
-		n := len(srv.Sessions)
-		sessions = &n
+		sessions = len(srv.Sessions)
 	}
-	ver := ""
-	if s, err := r.api.Status(ctx); err == nil {
-		ver, _, _ = strings.Cut(s.Version, "-")
-	}
-	fw := "none (open udp " + strconv.Itoa(r.cfg.Port) + " yourself)"
-	if b, err := r.fw.Resolve(r.cfg.Firewall); err == nil && b != netfilter.BackendNone {
-		ok, have := r.fw.InPlace(ctx, b)
-		fw = have
-		if !ok {
-			fw = "NOT open: " + have
-		}
-	}
+	ts, _ := r.api.Status(ctx)
+	open := r.fw.InPlace(ctx, backend)
 	r.mu.Lock()
 	s := &r.status
-	s.Endpoints, s.Tailscaled, s.Sessions, s.Firewall, s.Checked = endpointStrings(want.Endpoints), ver, sessions, fw, time.Now()
+	s.Endpoints, s.Tailscaled, s.Sessions, s.Firewall, s.PortOpen, s.Checked = r.wantLocked().Endpoints, ts.Version, sessions, backend, open, time.Now()
 	s.Error = ""
 	if applyErr != nil {
 		s.Error, s.InPrefs = applyErr.Error(), false

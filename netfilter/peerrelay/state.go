@@ -13,7 +13,6 @@ import (
 
 	"github.com/edgerelay/edgerelay/agent/atomicfile"
 	"github.com/edgerelay/edgerelay/agent/localapi"
-	"github.com/edgerelay/edgerelay/netfilter"
 )
 
 // stateFile under the state dir records what the part changed, so that disabling it,
@@ -123,63 +122,31 @@ func (r *Relay) Remove(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// restore puts tailscaled's peer relay prefs back as they were, if they still are what
+// the part set: prefs someone changed since are theirs.
 func (r *Relay) restore(ctx context.Context, st *state) error {
 	api := r.api
 	if st.Socket != "" {
-		api = localapi.New(st.Socket)
+		api = localapi.New(st.Socket, "peer_relay.tailscaled_socket")
 	}
 	p, err := api.Prefs(ctx)
+	if err == nil && st.Set != nil && !prefsOf(p).equal(*st.Set) {
+		r.log.Warn("peer relay prefs changed since edgerelay set them; leaving them as they are", "have", prefsOf(p))
+		return nil
+	}
+	if err == nil {
+		_, err = api.EditPrefs(ctx, localapi.Edit{
+			RelayServerPortSet: true, RelayServerPort: st.Prev.Port,
+			RelayServerStaticEndpointsSet: true, RelayServerStaticEndpoints: st.Prev.Endpoints,
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("peer relay: restore tailscaled's prefs: %w", err)
 	}
-	have := prefsOf(p)
-	set := relayPrefs{}
-	if st.Set != nil {
-		set = *st.Set
-	}
-	var e localapi.Edit
-	if (relayPrefs{Port: have.Port}).equal(relayPrefs{Port: set.Port}) {
-		e.RelayServerPortSet, e.RelayServerPort = true, st.Prev.Port
-	}
-	if (relayPrefs{Endpoints: have.Endpoints}).equal(relayPrefs{Endpoints: set.Endpoints}) {
-		e.RelayServerStaticEndpointsSet, e.RelayServerStaticEndpoints = true, st.Prev.Endpoints
-	}
-	if !e.RelayServerPortSet || !e.RelayServerStaticEndpointsSet {
-		r.log.Warn("peer relay prefs changed since edgerelay set them; leaving the changed ones as they are",
-			"port", portString(have.Port), "endpoints", endpointStrings(have.Endpoints))
-	}
-	if e.RelayServerPortSet || e.RelayServerStaticEndpointsSet {
-		if _, err := api.EditPrefs(ctx, e); err != nil {
-			return fmt.Errorf("peer relay: restore tailscaled's prefs: %w", err)
-		}
-		r.log.Info("tailscaled's peer relay prefs restored", "port", portString(st.Prev.Port), "endpoints", endpointStrings(st.Prev.Endpoints))
-	}
+	r.log.Info("tailscaled's peer relay prefs restored", "to", *st.Prev)
 	return nil
 }
 
-// Show lists what the part owns on the system now, for `subnet show`.
-func (r *Relay) Show(ctx context.Context) []netfilter.Item {
-	st, err := loadState(r.stateDir)
-	if err != nil {
-		return []netfilter.Item{{Kind: "peer-relay", Name: "state", Want: "readable", Have: err.Error()}}
-	}
-	var items []netfilter.Item
-	if st.Set != nil {
-		it := netfilter.Item{Kind: "peer-relay", Name: "tailscaled prefs", Want: describe(*st.Set)}
-		if p, err := r.api.Prefs(ctx); err != nil {
-			it.Have = "unknown: " + err.Error()
-		} else {
-			it.Have, it.InPlace = describe(prefsOf(p)), prefsOf(p).equal(*st.Set)
-		}
-		items = append(items, it)
-	}
-	if st.Firewall != "" {
-		ok, have := r.fw.InPlace(ctx, st.Firewall)
-		items = append(items, netfilter.Item{Kind: "peer-relay", Name: "udp port", Want: "open (" + st.Firewall + ")", Have: have, InPlace: ok})
-	}
-	return items
-}
-
-func describe(p relayPrefs) string {
-	return fmt.Sprintf("port %s, static endpoints %v", portString(p.Port), endpointStrings(p.Endpoints))
+func (a relayPrefs) String() string {
+	return fmt.Sprintf("port %s, static endpoints %v", portString(a.Port), a.Endpoints)
 }

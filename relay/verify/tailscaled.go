@@ -44,7 +44,7 @@ type tailscaled struct {
 }
 
 func newTailscaled(sockets []string, auto bool, o options) *tailscaled {
-	t := &tailscaled{api: localapi.New(sockets[0]), timeout: o.timeout}
+	t := &tailscaled{api: localapi.New(sockets[0], ""), timeout: o.timeout}
 	if auto {
 		t.api = localapi.Find(sockets...)
 	}
