@@ -30,6 +30,16 @@ type CertChange struct {
 	Renewed   bool // false for the certificate loaded from state_dir at start
 }
 
+// OrderFailure tells subscribers that ordering a certificate failed; the current one (if
+// any, expiring at NotAfter) keeps serving and the order is retried in RetryIn.
+type OrderFailure struct {
+	Domains  []string
+	Err      error
+	Attempt  int // consecutive failures, this one included
+	NotAfter time.Time
+	RetryIn  time.Duration
+}
+
 // Timing tunes renewal; zero fields take the defaults.
 type Timing struct {
 	CheckInterval time.Duration // how often to ask the CA's ARI for its renewal window (12 h)
@@ -64,6 +74,11 @@ func WithSubscriber(f func(CertChange)) Option {
 	return func(m *Manager) { m.subs = append(m.subs, f) }
 }
 
+// WithFailures registers f to hear about every failed order. f must return quickly.
+func WithFailures(f func(OrderFailure)) Option {
+	return func(m *Manager) { m.fails = append(m.fails, f) }
+}
+
 // WithRoundTripper wraps the transport used to talk to the CA (tests count requests).
 func WithRoundTripper(wrap func(http.RoundTripper) http.RoundTripper) Option {
 	return func(m *Manager) { m.wrapRT = wrap }
@@ -80,6 +95,7 @@ type Manager struct {
 	timing  Timing
 	wrapRT  func(http.RoundTripper) http.RoundTripper
 	subs    []func(CertChange)
+	fails   []func(OrderFailure)
 
 	mu   sync.RWMutex
 	cert *tls.Certificate // Leaf set

@@ -104,6 +104,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			retryAt = time.Now().Add(d)
 			m.log.Warn("certificate order failed; the current certificate keeps serving", "err", err,
 				"attempt", fails, "retry_in", d, "current_expires", m.Expiry())
+			for _, f := range m.fails {
+				f(OrderFailure{Domains: m.domains, Err: err, Attempt: fails, NotAfter: m.Expiry(), RetryIn: d})
+			}
 			continue
 		}
 		fails = 0

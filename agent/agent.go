@@ -1,4 +1,4 @@
-// Package agent runs edgerelay's parts (relay, ddns, acme, subnet, peer_relay) from one config: it
+// Package agent runs edgerelay's parts (relay, ddns, acme, subnet, peer_relay, notify) from one config: it
 // starts the enabled ones, restarts a failed part with backoff without touching the others,
 // reloads the config on request, passes events between the parts, and owns the state that
 // status and derpmap report.
@@ -10,7 +10,8 @@
 //     agent/field and agent/atomicfile (layout_test.go).
 //   - agent/config composes the sections, reads secrets, adds the line to each problem.
 //   - parts.go turns the enabled sections into Parts (name, section, Run, Undo) and wires
-//     the events: ddns addresses to the relay's region, acme certificates to the relay.
+//     the events: ddns addresses to the relay's region, acme certificates to the relay,
+//     what the parts report to the webhooks of the notify part (notify.go).
 //   - supervise.go runs them: a failing part restarts with backoff, a reload restarts only
 //     the parts whose section changed and undoes those turned off.
 //   - Parts publish snapshots into the agent (status.go); status never waits on a part.
@@ -26,6 +27,7 @@ import (
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/ddns"
 	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
+	"github.com/edgerelay/edgerelay/notify"
 	"github.com/edgerelay/edgerelay/relay"
 )
 
@@ -47,7 +49,10 @@ type Agent struct {
 	cfg   *config.Config
 	relay *relay.Relay  // the running relay: status reads its counters
 	acme  *acme.Manager // the running ACME manager (tests renew through it)
-	addrs relay.Addrs   // the line's current addresses, as ddns last saw them
+	// notifier is the running notify part's (nil without one): events go to it, status
+	// reads its counters.
+	notifier *notify.Notifier
+	addrs    relay.Addrs // the line's current addresses, as ddns last saw them
 
 	// What the other parts last published for status (status.go): reading them never waits
 	// on a part or runs a command.
@@ -84,6 +89,7 @@ func (a *Agent) Relay() *relay.Relay {
 // running parts keep going).
 func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 	sv := newSupervisor(a.log, a.setPartState)
+	sv.failing = a.notifyPartFailing
 	defer sv.stopAll()
 	sv.apply(ctx, a.parts())
 	for {

@@ -14,13 +14,14 @@ import (
 	"github.com/edgerelay/edgerelay/ddns/provider"
 	"github.com/edgerelay/edgerelay/netfilter"
 	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
+	"github.com/edgerelay/edgerelay/notify"
 	"github.com/edgerelay/edgerelay/relay"
 )
 
 // parts lists the enabled parts of the current config. Each captures its own section, so a
 // reload restarts only the parts whose section changed.
 //
-// Adding a part (web, notify, …): give its package a Config with SetDefaults
+// Adding a part (web, …): give its package a Config with SetDefaults
 // and Validate, add its section to agent/config (sections.go), and append a Part here
 // whose Section is that Config and whose Run builds the part and runs it until ctx ends,
 // publishing its state with setState for status. Events between parts go through the
@@ -32,6 +33,9 @@ func (a *Agent) parts() []Part {
 		Section: []any{cfg.StateDir, cfg.MetricsListen},
 		Run:     func(ctx context.Context) error { return a.serveStatus(ctx, cfg.StateDir, cfg.MetricsListen) },
 	}}
+	if cfg.Notify != nil && config.On(cfg.Notify.Enabled, true) {
+		ps = append(ps, a.notifyPart(*cfg.Notify)) // first: the others' early events find it running
+	}
 	if config.On(cfg.Relay.Enabled, true) {
 		ps = append(ps, a.relayPart(cfg.Relay.Config, cfg.StateDir))
 	}
@@ -85,7 +89,12 @@ func (a *Agent) ddnsPart(dc ddns.Config, stateDir, relayHost string, meshSTUN []
 			rr := relayRecord(dc, relayHost)
 			defer setState(a, &a.ddnsState, nil)
 			u, err := ddns.New(dc, stateDir, a.log, ddns.WithMeshSTUN(meshSTUN),
-				ddns.WithSubscriber(func(ch ddns.AddressChange) { a.noteAddress(ch, rr) }),
+				ddns.WithSubscriber(func(ch ddns.AddressChange) {
+					a.noteAddress(ch, rr)
+					a.notify(&notify.Event{Event: notify.AddressChanged, Time: ch.At, Record: ch.Record, Type: ch.Type,
+						Old: addrString(ch.Old), New: addrString(ch.New)})
+				}),
+				ddns.WithWrites(a.notifyWrite),
 				ddns.WithStates(func(s []ddns.RecordState) { setState(a, &a.ddnsState, s) }))
 			if err != nil {
 				return err
@@ -138,7 +147,10 @@ func (a *Agent) acmePart(ac config.ACME, stateDir string) Part {
 			defer setState(a, &a.acmeState, nil)
 			m, err := acme.New(ac.Config, dns, stateDir, a.log, acme.WithSubscriber(func(c acme.CertChange) {
 				setState(a, &a.acmeState, &ACMEStatus{Domains: ac.Domains, NotAfter: c.NotAfter})
-			}))
+				if c.Renewed {
+					a.notify(&notify.Event{Event: notify.CertRenewed, Names: c.Domains, Expires: c.NotAfter})
+				}
+			}), acme.WithFailures(a.notifyOrderFailure))
 			if err != nil {
 				return err
 			}

@@ -170,11 +170,16 @@ func (a *Agent) setMap(m relay.Map, stateDir string, usable bool, prev *relay.DE
 		}
 	}
 	a.mapReadyOnce.Do(func() { close(a.mapReady) })
-	if stale := a.staleLocked(); stale != "" && !reflect.DeepEqual(a.staleLogged, m.Region) {
+	stale := a.staleLocked()
+	if stale != "" && !reflect.DeepEqual(a.staleLogged, m.Region) {
 		a.staleLogged = m.Region
-		a.log.Warn(stale, "new_map", string(relay.DERPMapJSON(m.Region)))
+	} else {
+		stale = ""
 	}
 	a.mu.Unlock()
+	if stale != "" { // logged outside the lock: a slow log writer never holds up status
+		a.log.Warn(stale, "new_map", string(relay.DERPMapJSON(m.Region)))
+	}
 	if save {
 		a.savePublished()
 	}

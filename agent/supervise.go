@@ -30,6 +30,9 @@ const (
 	backoffMin    = time.Second
 	backoffMax    = time.Minute
 	backoffForget = 2 * time.Minute
+	// failingAfter consecutive failures make a part "failing repeatedly" (told once per
+	// streak, to supervisor.failing).
+	failingAfter = 3
 )
 
 // supervisor runs parts, each in its own goroutine, so that one part's failure never
@@ -38,7 +41,10 @@ type supervisor struct {
 	log *slog.Logger
 	// state hears of each part's state: running (err nil) or failed (err), and gone when its
 	// goroutine ends.
-	state   func(name string, err error, gone bool)
+	state func(name string, err error, gone bool)
+	// failing, if set, hears once per streak that a part failed failingAfter times in a
+	// row, with its last error. It must return quickly.
+	failing func(name string, err error, times int)
 	now     func() time.Time
 	after   func(time.Duration) <-chan time.Time
 	running map[string]*runningPart
@@ -107,6 +113,7 @@ func (s *supervisor) start(ctx context.Context, p Part) *runningPart {
 		defer close(rp.done)
 		defer s.state(p.Name, nil, true)
 		backoff := backoffMin
+		fails := 0 // in a row
 		for {
 			started := s.now()
 			s.state(p.Name, nil, false)
@@ -118,7 +125,10 @@ func (s *supervisor) start(ctx context.Context, p Part) *runningPart {
 				err = errors.New("stopped unexpectedly")
 			}
 			if s.now().Sub(started) > backoffForget {
-				backoff = backoffMin // it ran fine for a while: start over
+				backoff, fails = backoffMin, 0 // it ran fine for a while: start over
+			}
+			if fails++; fails == failingAfter && s.failing != nil {
+				s.failing(p.Name, err, fails)
 			}
 			s.state(p.Name, err, false)
 			log.Error("part failed; restarting", "err", err, "in", backoff)

@@ -27,6 +27,17 @@ type AddressChange struct {
 	At     time.Time
 }
 
+// RecordWrite tells subscribers that a record was written (Err nil) or that writing it
+// failed: the first failure of a streak only, retries that fail again are not repeated.
+type RecordWrite struct {
+	Record string // fully qualified name without the trailing dot
+	Type   string
+	Old    string     // what DNS held before ("none", or addresses joined with commas)
+	New    netip.Addr // the address written, or that could not be
+	Err    error
+	At     time.Time
+}
+
 // RecordState is one record's status for `edgerelay status`.
 type RecordState struct {
 	Name        string     `json:"name"` // fully qualified, no trailing dot
@@ -76,6 +87,12 @@ func WithSubscriber(f func(AddressChange)) Option {
 	return func(u *Updater) { u.subs = append(u.subs, f) }
 }
 
+// WithWrites registers f to receive every RecordWrite. f runs on the update loop and must
+// return quickly.
+func WithWrites(f func(RecordWrite)) Option {
+	return func(u *Updater) { u.writes = append(u.writes, f) }
+}
+
 // WithProvider uses p instead of building one from the config (sharing one with acme).
 func WithProvider(p provider.Provider) Option { return func(u *Updater) { u.prov = p } }
 
@@ -102,6 +119,7 @@ type Updater struct {
 	hc       *http.Client
 	timing   Timing
 	subs     []func(AddressChange)
+	writes   []func(RecordWrite)
 	states   func([]RecordState)
 	meshSTUN []string
 
@@ -414,6 +432,7 @@ func (u *Updater) done(r *record, a netip.Addr, old string, now time.Time) {
 			attrs = append(attrs, "since_event", now.Sub(eventAt).Round(time.Millisecond))
 		}
 		u.log.Info("record updated", attrs...)
+		u.tellWrite(RecordWrite{Record: r.fqdn, Type: r.cfg.Type, Old: old, New: a, At: now})
 	} else if changed {
 		u.log.Info("record already up to date", "record", r.fqdn, "type", r.cfg.Type, "address", a)
 	}
@@ -439,4 +458,13 @@ func (u *Updater) failed(r *record, err error) {
 	}
 	u.log.Log(context.Background(), level, "record update failed", "record", r.fqdn, "type", r.cfg.Type,
 		"want", r.selected, "err", err, "attempt", r.fails, "retry_in", d)
+	if first {
+		u.tellWrite(RecordWrite{Record: r.fqdn, Type: r.cfg.Type, Old: fmtAddr(r.published), New: r.selected, Err: err, At: time.Now()})
+	}
+}
+
+func (u *Updater) tellWrite(w RecordWrite) {
+	for _, f := range u.writes {
+		f(w)
+	}
 }

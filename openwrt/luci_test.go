@@ -12,6 +12,7 @@ import (
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 	"github.com/edgerelay/edgerelay/ddns/provider"
+	"github.com/edgerelay/edgerelay/notify"
 )
 
 // luciForm is what testdata/luci-stub.js reports of the view it ran.
@@ -82,7 +83,7 @@ func TestLuCIViewWritesWhatTheDaemonReads(t *testing.T) {
 			switch {
 			case o.Widget == "Flag":
 				v = "1"
-			case o.Widget == "ListValue":
+			case o.Widget == "ListValue" || o.Widget == "MultiValue":
 				v = o.Values[len(o.Values)-1]
 			case v == "":
 				v = "x"
@@ -133,7 +134,7 @@ func TestLuCIViewWritesWhatTheDaemonReads(t *testing.T) {
 		}
 	}
 	// Choices that mirror a daemon list offer all of it, no more, no fewer.
-	mirrors := map[string][]string{"provider_type": provider.Types, "key_alg": provider.TSIGAlgorithms}
+	mirrors := map[string][]string{"provider_type": provider.Types, "key_alg": provider.TSIGAlgorithms, "events": notify.KindNames()}
 	for _, s := range f.Sections {
 		for _, o := range s.Options {
 			for suffix, want := range mirrors {

@@ -26,8 +26,14 @@ const SizeBudgetTarget = "mipsle-softfloat"
 //   - static and stripped, -trimpath, no build id, version stamped into main.version;
 //   - nethttpomithttp2: DERP is HTTP/1.1, net/http's bundled HTTP/2 is dead weight;
 //   - no inlining except on the relay's packet path (our relay packages, runtime, TLS and
-//     its ciphers, bufio, sync, the poller): inlining everywhere costs about 1.2 MB on
-//     mipsle, which the 10 MiB budget cannot carry, and buys nothing off the hot path.
+//     its ciphers, bufio, sync, the poller) and math/bits: inlining everywhere costs about
+//     1.2 MB on mipsle, which the 10 MiB budget cannot carry, and buys nothing off the hot
+//     path. math/bits is there because on 32-bit MIPS its helpers are calls, not
+//     instructions, and ChaCha20-Poly1305 (TLS without AES instructions) calls them per
+//     word: inlined, the emulated mipsle relay delivers about 1.3x as many packets for 44
+//     bytes. Other packages measured (byte order, crypto/cipher, crypto/internal/..., net,
+//     syscall, time, sync/..., internal/..., x/crypto) cost up to 300 KB and gave nothing
+//     measurable on top (README, Performance).
 func BuildFlags(version string) []string {
 	flags := []string{"-trimpath", "-buildvcs=false", "-tags", "nethttpomithttp2",
 		"-ldflags", "-s -w -buildid= -X main.version=" + version, "-gcflags=all=-l"}
@@ -41,6 +47,7 @@ var inlinedPackages = []string{
 	"github.com/edgerelay/edgerelay/relay/...", "runtime", "sync", "bufio", "internal/poll",
 	"crypto/tls", "crypto/internal/fips140/aes/...", "crypto/internal/fips140/subtle",
 	"vendor/golang.org/x/crypto/chacha20...", "vendor/golang.org/x/crypto/internal/poly1305",
+	"math/bits",
 }
 
 // CrossBuild compiles mainPkg (relative to the module in dir) for t into out with

@@ -229,6 +229,7 @@ func (a *admission) removeLocked(c *admittedConn) {
 	c.state = stateDone
 	if c.timer != nil {
 		c.timer.Stop()
+		c.timer = nil // an admitted client may stay for days: let the timer go
 	}
 	if s := a.sources[c.src]; s != nil {
 		if i := slices.Index(s.pending, c); i >= 0 {

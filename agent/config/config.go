@@ -1,9 +1,11 @@
 // Package config reads edgerelay's configuration from a YAML file or an OpenWrt UCI file.
 // It defines no part's settings: each section is the part's own Config (relay.Config,
-// ddns.Config, acme.Config, netfilter.Config, peerrelay.Config; sections.go) plus enabled. Loading decodes the
-// file keeping every key's line, reads secrets given as files (x_file fills x), fills each
-// part's defaults and the few a section takes from another (compose.go), and runs every
-// part's Validate in one pass: all problems at once, each with its key path and line.
+// ddns.Config, acme.Config, netfilter.Config, peerrelay.Config,
+// notify.Config; sections.go) plus enabled.
+// Loading decodes the file keeping every key's line, reads secrets given as files (x_file
+// fills x), fills each part's defaults and the few a section takes from another
+// (compose.go), and runs every part's Validate in one pass: all problems at once, each with
+// its key path and line.
 package config
 
 import (
@@ -29,6 +31,7 @@ type Config struct {
 	Subnet *Subnet `yaml:"subnet"` // nil: section absent, part off
 	// PeerRelay nil: section absent, part off (the default config has none).
 	PeerRelay *PeerRelay `yaml:"peer_relay"`
+	Notify    *Notify    `yaml:"notify"` // nil: section absent, no webhooks
 
 	// Source is the file the config came from ("" for the embedded default).
 	Source string `yaml:"-"`

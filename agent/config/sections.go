@@ -6,6 +6,7 @@ import (
 	"github.com/edgerelay/edgerelay/ddns/provider"
 	"github.com/edgerelay/edgerelay/netfilter"
 	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
+	"github.com/edgerelay/edgerelay/notify"
 	"github.com/edgerelay/edgerelay/relay"
 )
 
@@ -49,6 +50,12 @@ type PeerRelay struct {
 	peerrelay.Config `yaml:",inline"`
 }
 
+// Notify is the notify section: notify.Config, on when present unless enabled is false.
+type Notify struct {
+	Enabled       *bool `yaml:"enabled"`
+	notify.Config `yaml:",inline"`
+}
+
 // partConfig is what the loader asks of a part's Config.
 type partConfig interface {
 	SetDefaults()
@@ -77,6 +84,9 @@ func (cfg *Config) sections() []section {
 	}
 	if s := cfg.PeerRelay; s != nil {
 		ss = append(ss, section{"peer_relay", On(s.Enabled, true), &s.Config, s})
+	}
+	if s := cfg.Notify; s != nil {
+		ss = append(ss, section{"notify", On(s.Enabled, true), &s.Config, s})
 	}
 	return ss
 }

@@ -7,15 +7,14 @@ import (
 	"reflect"
 	"sort"
 	"strings"
-
-	"github.com/edgerelay/edgerelay/ddns"
 )
 
 // OpenWrt UCI files map onto the same tree as YAML:
 //
 //	config edgerelay 'main'      → top-level keys (state_dir, log_level, metrics_listen)
-//	config relay|ddns|acme|subnet|peer_relay → that section
+//	config relay|ddns|acme|subnet|peer_relay|notify → that section
 //	config record                 → one item of ddns.records (repeatable)
+//	config webhook                → one item of notify.webhooks (repeatable)
 //
 // Nested keys are joined with underscores: relay.region.id is `option region_id`,
 // relay.verify_clients.allow is `list verify_clients_allow`, ddns.provider.type is
@@ -293,7 +292,9 @@ var uciSectionKeys = map[string]string{
 	"acme":       "acme",
 	"subnet":     "subnet",
 	"peer_relay": "peer_relay",
+	"notify":     "notify",
 	"record":     "ddns.records",
+	"webhook":    "notify.webhooks",
 }
 
 // uciTree turns UCI sections into the neutral tree, reporting unknown section types and
@@ -310,7 +311,8 @@ func uciTree(secs []uciSection, c *checker) *node {
 		}
 		var target *node
 		var t reflect.Type
-		if key != "ddns.records" {
+		section, list, isItem := strings.Cut(key, ".")
+		if !isItem {
 			if prev, dup := seen[s.typ]; dup {
 				c.probs = append(c.probs, Problem{Path: "config " + s.typ, Line: s.line,
 					Msg: fmt.Sprintf("section appears twice (first at line %d); give both the same name to merge them, as uci does", prev)})
@@ -318,19 +320,20 @@ func uciTree(secs []uciSection, c *checker) *node {
 			}
 			seen[s.typ] = s.line
 		}
-		switch key {
-		case "":
+		switch {
+		case key == "":
 			target, t = root, reflect.TypeOf(Config{})
-		case "ddns.records":
-			sec := ensureMapping(root, "ddns", s.line)
-			recs := sec.get("records")
-			if recs == nil {
-				recs = &node{kind: sequenceNode, line: s.line}
-				sec.set("records", recs)
+		case isItem: // one item of a list of sections, such as ddns.records
+			sec := ensureMapping(root, section, s.line)
+			items := sec.get(list)
+			if items == nil {
+				items = &node{kind: sequenceNode, line: s.line}
+				sec.set(list, items)
 			}
 			target = &node{kind: mappingNode, line: s.line}
-			recs.items = append(recs.items, target)
-			t = reflect.TypeOf(ddns.Record{})
+			items.items = append(items.items, target)
+			secType := derefType(yamlFields(reflect.TypeOf(Config{}))[section].typ)
+			t = derefType(yamlFields(secType)[list].typ.Elem())
 		default:
 			target = ensureMapping(root, key, s.line)
 			top := reflect.TypeOf(Config{})

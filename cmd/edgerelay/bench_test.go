@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,236 +9,252 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/edgerelay/edgerelay/agent/testenv"
-	"tailscale.com/derp"
-	"tailscale.com/derp/derphttp"
-	"tailscale.com/net/netmon"
-	"tailscale.com/tailcfg"
-	"tailscale.com/types/key"
 )
 
-// TestLoad is `make bench`'s load tool: it drives our relay and the reference derper (built
-// from the same tailscale.com version, never shipped) with the same Tailscale clients over
-// TLS on loopback, and prints throughput, latency, memory and CPU side by side. It asserts
-// nothing about speed; it runs only when EDGERELAY_BENCH=1.
+// The bench pins the server under test to one core and its load (a separate process) to the
+// other, so what it reports as server CPU is the server's own.
+const (
+	serverCPU = "0"
+	loadCPU   = "1"
+)
+
+// TestLoad is `make bench`'s load tool: it drives our relay, the reference derper (built from
+// the same tailscale.com version, never shipped) and a floor (a bare TLS forwarder, no DERP)
+// with the same load over TLS on loopback, and prints delivered packets, loss and server CPU
+// per packet at paced rates and past saturation, round-trip times and memory side by side.
+// It asserts nothing about speed; it runs only when EDGERELAY_BENCH=1.
 func TestLoad(t *testing.T) {
 	if os.Getenv("EDGERELAY_BENCH") != "1" {
 		t.Skip("load figures: run with EDGERELAY_BENCH=1 (make bench)")
 	}
-	dur := 5 * time.Second
-	if s := os.Getenv("EDGERELAY_BENCH_SECONDS"); s != "" {
-		n, _ := strconv.Atoi(s)
-		dur = time.Duration(n) * time.Second
-	}
-	idleClients := 1000
 	derperBin := filepath.Join(t.TempDir(), "derper")
 	if out, err := exec.Command("go", "build", "-o", derperBin, "tailscale.com/cmd/derper").CombinedOutput(); err != nil {
 		t.Fatalf("building derper: %v\n%s", err, out)
 	}
-	targets := []struct {
-		name  string
-		start func(t *testing.T, port int) *exec.Cmd
-	}{
-		{"edgerelay", func(t *testing.T, port int) *exec.Cmd {
-			dir := t.TempDir()
-			cfg := filepath.Join(dir, "c.yaml")
-			os.WriteFile(cfg, []byte(fmt.Sprintf("state_dir: %s\nlog_level: warn\nrelay:\n  hostname: 127.0.0.1\n  listen: 127.0.0.1:%d\n  stun_listen: \"\"\n  tls: {mode: self-signed}\n  max_clients: 5000\n  accept_rate: 10000\n  accept_rate_per_source: 10000\n  max_pending: 1000\n  max_pending_per_source: 1000\n", dir, port)), 0o600)
-			return exec.Command(binPath, "run", "-c", cfg)
-		}},
-		{"derper", func(t *testing.T, port int) *exec.Cmd {
-			dir := t.TempDir()
-			return exec.Command(derperBin, "-a", fmt.Sprintf("127.0.0.1:%d", port), "-certmode", "manual", "-certdir", dir,
-				"-hostname", "127.0.0.1", "-stun=false", "-http-port", "-1", "-c", filepath.Join(dir, "derper.key"))
+	printBenchContext()
+	servers := []benchServer{
+		{"edgerelay", edgerelayCmd(binPath)},
+		{"derper", derperCmd(derperBin)},
+		{"floor", func(_ *testing.T, port int) *exec.Cmd {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestBenchFloor$", "-test.count=1")
+			cmd.Env = append(os.Environ(), fmt.Sprintf("EDGERELAY_BENCH_FLOOR=127.0.0.1:%d", port), "EDGERELAY_E2E_BIN="+binPath)
+			return cmd
 		}},
 	}
-	results := map[string]map[string]float64{}
-	var order []string
-	for _, tg := range targets {
-		port := testenv.FreePort(t, "tcp")
-		cmd := tg.start(t, port)
-		cmd.Stderr = nil
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		waitTCP(t, fmt.Sprintf("127.0.0.1:%d", port))
-		time.Sleep(500 * time.Millisecond)
-		region := &tailcfg.DERPRegion{RegionID: 900, RegionCode: "bench", Nodes: []*tailcfg.DERPNode{{
-			Name: "900a", RegionID: 900, HostName: "127.0.0.1", IPv4: "127.0.0.1", DERPPort: port, InsecureForTests: true,
-		}}}
-		r := map[string]float64{}
-		r["idle RSS MB"] = rssMB(cmd.Process.Pid, "VmRSS")
-		for _, pairs := range []int{1, 4, 16} {
-			pps := throughput(t, region, pairs, dur)
-			r[fmt.Sprintf("pkt/s %2d pairs", pairs)] = pps
-			r[fmt.Sprintf("Mbit/s %2d pairs", pairs)] = pps * 1200 * 8 / 1e6
-		}
-		cpu0 := cpuSeconds(cmd.Process.Pid)
-		bytes := throughputBytes(t, region, 4, dur)
-		r["CPU s per GB"] = (cpuSeconds(cmd.Process.Pid) - cpu0) / (bytes / 1e9)
-		p50, p99 := latency(t, region, 2000)
-		r["RTT p50 µs"], r["RTT p99 µs"] = p50, p99
-		closeAll := connectIdle(t, region, idleClients)
-		r[fmt.Sprintf("RSS %d clients MB", idleClients)] = rssMB(cmd.Process.Pid, "VmRSS")
-		r["peak RSS MB"] = rssMB(cmd.Process.Pid, "VmHWM")
-		closeAll()
-		cmd.Process.Kill()
-		cmd.Wait()
-		results[tg.name] = r
-		if order == nil {
-			for k := range r {
-				order = append(order, k)
+	// Rounds alternate the servers, so a burst of other work on the machine does not land
+	// on one server only; each figure is the median over the rounds.
+	var rows []benchRow
+	for round := range benchRounds() {
+		for _, s := range servers {
+			rows = append(rows, s.sweep(t, benchSeconds(6))...)
+			if round == 0 && s.name != "floor" {
+				rows = append(rows, s.latencyAndMemory(t)...)
 			}
-			slices.Sort(order)
 		}
 	}
-	fmt.Printf("\n%-24s %14s %14s %8s\n", "1200-byte packets, TLS", "edgerelay", "derper", "ratio")
-	for _, k := range order {
-		a, b := results["edgerelay"][k], results["derper"][k]
-		fmt.Printf("%-24s %14.1f %14.1f %8.2f\n", k, a, b, a/b)
+	printRows("amd64 (this machine), server on one core, load on the other", rows, []string{"edgerelay", "derper", "floor"})
+}
+
+// benchRounds is how often each server runs the sweep (EDGERELAY_BENCH_ROUNDS, default 2).
+func benchRounds() int {
+	if n, err := strconv.Atoi(os.Getenv("EDGERELAY_BENCH_ROUNDS")); err == nil && n > 0 {
+		return n
+	}
+	return 2
+}
+
+// benchSeconds is the measured window of each step (EDGERELAY_BENCH_SECONDS overrides def).
+func benchSeconds(def float64) float64 {
+	if n, err := strconv.ParseFloat(os.Getenv("EDGERELAY_BENCH_SECONDS"), 64); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// step is one load: pairs of senders at a total rate (0: unpaced, past saturation), evenly
+// spaced or in bursts each millisecond.
+type step struct {
+	pairs  int
+	rate   float64
+	bursty bool
+}
+
+func (s step) String() string {
+	switch {
+	case s.rate == 0:
+		return fmt.Sprintf("%2d pairs unpaced", s.pairs)
+	case s.bursty:
+		return fmt.Sprintf("%2d pairs %5.0f/s bursts", s.pairs, s.rate)
+	}
+	return fmt.Sprintf("%2d pairs %5.0f/s even", s.pairs, s.rate)
+}
+
+func (s step) spec(addr string, raw bool, secs float64) loadSpec {
+	return loadSpec{Addr: addr, Raw: raw, Pairs: s.pairs, Rate: s.rate, Bursty: s.bursty, Seconds: secs, Size: 1200}
+}
+
+// pacedSteps go from light load to past saturation. Even pacing makes every packet a
+// wake-up; bursts (what is due each millisecond, back to back) let servers batch.
+var pacedSteps = []step{
+	{1, 5000, false}, {4, 2000, false}, {4, 5000, false}, {4, 10000, false}, {4, 20000, false},
+	{1, 5000, true}, {4, 5000, true}, {4, 20000, true},
+	{1, 0, false}, {4, 0, false}, {16, 0, false},
+}
+
+// benchServer starts one server under test on a port.
+type benchServer struct {
+	name  string
+	start func(t *testing.T, port int) *exec.Cmd
+}
+
+// benchRow is one figure for one server.
+type benchRow struct {
+	server, what string
+	value        float64
+}
+
+func edgerelayCmd(bin string, wrap ...string) func(*testing.T, int) *exec.Cmd {
+	return func(t *testing.T, port int) *exec.Cmd {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "c.yaml")
+		os.WriteFile(cfg, []byte(fmt.Sprintf("state_dir: %s\nlog_level: warn\nrelay:\n  hostname: 127.0.0.1\n  listen: 127.0.0.1:%d\n  stun_listen: \"\"\n  tls: {mode: self-signed}\n  max_clients: 5000\n  accept_rate: 10000\n  accept_rate_per_source: 10000\n  max_pending: 1000\n  max_pending_per_source: 1000\n", dir, port)), 0o600)
+		args := append(wrap, bin, "run", "-c", cfg)
+		return exec.Command(args[0], args[1:]...)
 	}
 }
 
-func connectRegion(t *testing.T, region *tailcfg.DERPRegion) (*derphttp.Client, key.NodePublic) {
+func derperCmd(bin string, wrap ...string) func(*testing.T, int) *exec.Cmd {
+	return func(t *testing.T, port int) *exec.Cmd {
+		dir := t.TempDir()
+		args := append(wrap, bin, "-a", fmt.Sprintf("127.0.0.1:%d", port), "-certmode", "manual", "-certdir", dir,
+			"-hostname", "127.0.0.1", "-stun=false", "-http-port", "-1", "-c", filepath.Join(dir, "derper.key"))
+		return exec.Command(args[0], args[1:]...)
+	}
+}
+
+// launch starts the server pinned to serverCPU and waits until it listens.
+func (s benchServer) launch(t *testing.T) (*exec.Cmd, string) {
 	t.Helper()
-	priv := key.NewNode()
-	c := derphttp.NewRegionClient(priv, func(string, ...any) {}, netmon.NewStatic(), func() *tailcfg.DERPRegion { return region })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.Connect(ctx); err != nil {
+	port := testenv.FreePort(t, "tcp")
+	cmd := s.start(t, port)
+	cmd.Args = append([]string{"taskset", "-c", serverCPU}, cmd.Args...)
+	cmd.Path, _ = exec.LookPath("taskset")
+	cmd.Stdout, cmd.Stderr = nil, nil
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Wait for ServerInfo so the server has registered us.
-	for {
-		m, err := c.Recv()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := m.(derp.ServerInfoMessage); ok {
-			return c, priv.Public()
-		}
-	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitTCP(t, addr)
+	time.Sleep(500 * time.Millisecond)
+	return cmd, addr
 }
 
-// throughput relays 1200-byte packets over `pairs` sender→receiver pairs for d and returns
-// packets received per second.
-func throughput(t *testing.T, region *tailcfg.DERPRegion, pairs int, d time.Duration) float64 {
-	return throughputBytes(t, region, pairs, d) / 1200 / d.Seconds()
-}
-
-func throughputBytes(t *testing.T, region *tailcfg.DERPRegion, pairs int, d time.Duration) float64 {
-	var received atomic.Int64
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	pkt := make([]byte, 1200)
-	var clients []*derphttp.Client
-	for range pairs {
-		snd, _ := connectRegion(t, region)
-		rcv, rk := connectRegion(t, region)
-		clients = append(clients, snd, rcv)
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if snd.Send(rk, pkt) != nil {
-					return
-				}
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			for {
-				m, err := rcv.Recv()
-				if err != nil {
-					return
-				}
-				if _, ok := m.(derp.ReceivedPacket); ok {
-					received.Add(1)
-				}
-			}
-		}()
-	}
-	time.Sleep(500 * time.Millisecond) // warm up
-	start := received.Load()
-	time.Sleep(d)
-	got := received.Load() - start
-	close(stop)
-	for _, c := range clients {
-		c.Close()
-	}
-	wg.Wait()
-	return float64(got) * 1200
-}
-
-// latency measures round trips A→B→A of 1200-byte packets, one at a time.
-func latency(t *testing.T, region *tailcfg.DERPRegion, n int) (p50, p99 float64) {
-	a, ak := connectRegion(t, region)
-	b, bk := connectRegion(t, region)
-	defer a.Close()
-	defer b.Close()
-	go func() {
-		for {
-			m, err := b.Recv()
-			if err != nil {
-				return
-			}
-			if p, ok := m.(derp.ReceivedPacket); ok {
-				b.Send(ak, p.Data)
-			}
+// sweep measures delivered packets, loss and server CPU per packet at each paced step.
+func (s benchServer) sweep(t *testing.T, secs float64) []benchRow {
+	cmd, addr := s.launch(t)
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var rows []benchRow
+	for _, st := range pacedSteps {
+		r, cpu := measure(t, cmd.Process.Pid, st.spec(addr, s.name == "floor", secs), loadCPU)
+		rows = append(rows,
+			benchRow{s.name, st.String() + " delivered/s", float64(r.Received) / r.Seconds},
+			benchRow{s.name, st.String() + " CPU µs/pkt", 1e6 * cpu / float64(max(r.Received, 1))})
+		if st.rate > 0 { // unpaced senders count what is still in socket buffers as lost
+			rows = append(rows, benchRow{s.name, st.String() + " loss %", 100 * (1 - float64(r.Received)/float64(max(r.Sent, 1)))})
 		}
-	}()
-	pkt := make([]byte, 1200)
-	rtts := make([]float64, 0, n)
-	for range n {
-		t0 := time.Now()
-		a.Send(bk, pkt)
-		for {
-			m, err := a.Recv()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, ok := m.(derp.ReceivedPacket); ok {
-				break
-			}
-		}
-		rtts = append(rtts, float64(time.Since(t0).Microseconds()))
 	}
-	slices.Sort(rtts)
-	return rtts[n/2], rtts[n*99/100]
+	return rows
 }
 
-// connectIdle connects n clients and leaves them idle; it returns a func closing them.
-func connectIdle(t *testing.T, region *tailcfg.DERPRegion, n int) func() {
-	cs := make([]*derphttp.Client, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	for i := range cs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			cs[i], _ = connectRegion(t, region)
-		}()
-	}
-	wg.Wait()
+// latencyAndMemory measures round trips one at a time, and RSS idle and with 1,000 idle
+// clients: two seconds after they connected (close to the peak the handshakes leave) and
+// settled, after 30 seconds in which the runtime returns what the handshakes freed.
+func (s benchServer) latencyAndMemory(t *testing.T) []benchRow {
+	cmd, addr := s.launch(t)
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pid := cmd.Process.Pid
+	rows := []benchRow{{s.name, "idle RSS MB", rssMB(pid, "VmRSS")}}
+	r, _ := measure(t, pid, loadSpec{Addr: addr, RTT: 2000, Size: 1200}, loadCPU)
+	rows = append(rows, benchRow{s.name, "RTT p50 µs", r.P50}, benchRow{s.name, "RTT p99 µs", r.P99})
+	idle := startLoad(t, loadSpec{Addr: addr, Idle: 1000}, loadCPU)
+	idle.await(t, "START")
 	time.Sleep(2 * time.Second)
-	return func() {
-		for _, c := range cs {
-			if c != nil {
-				c.Close()
-			}
+	rows = append(rows, benchRow{s.name, "RSS 1000 clients, 2 s MB", rssMB(pid, "VmRSS")})
+	time.Sleep(28 * time.Second)
+	rows = append(rows, benchRow{s.name, "RSS 1000 clients, 30 s MB", rssMB(pid, "VmRSS")},
+		benchRow{s.name, "peak RSS MB", rssMB(pid, "VmHWM")})
+	idle.stdin.Close()
+	idle.cmd.Wait()
+	return rows
+}
+
+// printRows prints one line per figure with a column per server and ratios to the others.
+func printRows(title string, rows []benchRow, servers []string) {
+	var order []string
+	all := map[string]map[string][]float64{}
+	for _, r := range rows {
+		if all[r.what] == nil {
+			all[r.what] = map[string][]float64{}
+			order = append(order, r.what)
+		}
+		all[r.what][r.server] = append(all[r.what][r.server], r.value)
+	}
+	val := map[string]map[string]float64{}
+	for w, m := range all {
+		val[w] = map[string]float64{}
+		for s, vs := range m {
+			val[w][s] = median(vs)
 		}
 	}
+	fmt.Printf("\n%s (medians of %d rounds)\n%-36s", title, benchRounds(), "1200-byte packets, TLS")
+	for _, s := range servers {
+		fmt.Printf(" %11s", s)
+	}
+	for _, s := range servers[1:] {
+		fmt.Printf(" %11s", servers[0][:4]+"/"+s)
+	}
+	fmt.Println()
+	for _, w := range order {
+		fmt.Printf("%-36s", w)
+		for _, s := range servers {
+			if v, ok := val[w][s]; ok {
+				fmt.Printf(" %11.1f", v)
+			} else {
+				fmt.Printf(" %11s", "")
+			}
+		}
+		for _, s := range servers[1:] {
+			a, b := val[w][servers[0]], val[w][s]
+			if b != 0 && !strings.Contains(w, "loss") {
+				fmt.Printf(" %11.2f", a/b)
+			}
+		}
+		fmt.Println()
+	}
+}
+
+func median(vs []float64) float64 {
+	vs = slices.Clone(vs)
+	slices.Sort(vs)
+	if n := len(vs); n%2 == 0 {
+		return (vs[n/2-1] + vs[n/2]) / 2
+	}
+	return vs[len(vs)/2]
+}
+
+// printBenchContext says what else runs on the machine: figures from a shared machine are
+// noisy, and the reader should know.
+func printBenchContext() {
+	b, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("load average before the bench: %s", b)
+	out, _ := exec.Command("ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers").Output()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	fmt.Printf("busiest processes: %s\n", strings.Join(lines[:min(4, len(lines))], ";"))
 }
 
 func rssMB(pid int, field string) float64 {
@@ -258,7 +273,7 @@ func rssMB(pid int, field string) float64 {
 	return 0
 }
 
-// cpuSeconds is the process's user+system CPU time.
+// cpuSeconds is the process's user+system CPU time, from /proc/<pid>/stat.
 func cpuSeconds(pid int) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {

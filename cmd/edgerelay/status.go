@@ -103,6 +103,9 @@ func printStatus(ctx context.Context, w io.Writer, cfg *config.Config, asJSON bo
 			p("  error: %s", pr.Error)
 		}
 	}
+	for _, w := range st.Webhooks {
+		p("webhook %s: %d sent, %d failed, %d dropped, %d queued; last error: %s", w.URL, w.Sent, w.Failed, w.Dropped, w.Queued, addrOrNone(w.LastError, w.LastError != ""))
+	}
 	p("memory: heap %.1f MB, from the OS %.1f MB, %d goroutines", float64(st.Memory.HeapBytes)/1e6, float64(st.Memory.SysBytes)/1e6, st.Memory.Goroutines)
 	return nil
 }

@@ -57,6 +57,7 @@ const form = {
 	},
 	NamedSection: { kind: 'NamedSection' }, TypedSection: { kind: 'TypedSection' }, GridSection: { kind: 'GridSection' },
 	Value: widget('Value'), ListValue: widget('ListValue'), Flag: widget('Flag'), DynamicList: widget('DynamicList'),
+	MultiValue: widget('MultiValue'), TextValue: widget('TextValue'),
 };
 const view = { extend: obj => obj };
 const luciFs = {

@@ -3,24 +3,45 @@ package derp
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"io"
 )
 
 // readFrameHeader reads a frame's type and payload length.
 func readFrameHeader(br *bufio.Reader) (typ byte, n uint32, err error) {
 	var hdr [frameHeaderLen]byte
-	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+	if err := readSmall(br, hdr[:]); err != nil {
 		return 0, 0, err
 	}
 	return hdr[0], binary.BigEndian.Uint32(hdr[1:]), nil
 }
 
+// readSmall is io.ReadFull for a few bytes, copied out of br's buffer: p stays on the
+// caller's stack (through io.ReadFull's interface it would escape, an allocation per frame).
+func readSmall(br *bufio.Reader, p []byte) error {
+	for read := 0; read < len(p); {
+		b, err := br.Peek(min(len(p)-read, br.Size()))
+		read += copy(p[read:], b)
+		br.Discard(len(b))
+		if err != nil && read < len(p) {
+			if read > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
 // writeFrameHeader writes a frame's type and payload length.
 func writeFrameHeader(bw *bufio.Writer, typ byte, n uint32) error {
-	var hdr [frameHeaderLen]byte
-	hdr[0] = typ
-	binary.BigEndian.PutUint32(hdr[1:], n)
-	_, err := bw.Write(hdr[:])
+	if bw.Available() < frameHeaderLen {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+	}
+	// Built in bw's own buffer: a local array would escape through Write.
+	_, err := bw.Write(binary.BigEndian.AppendUint32(append(bw.AvailableBuffer(), typ), n))
 	return err
 }
 

@@ -61,14 +61,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// ends. That releases net/http's per-connection state, and the reader's stack is sized
 	// by its own shallow read path, not by the TLS and NaCl handshakes that grew this one
 	// (about 4 KiB less per idle client).
-	ctx := context.WithoutCancel(r.Context())
-	c, err := s.accept(ctx, nc, brw.Reader, brw.Writer, remote)
+	c, err := s.accept(context.WithoutCancel(r.Context()), nc, brw.Reader, brw.Writer, remote)
 	if err != nil {
 		s.log.Debug("derp: handshake failed", "remote", remote.String(), "err", err)
 		return
 	}
+	// The connection outlives the request: its contexts (never cancelled once hijacked)
+	// would only keep net/http's per-connection state alive. Close ends every connection.
 	go func() {
-		if err := c.serve(ctx); err != nil {
+		if err := c.serve(context.Background()); err != nil {
 			s.log.Debug("derp: connection ended", "remote", remote.String(), "err", err)
 		}
 	}()

@@ -512,13 +512,13 @@ func (l *meshLink) forward(dst Key, p packet) {
 		return
 	}
 	p.dst = dst
-	if push(p, l.q, l.q, &l.queued, &l.s.stats, &l.dropped) && !l.up.Load() {
+	if push(p, chanQueue(l.q), chanQueue(l.q), &l.queued, &l.s.stats, &l.dropped) && !l.up.Load() {
 		l.drain() // the link went down meanwhile and may have drained already
 	}
 }
 
 func (l *meshLink) drain() {
-	drain(l.q, &l.queued, &l.s.stats, &l.dropped, dropGoneDisconnected)
+	drain(chanQueue(l.q), &l.queued, &l.s.stats, &l.dropped, dropGoneDisconnected)
 }
 
 // writeLoop writes queued ForwardPacket frames and pongs, batching whatever is ready into

@@ -46,33 +46,93 @@ func (b *budget) give(n int64) {
 	}
 }
 
+// queue is what push and drain work on: a client's ring (under the client's lock) or a mesh
+// link's channel.
+type queue interface {
+	put(p packet) bool // false when full
+	take() (packet, bool)
+	len() int
+}
+
+// ring is a client's queue: a bounded FIFO whose storage is allocated with the first packet,
+// so a client that never receives anything pays only for the header.
+type ring struct {
+	buf     []packet
+	head, n int
+	depth   int
+}
+
+func (r *ring) put(p packet) bool {
+	if r.n == r.depth {
+		return false
+	}
+	if r.buf == nil {
+		r.buf = make([]packet, r.depth)
+	}
+	r.buf[(r.head+r.n)%r.depth] = p
+	r.n++
+	return true
+}
+
+func (r *ring) take() (packet, bool) {
+	if r.n == 0 {
+		return nil, false
+	}
+	p := r.buf[r.head]
+	r.buf[r.head] = nil
+	r.head = (r.head + 1) % r.depth
+	r.n--
+	return p, true
+}
+
+func (r *ring) len() int { return r.n }
+
+// chanQueue is a mesh link's queue, which its writer waits on.
+type chanQueue chan packet
+
+func (q chanQueue) put(p packet) bool {
+	select {
+	case q <- p:
+		return true
+	default:
+		return false
+	}
+}
+
+func (q chanQueue) take() (packet, bool) {
+	select {
+	case p := <-q:
+		return p, true
+	default:
+		return nil, false
+	}
+}
+
+func (q chanQueue) len() int { return len(q) }
+
 // push queues p on q within b without blocking. When q is full, its oldest packet makes
 // room; when bytes are short, the oldest packet of bulk does (the receiver's data queue,
 // which may be q), else of q. After three tries p itself is dropped. Drops are counted in
 // st and, when not nil, in dropped. It reports whether p was queued.
-func push(p packet, q, bulk chan packet, b *budget, st *Stats, dropped *atomic.Int64) bool {
+func push(p packet, q, bulk queue, b *budget, st *Stats, dropped *atomic.Int64) bool {
 	n := p.cost()
 	reason := dropQueueHead
 	for range 3 {
 		var ok bool
 		if ok, reason = b.take(n); ok {
-			select {
-			case q <- p:
+			if q.put(p) {
 				return true
-			default:
-				b.give(n)
-				reason = dropQueueHead
 			}
+			b.give(n)
+			reason = dropQueueHead
 		}
 		from := q
-		if reason != dropQueueHead && len(bulk) > 0 {
+		if reason != dropQueueHead && bulk.len() > 0 {
 			from = bulk
 		}
-		select {
-		case old := <-from:
+		if old, ok := from.take(); ok {
 			b.give(old.cost())
 			dropPacket(st, dropped, reason, old)
-		default:
 		}
 	}
 	if reason == dropQueueHead {
@@ -83,15 +143,14 @@ func push(p packet, q, bulk chan packet, b *budget, st *Stats, dropped *atomic.I
 }
 
 // drain empties q, counting each packet as dropped for reason.
-func drain(q chan packet, b *budget, st *Stats, dropped *atomic.Int64, reason int) {
+func drain(q queue, b *budget, st *Stats, dropped *atomic.Int64, reason int) {
 	for {
-		select {
-		case p := <-q:
-			b.give(p.cost())
-			dropPacket(st, dropped, reason, p)
-		default:
+		p, ok := q.take()
+		if !ok {
 			return
 		}
+		b.give(p.cost())
+		dropPacket(st, dropped, reason, p)
 	}
 }
 
@@ -103,32 +162,28 @@ func dropPacket(st *Stats, dropped *atomic.Int64, reason int, p packet) {
 	p.release()
 }
 
-// enqueue adds p to c's queues without ever blocking.
+// enqueue adds p to c's queues without ever blocking, and makes sure a sender runs.
 func (c *sclient) enqueue(p packet) {
-	select {
-	case <-c.done:
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
 		dropPacket(&c.s.stats, nil, dropGoneDisconnected, p)
 		return
-	default:
 	}
-	q := c.dataQ
+	q := &c.data
 	if p.disco {
-		q = c.discoQ
+		q = &c.disco
 	}
-	if !push(p, q, c.dataQ, &c.queued, &c.s.stats, nil) {
-		return
+	if push(p, q, &c.data, &c.queued, &c.s.stats, nil) {
+		c.startSenderLocked()
 	}
-	select {
-	case <-c.done: // the reader ended meanwhile and may have drained already
-		c.drainQueues()
-	default:
-		c.kick()
-	}
+	c.mu.Unlock()
 }
 
-func (c *sclient) drainQueues() {
-	drain(c.dataQ, &c.queued, &c.s.stats, nil, dropGoneDisconnected)
-	drain(c.discoQ, &c.queued, &c.s.stats, nil, dropGoneDisconnected)
+// drainLocked drops what is still queued when the reader ends.
+func (c *sclient) drainLocked() {
+	drain(&c.data, &c.queued, &c.s.stats, nil, dropGoneDisconnected)
+	drain(&c.disco, &c.queued, &c.s.stats, nil, dropGoneDisconnected)
 }
 
 // DefaultQueueBytesTotal is the server-wide queue budget when Options leave it unset: an

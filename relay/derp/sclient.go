@@ -3,14 +3,11 @@ package derp
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,31 +30,28 @@ type sclient struct {
 	isDup     atomic.Bool
 	evicted   atomic.Bool // closed for MaxConnsPerKey; its reader is ending
 	preferred atomic.Bool
+	queued    budget    // bytes in data and disco (queue.go)
+	kaAt      time.Time // when the next KeepAlive is due; guarded by Server.mu
 
-	done   chan struct{} // closed when the reader loop ends
-	dataQ  chan packet
-	discoQ chan packet   // disco gets its own queue so control survives bulk data
-	queued budget        // bytes in dataQ and discoQ (queue.go)
-	pongQ  chan [8]byte  // depth 1: pings faster than pongs go out are dropped
-	notify chan struct{} // depth 1: pending control frames below are waiting
-	kaDue  atomic.Bool   // a KeepAlive frame is due
-	ka     *time.Timer   // fires every KeepAlive interval (plus per-connection jitter)
-
-	// sender state: at most one sender goroutine runs; sendActive mirrors sending so the
-	// packet path can skip the lock when a sender is already on its way.
-	sendActive atomic.Bool
-	sendMu     sync.Mutex
-	sendCond   *sync.Cond // signalled when a sender ends
-	sending    bool
-	closed     bool // the reader has ended: start no more senders
-
-	mu          sync.Mutex // guards the pending control frames
-	pendingGone []peerGone
-	pendingPres []peerPresence
-	health      *string
-	restarting  bool
-
-	sawSrc map[Key]struct{} // owned by the send loop; read by unregister after it ends
+	// The send side, under one lock: the queues, the control frames waiting, and whether
+	// a sender runs. Queueing a packet is a lock and a slot in a ring; the queues get
+	// their storage with their first packet.
+	mu            sync.Mutex
+	data, disco   ring // disco gets its own queue so control survives bulk data
+	pong          [8]byte
+	pongDue       bool // a pong is waiting: pings faster than pongs go out are dropped
+	kaDue         bool
+	pendingGone   []peerGone
+	pendingPres   []peerPresence
+	health        *string
+	restarting    bool
+	sending       bool             // a sender goroutine exists (writing, or parked on wake)
+	parked        bool             // the sender waits on wake for work
+	idleSweeps    int              // keepalive sweeps the sender stayed parked through
+	wake          sync.Cond        // on mu: wakes the parked sender
+	closed        bool             // the reader ended or a write failed: nothing more is written
+	senderStopped chan struct{}    // closed when the sender ends, if the reader waits for that
+	sawSrc        map[Key]struct{} // sources this client got packets from (unregister reads it)
 
 	notHereTokens float64 // rate limit for PeerGone(NotHere); reader goroutine only
 	notHereLast   time.Time
@@ -86,19 +80,15 @@ func (s *Server) newClient(nc net.Conn, br *bufio.Reader, h hello, remote netip.
 		canMesh:       s.isMeshPeer(h),
 		isProber:      h.isProber,
 		connNum:       s.nextConn.Add(1),
-		done:          make(chan struct{}),
-		dataQ:         make(chan packet, s.opts.QueueDepth),
-		discoQ:        make(chan packet, s.opts.QueueDepth),
-		pongQ:         make(chan [8]byte, 1),
-		notify:        make(chan struct{}, 1),
-		sawSrc:        map[Key]struct{}{},
+		data:          ring{depth: s.opts.QueueDepth},
+		disco:         ring{depth: s.opts.QueueDepth},
 		notHereTokens: 3,
 	}
 	if !c.canMesh {
 		c.recvLimit = ratelimit.New(float64(s.opts.ClientRate), s.opts.ClientBurst)
 	}
 	c.queued.limit, c.queued.parent = s.opts.QueueBytes, &s.queued
-	c.sendCond = sync.NewCond(&c.sendMu)
+	c.wake.L = &c.mu
 	return c
 }
 
@@ -127,26 +117,11 @@ func (c *sclient) presence() peerPresence {
 
 // run is the reader loop; it returns when the connection ends.
 func (c *sclient) run(ctx context.Context) error {
-	interval := c.s.opts.KeepAlive + rand.N(5*time.Second)
-	c.ka = time.AfterFunc(interval, func() {
-		select {
-		case <-c.done:
-			return // the connection ended: let the timer go
-		default:
-		}
-		c.kaDue.Store(true)
-		c.kick()
-		c.ka.Reset(interval)
-	})
-	defer func() {
-		close(c.done)
-		c.nc.Close()
-		c.ka.Stop()
-		c.stopSender()
-		c.drainQueues()
-	}()
-	stop := context.AfterFunc(ctx, func() { c.nc.Close() })
-	defer stop()
+	defer c.end()
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { c.nc.Close() })
+		defer stop()
+	}
 	for {
 		typ, n, err := readFrameHeader(c.br)
 		if err != nil {
@@ -165,6 +140,25 @@ func (c *sclient) run(ctx context.Context) error {
 		if err := c.handleFrame(typ, n); err != nil {
 			return fmt.Errorf("derp: %v: %w", c.key, err)
 		}
+	}
+}
+
+// end closes the connection when the reader ends, drops what is still queued and waits for
+// a running sender, which fails its next write, to give back what it holds.
+func (c *sclient) end() {
+	c.nc.Close()
+	c.mu.Lock()
+	c.closed = true
+	c.drainLocked()
+	var stopped chan struct{}
+	if c.sending {
+		stopped = make(chan struct{})
+		c.senderStopped = stopped
+		c.wake.Signal() // a parked sender ends now
+	}
+	c.mu.Unlock()
+	if stopped != nil {
+		<-stopped
 	}
 }
 
@@ -188,18 +182,19 @@ func (c *sclient) handleFrame(typ byte, n uint32) error {
 			return fmt.Errorf("ping frame: length %d outside 8..%d", n, maxPingLen)
 		}
 		var data [8]byte
-		if _, err := io.ReadFull(c.br, data[:]); err != nil {
+		if err := readSmall(c.br, data[:]); err != nil {
 			return err
 		}
 		if err := discard(c.br, n-8); err != nil {
 			return err
 		}
 		c.s.stats.GotPing.Add(1)
-		select {
-		case c.pongQ <- data:
-			c.kick()
-		default:
+		c.mu.Lock()
+		if !c.pongDue {
+			c.pong, c.pongDue = data, true
+			c.startSenderLocked()
 		}
+		c.mu.Unlock()
 	case frameWatchConns:
 		if n != 0 {
 			return fmt.Errorf("watch-conns frame: length %d, want 0", n)
@@ -215,7 +210,7 @@ func (c *sclient) handleFrame(typ byte, n uint32) error {
 			return fmt.Errorf("close-peer frame: length %d, want %d", n, keyLen)
 		}
 		var k Key
-		if _, err := io.ReadFull(c.br, k[:]); err != nil {
+		if err := readSmall(c.br, k[:]); err != nil {
 			return err
 		}
 		if !c.canMesh {
@@ -237,7 +232,7 @@ func (c *sclient) handleSendPacket(n uint32) error {
 		return fmt.Errorf("send-packet frame: length %d outside %d..%d", n, keyLen, keyLen+MaxPacketSize)
 	}
 	var dst Key
-	if _, err := io.ReadFull(c.br, dst[:]); err != nil {
+	if err := readSmall(c.br, dst[:]); err != nil {
 		return err
 	}
 	p := newPacket(int(n - keyLen))
@@ -267,7 +262,7 @@ func (c *sclient) handleForwardPacket(n uint32) error {
 		return errors.New("forward-packet frame: insufficient permissions (no mesh key)")
 	}
 	var keys [2 * keyLen]byte
-	if _, err := io.ReadFull(c.br, keys[:]); err != nil {
+	if err := readSmall(c.br, keys[:]); err != nil {
 		return err
 	}
 	p := newPacket(int(n - 2*keyLen))
@@ -320,210 +315,30 @@ func (c *sclient) noteNotHere(dst Key) {
 	c.queueGone(dst, PeerGoneNotHere)
 }
 
-func (c *sclient) signal() {
-	select {
-	case c.notify <- struct{}{}:
-	default:
-	}
-	c.kick()
-}
-
 func (c *sclient) queueGone(k Key, reason byte) {
 	c.mu.Lock()
 	c.pendingGone = append(c.pendingGone, peerGone{k, reason})
+	c.startSenderLocked()
 	c.mu.Unlock()
-	c.signal()
 }
 
 func (c *sclient) queuePresent(p peerPresence) {
 	c.mu.Lock()
 	c.pendingPres = append(c.pendingPres, p)
+	c.startSenderLocked()
 	c.mu.Unlock()
-	c.signal()
 }
 
 func (c *sclient) queueHealth(problem string) {
 	c.mu.Lock()
 	c.health = &problem
+	c.startSenderLocked()
 	c.mu.Unlock()
-	c.signal()
 }
 
 func (c *sclient) queueRestarting() {
 	c.mu.Lock()
 	c.restarting = true
+	c.startSenderLocked()
 	c.mu.Unlock()
-	c.signal()
-}
-
-// writerPool holds the send loops' buffered writers: a connection holds one only while it
-// has frames to write, so idle connections cost no write buffer.
-var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
-
-// kick makes sure a sender runs to write what was just queued.
-func (c *sclient) kick() {
-	if c.sendActive.Load() {
-		return // the running sender re-checks the queues before it ends
-	}
-	c.sendMu.Lock()
-	if c.sending || c.closed {
-		c.sendMu.Unlock()
-		return
-	}
-	c.sending = true
-	c.sendActive.Store(true)
-	c.sendMu.Unlock()
-	go c.send()
-}
-
-// hasWork reports whether anything is waiting to be written.
-func (c *sclient) hasWork() bool {
-	return len(c.dataQ) > 0 || len(c.discoQ) > 0 || len(c.pongQ) > 0 || len(c.notify) > 0 || c.kaDue.Load()
-}
-
-// stopSender keeps new senders from starting and waits for a running one to end.
-func (c *sclient) stopSender() {
-	c.sendMu.Lock()
-	c.closed = true
-	for c.sending {
-		c.sendCond.Wait()
-	}
-	c.sendMu.Unlock()
-}
-
-// send owns every write to the socket after ServerInfo while it runs: it writes whatever
-// is ready, flushes once, and repeats until nothing is left. A pooled writer is held only
-// meanwhile, so idle connections hold no write buffer and no sender goroutine.
-func (c *sclient) send() {
-	timeout := c.s.opts.WriteTimeout
-	if c.canMesh {
-		timeout = meshWriteTimeout
-	}
-	bw := writerPool.Get().(*bufio.Writer)
-	bw.Reset(c.nc)
-	var err error
-	for err == nil && c.hasWork() {
-		c.nc.SetWriteDeadline(time.Now().Add(timeout))
-		if err = c.writeReady(bw); err == nil {
-			err = bw.Flush()
-		}
-	}
-	bw.Reset(nil)
-	writerPool.Put(bw)
-	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			c.s.stats.WriteTimeouts.Add(1)
-		}
-		if !errors.Is(err, errRestarting) {
-			c.s.log.Debug("derp: write failed, closing", "client", c.key.String(), "err", err)
-		}
-		c.nc.Close() // ends the reader, which stops everything else
-	}
-	c.sendMu.Lock()
-	c.sending = false
-	c.sendActive.Store(false)
-	c.sendCond.Broadcast()
-	c.sendMu.Unlock()
-	// Work queued after the last check but before sendActive went false found a sender
-	// still active and did not start one: pick it up.
-	if err == nil && c.hasWork() {
-		c.kick()
-	}
-}
-
-// writeReady writes every frame that is ready without blocking.
-func (c *sclient) writeReady(bw *bufio.Writer) error {
-	if c.kaDue.Swap(false) {
-		if err := writeFrameHeader(bw, frameKeepAlive, 0); err != nil {
-			return err
-		}
-	}
-	for {
-		var err error
-		select {
-		case p := <-c.discoQ:
-			err = c.writePacket(bw, p)
-		case p := <-c.dataQ:
-			err = c.writePacket(bw, p)
-		case d := <-c.pongQ:
-			err = c.writePong(bw, d)
-		case <-c.notify:
-			err = c.writePending(bw)
-		default:
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-func (c *sclient) writePacket(bw *bufio.Writer, p packet) error {
-	defer p.release()
-	defer c.queued.give(p.cost()) // once written: the bytes were held until then
-	if _, seen := c.sawSrc[p.src]; !seen {
-		c.sawSrc[p.src] = struct{}{}
-		c.s.notePeerSend(p.src, c)
-	}
-	if err := writeFrame(bw, frameRecvPacket, p.src[:], p.data()); err != nil {
-		c.s.stats.drop(dropWriteError, p.len())
-		return err
-	}
-	c.s.stats.PacketsSent.Add(1)
-	c.s.stats.BytesSent.Add(int64(p.len()))
-	return nil
-}
-
-func (c *sclient) writePong(bw *bufio.Writer, d [8]byte) error {
-	c.s.stats.SentPong.Add(1)
-	return writeFrame(bw, framePong, d[:])
-}
-
-var errRestarting = errors.New("server restarting")
-
-// writePending writes queued control frames: PeerGone, PeerPresent, Health, Restarting.
-func (c *sclient) writePending(bw *bufio.Writer) error {
-	c.mu.Lock()
-	gone, pres, health, restarting := c.pendingGone, c.pendingPres, c.health, c.restarting
-	c.pendingGone, c.pendingPres, c.health = nil, nil, nil
-	c.mu.Unlock()
-	for _, g := range gone {
-		if g.reason == PeerGoneNotHere {
-			c.s.stats.PeerGoneNotHere.Add(1)
-		} else {
-			c.s.stats.PeerGoneDisconnect.Add(1)
-		}
-		if err := writeFrame(bw, framePeerGone, g.key[:], []byte{g.reason}); err != nil {
-			return err
-		}
-	}
-	for _, p := range pres {
-		var b [peerPresentLen]byte
-		copy(b[:], p.key[:])
-		a16 := p.addr.Addr().As16() // IPv4 goes as ::ffff:a.b.c.d
-		copy(b[keyLen:], a16[:])
-		binary.BigEndian.PutUint16(b[keyLen+16:], p.addr.Port())
-		b[keyLen+18] = p.flags
-		if err := writeFrame(bw, framePeerPresent, b[:]); err != nil {
-			return err
-		}
-	}
-	if health != nil {
-		if err := writeFrame(bw, frameHealth, []byte(*health)); err != nil {
-			return err
-		}
-	}
-	if restarting {
-		var b [8]byte
-		binary.BigEndian.PutUint32(b[:4], 1000)  // reconnect in 1 s
-		binary.BigEndian.PutUint32(b[4:], 60000) // keep trying for a minute
-		if err := writeFrame(bw, frameRestarting, b[:]); err != nil {
-			return err
-		}
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		return errRestarting
-	}
-	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -86,6 +87,8 @@ type Server struct {
 	closing  bool
 
 	mesh meshState // keys reachable through other relays of the region (mesh.go)
+
+	kaTimer *time.Timer // the keepalive sweep (keepAliveSweep)
 }
 
 // clientSet is every connection of one key. With duplicates, the one that most recently
@@ -138,6 +141,7 @@ func NewServer(priv PrivateKey, opts Options) (*Server, error) {
 		refusals: newRefusalLog(log),
 	}
 	s.queued.limit = opts.QueueBytesTotal
+	s.kaTimer = time.AfterFunc(s.keepAliveEvery(), s.keepAliveSweep)
 	var err error
 	if s.metaCert, err = newMetaCert(s.pub); err != nil {
 		return nil, fmt.Errorf("derp: meta cert: %w", err)
@@ -255,6 +259,7 @@ func (s *Server) register(c *sclient) error {
 		s.regular++
 	}
 	s.conns[c] = struct{}{}
+	c.kaAt = time.Now().Add(s.opts.KeepAlive + rand.N(s.keepAliveEvery()))
 	s.stats.CurrentConns.Add(1)
 	set := s.loadSet(c.key)
 	if set == nil {
@@ -321,11 +326,13 @@ func (s *Server) unregister(c *sclient) {
 	if c.preferred.Load() {
 		s.stats.CurrentHome.Add(-1)
 	}
+	c.mu.Lock()
 	for src := range c.sawSrc {
 		if rs := s.sentTo[src]; rs != nil {
 			delete(rs, c)
 		}
 	}
+	c.mu.Unlock()
 	set := s.loadSet(c.key)
 	if set == nil {
 		return
@@ -437,6 +444,7 @@ func (s *Server) closePeer(key Key) {
 // write that, then closes all connections. New connections are refused.
 func (s *Server) Close() {
 	s.refusals.close()
+	s.kaTimer.Stop()
 	s.mu.Lock()
 	s.closing = true
 	cs := make([]*sclient, 0, len(s.conns))
@@ -447,11 +455,40 @@ func (s *Server) Close() {
 	s.mu.Unlock()
 	deadline := time.Now().Add(time.Second)
 	for _, c := range cs {
-		for (c.sendActive.Load() || c.hasWork()) && time.Now().Before(deadline) {
+		for !c.sendIdle() && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		c.nc.Close()
 	}
+}
+
+// keepAliveEvery is how often the keepalive sweep runs: an eighth of the interval, so each
+// client's KeepAlive goes out at most that late and the frames of clients that connected
+// together are spread over that much time.
+func (s *Server) keepAliveEvery() time.Duration { return max(s.opts.KeepAlive/8, 10*time.Millisecond) }
+
+// keepAliveSweep sends a KeepAlive frame to each client whose interval has passed (clients
+// drop a connection silent for 120 s), one timer for the server instead of one per client,
+// and retires senders that found nothing to write since the last sweep.
+func (s *Server) keepAliveSweep() {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return
+	}
+	for c := range s.conns {
+		c.mu.Lock()
+		if !now.Before(c.kaAt) {
+			c.kaAt = now.Add(s.opts.KeepAlive)
+			c.kaDue = true
+			c.startSenderLocked()
+		} else {
+			c.retireSenderLocked()
+		}
+		c.mu.Unlock()
+	}
+	s.kaTimer.Reset(s.keepAliveEvery())
 }
 
 // deliver routes a packet from src to the active connection of dst, or to the mesh peer

@@ -260,6 +260,24 @@ return view.extend({
 		o.value('iptables');
 		o.value('none');
 
+		s = m.section(form.GridSection, 'webhook', _('Notifications'),
+			_('Webhooks told when an address changes, a DNS record is written or failing, a certificate is renewed or its renewal is failing, or a part keeps failing. Without a body template the event is POSTed as JSON; see the README for Telegram, Bark, ServerChan and WeCom bodies.'));
+		s.anonymous = true;
+		s.addremove = true;
+		o = s.option(form.Value, 'url', _('URL'), _('Often holds a token: shown in logs and status as scheme://host/… only.'));
+		o.password = true;
+		o = s.option(form.MultiValue, 'events', _('Events'), _('None selected: all.'));
+		['address_changed', 'record_updated', 'record_failing', 'cert_renewed', 'cert_failing', 'part_failing'].forEach(function(e) { o.value(e); });
+		o.optional = true;
+		o = s.option(form.TextValue, 'body', _('Body template'),
+			_('Placeholders such as {{title}}, {{message}}, {{record}}, {{new}}; a body starting with { is sent as JSON, any other as a form.'));
+		o.placeholder = '{"chat_id": 123456789, "text": "{{title}}\\n{{message}}"}';
+		o.modalonly = true;
+		o = s.option(form.Value, 'timeout', _('Timeout'), _('Seconds for one request.'));
+		o.datatype = 'range(1,300)';
+		o.placeholder = '10';
+		o.modalonly = true;
+
 		return m.render().then(function(node) {
 			var status = E('div', { 'class': 'cbi-section' }, [
 				E('h3', {}, _('Status')),
