@@ -76,21 +76,21 @@ func parseEndpoint(s string, port int) (netip.AddrPort, bool) {
 func (c *Config) endpoints(public []netip.Addr) []netip.AddrPort {
 	var out []netip.AddrPort
 	for _, s := range c.StaticEndpoints {
-		aps := []netip.AddrPort{}
 		if s == EndpointsAuto {
 			for _, a := range public {
-				aps = append(aps, netip.AddrPortFrom(a.Unmap(), uint16(c.Port)))
+				out = append(out, netip.AddrPortFrom(a.Unmap(), uint16(c.Port)))
 			}
 		} else if ap, ok := parseEndpoint(s, c.Port); ok {
-			aps = append(aps, ap)
-		}
-		for _, ap := range aps {
-			if !slices.Contains(out, ap) {
-				out = append(out, ap)
-			}
+			out = append(out, ap)
 		}
 	}
-	return out
+	uniq := out[:0] // the first of each, in order
+	for _, ap := range out {
+		if !slices.Contains(uniq, ap) {
+			uniq = append(uniq, ap)
+		}
+	}
+	return uniq
 }
 
 func portString(p *uint16) string {

@@ -37,11 +37,12 @@ func (a relayPrefs) equal(b relayPrefs) bool {
 // sameEndpoints compares as sets (the lists are short; tailscale's CLI sorts them, we
 // keep the config's order).
 func sameEndpoints(a, b []netip.AddrPort) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, ap := range a {
-		if !slices.Contains(b, ap) {
+	return len(a) == len(b) && contains(a, b) && contains(b, a)
+}
+
+func contains(a, b []netip.AddrPort) bool {
+	for _, ap := range b {
+		if !slices.Contains(a, ap) {
 			return false
 		}
 	}
