@@ -111,7 +111,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 			a.cfg = cfg
 			a.mu.Unlock()
 			sv.apply(ctx, a.parts())
-			a.kickRegion() // ddns may now keep (or no longer keep) the relay's name
+			kick(a.regionKick) // ddns may now keep (or no longer keep) the relay's name
 		}
 	}
 }

@@ -119,8 +119,8 @@ func (a *Agent) noteAddress(ch ddns.AddressChange, relayRecord string) {
 		a.addrs.IPv6 = ch.New
 	}
 	a.mu.Unlock()
-	a.kickRegion()
-	a.kickPeerRelay()
+	kick(a.regionKick)
+	kick(a.peerKick)
 }
 
 // relayRecord is the fully qualified ddns record that publishes host, or "".
@@ -198,23 +198,24 @@ func (a *Agent) peerRelayPart(pc peerrelay.Config, stateDir string) Part {
 			return r.Remove(ctx)
 		},
 		Run: func(ctx context.Context) error {
-			setState(a, &a.peerRelayState, &peerrelay.Status{Port: pc.Port})
-			defer setState(a, &a.peerRelayState, nil)
-			r, err := peerrelay.New(pc, stateDir, a.log, peerrelay.WithReports(func(s peerrelay.Status) {
-				setState(a, &a.peerRelayState, &s)
-			}))
+			r, err := peerrelay.New(pc, stateDir, a.log)
 			if err != nil {
 				return err
 			}
+			r.Reports = func(s peerrelay.Status) { setState(a, &a.peerRelayState, &s) }
+			setState(a, &a.peerRelayState, &peerrelay.Status{Port: pc.Port})
 			r.SetPublic(a.publicAddrs()) // before the first apply
 			ctx, cancel := context.WithCancel(ctx)
-			follow := make(chan struct{})
+			followed := make(chan struct{})
 			go func() {
-				defer close(follow)
-				a.followPublic(ctx, r.SetPublic)
+				a.followAddrs(ctx, "peer_relay", a.peerKick, func() { r.SetPublic(a.publicAddrs()) })
+				close(followed)
 			}()
-			defer func() { cancel(); <-follow }()
-			return r.Run(ctx)
+			err = r.Run(ctx)
+			cancel()
+			<-followed
+			setState(a, &a.peerRelayState, nil)
+			return err
 		},
 	}
 }

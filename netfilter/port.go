@@ -8,9 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
-
-	"github.com/coreos/go-iptables/iptables"
 
 	"github.com/edgerelay/edgerelay/agent/atomicfile"
 )
@@ -18,11 +17,15 @@ import (
 // PortRule opens one UDP port of the box itself (a service it runs, such as tailscaled's
 // peer relay) from every interface, with the same backends as the subnet rules: an iptables
 // chain jumped to from INPUT, an nftables table of its own, or an fw4 include in fw4's input
-// chain. Name names the chain, table and file ("peer-relay").
+// chain. Its name names the chain, table and file ("peer-relay").
 type PortRule struct {
-	Name string
-	Port int
-	r    *Reconciler // its fw4 paths, logger and firewall selection
+	Port    int
+	r       *Reconciler // its fw4 paths, logger and firewall selection
+	ipt     ipChain     // iptables: chain edgerelay-<name>, jumped to from INPUT
+	table   string      // nftables: table inet edgerelay_<name>
+	fw4File string      // fw4: the include in fw4's input chain
+	fw4Rule string      // its content
+	comment string      // the fw4 rule's comment, counted in fw4's live chain
 }
 
 // NewPortRule returns the rule; opts take WithFW4 as a Reconciler does.
@@ -34,14 +37,15 @@ func NewPortRule(name string, port int, log *slog.Logger, opts ...Option) *PortR
 	for _, o := range opts {
 		o(r)
 	}
-	return &PortRule{Name: name, Port: port, r: r}
-}
-
-func (p *PortRule) chain() string   { return "edgerelay-" + p.Name }
-func (p *PortRule) table() string   { return "edgerelay_" + strings.ReplaceAll(p.Name, "-", "_") }
-func (p *PortRule) comment() string { return `comment "edgerelay ` + p.Name + `"` }
-func (p *PortRule) fw4Path() string {
-	return filepath.Join(p.r.fw4Dir, "chain-pre", "input", "50-edgerelay-"+p.Name+".nft")
+	ps, comment := strconv.Itoa(port), `comment "edgerelay `+name+`"`
+	return &PortRule{Port: port, r: r, comment: comment,
+		ipt: ipChain{table: "filter", chain: "edgerelay-" + name, hook: "INPUT",
+			rules: [][]string{{"-p", "udp", "-m", "udp", "--dport", ps, "-j", "ACCEPT"}}},
+		table:   "edgerelay_" + strings.ReplaceAll(name, "-", "_"),
+		fw4File: filepath.Join(r.fw4Dir, "chain-pre", "input", "50-edgerelay-"+name+".nft"),
+		fw4Rule: "# Written by edgerelay (" + name + "); removed when it is turned off and on package removal.\n" +
+			"udp dport " + ps + " accept " + comment + "\n",
+	}
 }
 
 // Resolve turns a firewall setting (auto, iptables, nftables, fw4, none) into the backend
@@ -55,42 +59,44 @@ func (p *PortRule) Resolve(ctx context.Context, setting string) (string, error) 
 	return fw.name(), nil
 }
 
-func (p *PortRule) ipChain() ipChain {
-	return ipChain{table: "filter", chain: p.chain(), hook: "INPUT",
-		rules: [][]string{{"-p", "udp", "-m", "udp", "--dport", fmt.Sprint(p.Port), "-j", "ACCEPT"}}}
-}
-
-func (p *PortRule) nftScript() string {
-	t := p.table()
-	return fmt.Sprintf("table inet %s\ndelete table inet %s\ntable inet %s {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tudp dport %d accept\n\t}\n}\n", t, t, t, p.Port)
-}
-
-func (p *PortRule) fw4Content() string {
-	return fmt.Sprintf("# Written by edgerelay (%s); removed when it is turned off and on package removal.\nudp dport %d accept %s\n", p.Name, p.Port, p.comment())
+// nft runs an nft script that first declares the table, so deleting it succeeds when it
+// is not there; then adds what follows.
+func (p *PortRule) nft(ctx context.Context, rest string) error {
+	t := "table inet " + p.table + "\n"
+	if _, err := runCmd(ctx, t+"delete "+t+rest, "nft", "-f", "-"); err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	return nil
 }
 
 // Open makes the port reachable with backend (resolved); none does nothing.
 func (p *PortRule) Open(ctx context.Context, backend string) error {
 	switch backend {
 	case BackendIPTables:
-		return p.eachIPT(func(f *iptablesFW, ipt *iptables.IPTables, v6 bool) error { return f.ensureChain(ipt, p.ipChain(), v6) })
-	case BackendNFTables:
-		if _, err := runCmd(ctx, p.nftScript(), "nft", "-f", "-"); err != nil {
-			return fmt.Errorf("nftables: %w", err)
+		fw, err := newIPTables(fwSpec{v6: p.r.ipv6()}, p.r.log)
+		if err != nil {
+			return err
 		}
+		var errs []error
+		for _, fam := range fw.families() {
+			errs = append(errs, fw.ensureChain(fam.ipt, p.ipt, fam.v6))
+		}
+		return errors.Join(errs...)
+	case BackendNFTables:
+		return p.nft(ctx, fmt.Sprintf("table inet %s {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tudp dport %d accept\n\t}\n}\n", p.table, p.Port))
 	case BackendFW4:
 		// One fixed rule with a number in it: nothing for nft -c to catch that the reload's
 		// rollback would not.
-		if err := os.MkdirAll(filepath.Dir(p.fw4Path()), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(p.fw4File), 0o755); err != nil {
 			return fmt.Errorf("fw4: %w", err)
 		}
-		if err := atomicfile.Write(p.fw4Path(), []byte(p.fw4Content()), 0o644); err != nil {
+		if err := atomicfile.Write(p.fw4File, []byte(p.fw4Rule), 0o644); err != nil {
 			return fmt.Errorf("fw4: %w", err)
 		}
 		if err := p.reloadFW4(ctx); err != nil {
-			os.Remove(p.fw4Path()) // never leave the router with a ruleset that does not load
+			os.Remove(p.fw4File) // never leave the router with a ruleset that does not load
 			p.reloadFW4(ctx)
-			return fmt.Errorf("fw4: reload with %s failed (taken out again): %w", p.fw4Path(), err)
+			return fmt.Errorf("fw4: reload with %s failed (taken out again): %w", p.fw4File, err)
 		}
 	}
 	return nil
@@ -101,32 +107,23 @@ func (p *PortRule) reloadFW4(ctx context.Context) error {
 	return err
 }
 
-// eachIPT runs f for iptables and, where the host has IPv6, ip6tables.
-func (p *PortRule) eachIPT(f func(*iptablesFW, *iptables.IPTables, bool) error) error {
-	fw, err := newIPTables(fwSpec{v6: p.r.ipv6()}, p.r.log)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, fam := range fw.families() {
-		errs = append(errs, f(fw, fam.ipt, fam.v6))
-	}
-	return errors.Join(errs...)
-}
-
 // Close removes what Open made with backend (whatever port it opened).
 func (p *PortRule) Close(ctx context.Context, backend string) error {
 	switch backend {
 	case BackendIPTables:
-		return p.eachIPT(func(_ *iptablesFW, ipt *iptables.IPTables, _ bool) error { return dropChain(ipt, p.ipChain()) })
-	case BackendNFTables:
-		// Declaring the table first makes the delete succeed when it is not there.
-		t := p.table()
-		if _, err := runCmd(ctx, "table inet "+t+"\ndelete table inet "+t+"\n", "nft", "-f", "-"); err != nil {
-			return fmt.Errorf("nftables: %w", err)
+		fw, err := newIPTables(fwSpec{v6: p.r.ipv6()}, p.r.log)
+		if err != nil {
+			return err
 		}
+		var errs []error
+		for _, fam := range fw.families() {
+			errs = append(errs, dropChain(fam.ipt, p.ipt))
+		}
+		return errors.Join(errs...)
+	case BackendNFTables:
+		return p.nft(ctx, "")
 	case BackendFW4:
-		err := os.Remove(p.fw4Path())
+		err := os.Remove(p.fw4File)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
@@ -145,22 +142,23 @@ func (p *PortRule) InPlace(ctx context.Context, backend string) bool {
 	want := fmt.Sprintf("udp dport %d accept", p.Port)
 	switch backend {
 	case BackendIPTables:
-		return p.eachIPT(func(_ *iptablesFW, ipt *iptables.IPTables, _ bool) error {
-			ok, err := chainInPlace(ipt, p.ipChain())
-			if jump, jerr := ipt.Exists("filter", "INPUT", "-j", p.chain()); err != nil || jerr != nil || !ok || !jump {
-				return errMissing
+		fw, err := newIPTables(fwSpec{v6: p.r.ipv6()}, p.r.log)
+		if err != nil {
+			return false
+		}
+		for _, fam := range fw.families() {
+			ok, err := chainInPlace(fam.ipt, p.ipt)
+			if jump, jerr := fam.ipt.Exists("filter", "INPUT", "-j", p.ipt.chain); err != nil || jerr != nil || !ok || !jump {
+				return false
 			}
-			return nil
-		}) == nil
+		}
 	case BackendNFTables:
-		live, err := liveRules(ctx, "inet", p.table())
+		live, err := liveRules(ctx, "inet", p.table)
 		return err == nil && len(live["input"]) == 1 && live["input"][0] == want
 	case BackendFW4:
-		b, err := os.ReadFile(p.fw4Path())
-		n, lerr := liveCount(ctx, "input", p.comment())
-		return err == nil && string(b) == p.fw4Content() && lerr == nil && n == 1
+		b, err := os.ReadFile(p.fw4File)
+		n, lerr := liveCount(ctx, "input", p.comment)
+		return err == nil && string(b) == p.fw4Rule && lerr == nil && n == 1
 	}
 	return true
 }
-
-var errMissing = errors.New("missing")

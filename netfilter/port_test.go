@@ -151,7 +151,7 @@ func TestPortRuleNFTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _ := exec.Command("nft", "list", "tables").CombinedOutput()
-	if strings.Contains(string(out), p.table()) {
+	if strings.Contains(string(out), p.table) {
 		t.Fatalf("table left after Close:\n%s", out)
 	}
 }

@@ -156,7 +156,12 @@ func (r *Reconciler) publish(ctx context.Context, applyErr error) {
 func (r *Reconciler) followPrefs(ctx context.Context, events chan<- struct{}) {
 	var last []netip.Prefix
 	fresh := true
-	newLocalAPI(r.cfg.TailscaledSocket).FollowPrefs(ctx, func(p localapi.Prefs) {
+	newLocalAPI(r.cfg.TailscaledSocket).FollowPrefs(ctx, func(p localapi.Prefs, err error) {
+		if err != nil {
+			fresh = true
+			r.log.Debug("tailscaled IPN bus", "err", err)
+			return
+		}
 		if fresh || !slices.Equal(last, p.AdvertiseRoutes) {
 			select {
 			case events <- struct{}{}:
@@ -164,8 +169,5 @@ func (r *Reconciler) followPrefs(ctx context.Context, events chan<- struct{}) {
 			}
 		}
 		fresh, last = false, p.AdvertiseRoutes
-	}, func(err error) {
-		fresh = true
-		r.log.Debug("tailscaled IPN bus", "err", err)
 	})
 }

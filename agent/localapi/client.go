@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -34,36 +33,33 @@ const requestTimeout = 15 * time.Second
 // maxBody bounds a LocalAPI answer: prefs and status without peers are a few KiB.
 const maxBody = 4 << 20
 
-// Client reaches tailscaled at one configured socket, or, found automatically, at the first
-// of DefaultSockets that answers, looked for on every connection: a tailscaled that starts
-// after us, restarts or moves is picked up by itself.
+// Client reaches tailscaled at one configured socket, or, found automatically (Auto), at
+// the first of Sockets that answers, looked for on every connection: a tailscaled that
+// starts after us, restarts or moves is picked up by itself.
 type Client struct {
-	sockets []string
-	key     string // " (the config key naming the socket)", for messages
-	auto    bool
+	Sockets []string               // the paths looked at, in order (read-only)
+	Auto    bool                   // looked for at the usual paths (read-only)
+	key     string                 // " (the config key naming the socket)", for messages
 	found   atomic.Pointer[string] // the socket that answered last ("" or nil: none)
 	hc      *http.Client
 }
 
-// New returns a client for socket, or one that finds it (Find) when socket is ""; key is
-// the config key that sets socket, named when tailscaled cannot be reached.
+// New returns a client for socket, or one that finds it at DefaultSockets when socket is
+// ""; key is the config key that sets socket, named when tailscaled cannot be reached.
 func New(socket, key string) *Client {
+	c := Find(DefaultSockets...)
+	if socket != "" {
+		c.Sockets, c.Auto = []string{socket}, false
+	}
 	if key != "" {
-		key = " (" + key + ")"
+		c.key = " (" + key + ")"
 	}
-	if socket == "" {
-		c := Find(DefaultSockets...)
-		c.key = key
-		return c
-	}
-	return newClient([]string{socket}, key, false)
+	return c
 }
 
 // Find returns a client that looks for tailscaled at each of sockets, in order.
-func Find(sockets ...string) *Client { return newClient(sockets, "", true) }
-
-func newClient(sockets []string, key string, auto bool) *Client {
-	c := &Client{sockets: sockets, key: key, auto: auto}
+func Find(sockets ...string) *Client {
+	c := &Client{Sockets: sockets, Auto: true}
 	c.hc = &http.Client{Transport: &http.Transport{
 		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return c.Dial(ctx) },
 		DisableKeepAlives: true, // requests are rare; no idle connection left on tailscaled
@@ -71,22 +67,12 @@ func newClient(sockets []string, key string, auto bool) *Client {
 	return c
 }
 
-// Auto reports whether the socket is looked for at the usual paths.
-func (c *Client) Auto() bool { return c.auto }
-
-// Sockets are the paths looked at, in order.
-func (c *Client) Sockets() []string { return c.sockets }
-
-// Dial connects to the socket that answered last, else to the first of the others that
-// does. The error is the first socket's when none answers.
+// Dial connects to the first socket that answers. The error is the first socket's when
+// none answers.
 func (c *Client) Dial(ctx context.Context) (net.Conn, error) {
 	var d net.Dialer
-	order := c.sockets
-	if f := c.found.Load(); f != nil && *f != "" && *f != c.sockets[0] {
-		order = append([]string{*f}, slices.DeleteFunc(slices.Clone(c.sockets), func(s string) bool { return s == *f })...)
-	}
 	var first error
-	for _, s := range order {
+	for _, s := range c.Sockets {
 		conn, err := d.DialContext(ctx, "unix", s)
 		if err == nil {
 			c.found.Store(&s)
@@ -117,7 +103,7 @@ func (c *Client) Where() string {
 	if s := c.Socket(); s != "" {
 		return s
 	}
-	return strings.Join(c.sockets, ", ")
+	return strings.Join(c.Sockets, ", ")
 }
 
 // request sends one LocalAPI request; body, when not nil, goes as JSON.
@@ -157,8 +143,8 @@ func (c *Client) Do(ctx context.Context, method, path string, body any) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	resp.Body.Close()
 	if err != nil {
 		return nil, fmt.Errorf("tailscaled LocalAPI %s %s: %w", method, path, err)
 	}

@@ -92,46 +92,51 @@ type notify struct {
 
 // WatchPrefs follows tailscaled's IPN bus: f gets the current prefs at once, then each
 // change, until ctx ends (nil) or the stream breaks (tailscaled stopped): the error says why.
-func (c *Client) WatchPrefs(ctx context.Context, f func(Prefs)) error {
+func (c *Client) WatchPrefs(ctx context.Context, f func(Prefs, error)) error {
 	const path = "/localapi/v0/watch-ipn-bus?mask=4" // ipn.NotifyInitialPrefs; changes come anyway
 	resp, err := c.request(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
 		return statusError(http.MethodGet, path, resp.Status, b)
 	}
 	// One JSON object per notification.
 	dec := json.NewDecoder(resp.Body)
-	for {
+	for err == nil {
 		var n notify
-		err := dec.Decode(&n)
+		err = dec.Decode(&n)
 		switch {
 		case ctx.Err() != nil:
-			return nil
+			err = nil
 		case err == io.EOF:
-			return fmt.Errorf("tailscaled at %s closed the IPN bus (stopped or restarting)", c.Where())
+			err = fmt.Errorf("tailscaled at %s closed the IPN bus (stopped or restarting)", c.Where())
 		case err != nil:
-			return fmt.Errorf("tailscaled IPN bus at %s: %w", c.Where(), err)
+			err = fmt.Errorf("tailscaled IPN bus at %s: %w", c.Where(), err)
 		case n.ErrMessage != nil:
-			return fmt.Errorf("tailscaled IPN bus: %s", *n.ErrMessage)
+			err = fmt.Errorf("tailscaled IPN bus: %s", *n.ErrMessage)
 		case len(n.Prefs) == 0 || string(n.Prefs) == "null":
-			continue
+		default:
+			var p Prefs
+			if p, err = ParsePrefs(n.Prefs); err == nil {
+				f(p, nil)
+			}
 		}
-		p, err := ParsePrefs(n.Prefs)
-		if err != nil {
-			return err
+		if ctx.Err() != nil {
+			break
 		}
-		f(p)
 	}
+	resp.Body.Close()
+	return err
 }
 
 // FollowPrefs is WatchPrefs kept up across tailscaled restarts: when the stream breaks (or
-// tailscaled is not there) down hears why, and the watch starts again after a backoff of
-// 1 s doubling to 30 s, until ctx ends. Each new watch begins with the current prefs.
-func (c *Client) FollowPrefs(ctx context.Context, f func(Prefs), down func(error)) {
+// tailscaled is not there) f hears why (with zero Prefs), and the watch starts again after
+// a backoff of 1 s doubling to 30 s, until ctx ends. Each new watch begins with the current
+// prefs.
+func (c *Client) FollowPrefs(ctx context.Context, f func(Prefs, error)) {
 	backoff := time.Second
 	for ctx.Err() == nil {
 		started := time.Now()
@@ -139,7 +144,7 @@ func (c *Client) FollowPrefs(ctx context.Context, f func(Prefs), down func(error
 		if ctx.Err() != nil {
 			return
 		}
-		down(err) // never nil: only ctx ends a watch without an error
+		f(Prefs{}, err) // never nil: only ctx ends a watch without an error
 		if time.Since(started) > time.Minute {
 			backoff = time.Second
 		}

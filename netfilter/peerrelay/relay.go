@@ -33,8 +33,11 @@ type Relay struct {
 	log      *slog.Logger
 	api      *localapi.Client
 	fw       *netfilter.PortRule
-	reports  func(Status)
 	kick     chan struct{}
+
+	// Reports, when set before Run, hears the Status after every apply and whenever
+	// tailscaled comes or goes; it must return quickly.
+	Reports func(Status)
 
 	mu     sync.Mutex   // one apply or remove at a time
 	public []netip.Addr // the line's public addresses (SetPublic)
@@ -55,23 +58,9 @@ type Status struct {
 	Checked    time.Time        `json:"checked,omitzero"`
 }
 
-// Option adjusts a Relay.
-type Option func(*Relay, *[]netfilter.Option)
-
-// WithFW4 sets fw4's include dir and reload command (netfilter.WithFW4).
-func WithFW4(dir string, reload ...string) Option {
-	return func(_ *Relay, o *[]netfilter.Option) { *o = append(*o, netfilter.WithFW4(dir, reload...)) }
-}
-
-// WithReports has Run publish its Status after every apply and whenever tailscaled comes
-// or goes; f must return quickly.
-func WithReports(f func(Status)) Option {
-	return func(r *Relay, _ *[]netfilter.Option) { r.reports = f }
-}
-
-// New checks the section (errors name keys under peer_relay) and returns the part. Nothing
-// is changed yet.
-func New(cfg Config, stateDir string, log *slog.Logger, opts ...Option) (*Relay, error) {
+// New checks the section (errors name keys under peer_relay) and returns the part; opts
+// take netfilter.WithFW4 for the port's fw4 include. Nothing is changed yet.
+func New(cfg Config, stateDir string, log *slog.Logger, opts ...netfilter.Option) (*Relay, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -86,11 +75,7 @@ func New(cfg Config, stateDir string, log *slog.Logger, opts ...Option) (*Relay,
 	}
 	log = log.With("component", "peer_relay")
 	r := &Relay{cfg: cfg, stateDir: stateDir, log: log, api: localapi.New(cfg.TailscaledSocket, "peer_relay.tailscaled_socket"), kick: make(chan struct{}, 1)}
-	var fwOpts []netfilter.Option
-	for _, o := range opts {
-		o(r, &fwOpts)
-	}
-	r.fw = netfilter.NewPortRule("peer-relay", cfg.Port, log, fwOpts...)
+	r.fw = netfilter.NewPortRule("peer-relay", cfg.Port, log, opts...)
 	r.status = Status{Port: cfg.Port, Firewall: cfg.Firewall, Sessions: -1}
 	return r, nil
 }
@@ -130,24 +115,23 @@ func (r *Relay) Run(ctx context.Context) error {
 		return fmt.Errorf("peer_relay.firewall: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Go(func() { r.api.FollowPrefs(ctx, r.onPrefs, r.onDown) })
+	followed := make(chan struct{})
+	go func() {
+		r.api.FollowPrefs(ctx, r.onBus)
+		close(followed)
+	}()
 
 	timer := time.NewTimer(0)
-	defer timer.Stop()
 	retry := retryInitial
-	for {
+	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-			return nil
 		case <-r.kick:
 			timer.Reset(settle)
 		case <-timer.C:
 			err := r.Apply(ctx, backend)
 			if ctx.Err() != nil {
-				return nil
+				break
 			}
 			r.publish(ctx, backend, err)
 			if err != nil {
@@ -160,22 +144,25 @@ func (r *Relay) Run(ctx context.Context) error {
 			timer.Reset(resyncEvery)
 		}
 	}
+	timer.Stop()
+	cancel()
+	<-followed
+	return nil
 }
 
-// onPrefs hears each prefs change on the IPN bus (and the current prefs on each new watch).
-func (r *Relay) onPrefs(p localapi.Prefs) {
+// onBus hears each prefs change on the IPN bus (and the current prefs on each new watch),
+// or why the watch ended (FollowPrefs watches again after a backoff, starting with the
+// current prefs, so a restarted tailscaled is checked by itself).
+func (r *Relay) onBus(p localapi.Prefs, err error) {
 	r.mu.Lock()
-	ok := prefsOf(p).equal(r.wantLocked()) && r.status.Error == ""
-	r.mu.Unlock()
-	if !ok { // changed, or tailscaled is back after an error: check and report
-		r.signal()
+	if err == nil {
+		ok := prefsOf(p).equal(r.wantLocked()) && r.status.Error == ""
+		r.mu.Unlock()
+		if !ok { // changed, or tailscaled is back after an error: check and report
+			r.signal()
+		}
+		return
 	}
-}
-
-// onDown hears why the IPN bus watch ended; FollowPrefs watches again after a backoff,
-// starting with the current prefs, so a restarted tailscaled is checked by itself.
-func (r *Relay) onDown(err error) {
-	r.mu.Lock()
 	first := r.status.Error != err.Error()
 	r.status.Error, r.status.InPrefs = err.Error(), false
 	st := r.status
@@ -183,8 +170,8 @@ func (r *Relay) onDown(err error) {
 	if first {
 		r.log.Warn("lost tailscaled's IPN bus; watching again", "err", err)
 	}
-	if r.reports != nil {
-		r.reports(st)
+	if r.Reports != nil {
+		r.Reports(st)
 	}
 }
 
@@ -228,7 +215,7 @@ func (r *Relay) Apply(ctx context.Context, backend string) error {
 		if r.status.InPrefs {
 			r.status.Reasserted++ // they were in place and something changed them
 		}
-		r.log.Info("peer relay prefs set on tailscaled", "port", r.cfg.Port, "static_endpoints", want.Endpoints, "had", have)
+		r.log.Info("peer relay prefs set on tailscaled", "port", r.cfg.Port, "static_endpoints", want.Endpoints, "had", &have)
 	}
 	r.status.InPrefs = true
 	if st.Firewall != "" && st.Firewall != backend {
@@ -268,8 +255,8 @@ func (r *Relay) publish(ctx context.Context, backend string, applyErr error) {
 	}
 	st := *s
 	r.mu.Unlock()
-	if r.reports != nil {
-		r.reports(st)
+	if r.Reports != nil {
+		r.Reports(st)
 	}
 }
 

@@ -35,14 +35,13 @@ func (a relayPrefs) equal(b relayPrefs) bool {
 }
 
 // sameEndpoints compares as sets (the lists are short; tailscale's CLI sorts them, we
-// keep the config's order).
+// keep the config's order): each of a in b and each of b in a.
 func sameEndpoints(a, b []netip.AddrPort) bool {
-	return len(a) == len(b) && contains(a, b) && contains(b, a)
-}
-
-func contains(a, b []netip.AddrPort) bool {
-	for _, ap := range b {
-		if !slices.Contains(a, ap) {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !slices.Contains(b, a[i]) || !slices.Contains(a, b[i]) {
 			return false
 		}
 	}
@@ -113,8 +112,28 @@ func (r *Relay) Remove(ctx context.Context) error {
 		}
 	}
 	if st.Prev != nil {
-		if err := r.restore(ctx, st); err != nil {
-			errs = append(errs, err)
+		// Put back only what still is what the part set: prefs someone changed since are theirs.
+		api := r.api
+		if st.Socket != "" {
+			api = localapi.New(st.Socket, "peer_relay.tailscaled_socket")
+		}
+		p, err := api.Prefs(ctx)
+		have := prefsOf(p)
+		switch {
+		case err != nil:
+		case st.Set != nil && !have.equal(*st.Set):
+			r.log.Warn("peer relay prefs changed since edgerelay set them; leaving them as they are", "have", &have)
+		default:
+			_, err = api.EditPrefs(ctx, localapi.Edit{
+				RelayServerPortSet: true, RelayServerPort: st.Prev.Port,
+				RelayServerStaticEndpointsSet: true, RelayServerStaticEndpoints: st.Prev.Endpoints,
+			})
+			if err == nil {
+				r.log.Info("tailscaled's peer relay prefs restored", "to", st.Prev)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("peer relay: restore tailscaled's prefs: %w", err))
 		} else {
 			st.Prev, st.Set = nil, nil
 		}
@@ -123,31 +142,6 @@ func (r *Relay) Remove(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// restore puts tailscaled's peer relay prefs back as they were, if they still are what
-// the part set: prefs someone changed since are theirs.
-func (r *Relay) restore(ctx context.Context, st *state) error {
-	api := r.api
-	if st.Socket != "" {
-		api = localapi.New(st.Socket, "peer_relay.tailscaled_socket")
-	}
-	p, err := api.Prefs(ctx)
-	if err == nil && st.Set != nil && !prefsOf(p).equal(*st.Set) {
-		r.log.Warn("peer relay prefs changed since edgerelay set them; leaving them as they are", "have", prefsOf(p))
-		return nil
-	}
-	if err == nil {
-		_, err = api.EditPrefs(ctx, localapi.Edit{
-			RelayServerPortSet: true, RelayServerPort: st.Prev.Port,
-			RelayServerStaticEndpointsSet: true, RelayServerStaticEndpoints: st.Prev.Endpoints,
-		})
-	}
-	if err != nil {
-		return fmt.Errorf("peer relay: restore tailscaled's prefs: %w", err)
-	}
-	r.log.Info("tailscaled's peer relay prefs restored", "to", *st.Prev)
-	return nil
-}
-
-func (a relayPrefs) String() string {
+func (a *relayPrefs) String() string {
 	return fmt.Sprintf("port %s, static endpoints %v", portString(a.Port), a.Endpoints)
 }

@@ -58,10 +58,8 @@ func newTailscaled(sockets []string, auto bool, o options) *tailscaled {
 	return t
 }
 
-func (t *tailscaled) socket() string    { return t.api.Socket() }
-func (t *tailscaled) where() string     { return t.api.Where() }
-func (t *tailscaled) auto() bool        { return t.api.Auto() }
-func (t *tailscaled) sockets() []string { return t.api.Sockets() }
+func (t *tailscaled) socket() string { return t.api.Socket() }
+func (t *tailscaled) where() string  { return t.api.Where() }
 
 func (t *tailscaled) name() string { return checkTailscaled }
 
@@ -126,10 +124,10 @@ func (t *tailscaled) whois(ctx context.Context, key string) (string, error) {
 }
 
 func (t *tailscaled) transportError(err error) error {
-	if t.auto() && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTSOCK)) {
+	if t.api.Auto && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTSOCK)) {
 		return fmt.Errorf("%w: no tailscaled answers at %s (the usual socket paths; no client check is configured)", ErrNoTailscaled, t.where())
 	}
-	sock := t.sockets()[0]
+	sock := t.api.Sockets[0]
 	switch {
 	case errors.Is(err, syscall.ENOENT):
 		return fmt.Errorf("%w: socket %s does not exist (is tailscaled running, and is relay.verify_clients.tailscaled_socket its --socket path?)", ErrNoTailscaled, sock)
