@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/agent/testenv"
+	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
 	"tailscale.com/tstest/integration"
 	"tailscale.com/tstest/integration/testcontrol"
 	"tailscale.com/types/logger"
@@ -25,7 +26,7 @@ import (
 // everyone, and the agent making the box's real tailscaled the peer relay. `tailscale ping`
 // from one client to the other, via DERP before, then answers via the peer relay on the
 // configured port; the box's tailscaled reports the session with traffic both ways, and so
-// does `status`. The relay port is also dropped at the end of INPUT, so the path works only
+// does `status`; the grant to paste names the box. The relay port is also dropped at the end of INPUT, so the path works only
 // through the agent's opening.
 func TestPeerRelayCarriesTraffic(t *testing.T) {
 	cli, err := testenv.BuildTool("tailscale.com/cmd/tailscale")
@@ -183,4 +184,14 @@ func TestPeerRelayCarriesTraffic(t *testing.T) {
 	testenv.WaitFor(t, time.Minute, "status to count the session", func() bool {
 		return a.Status(t.Context()).PeerRelay.Sessions == 1
 	})
+
+	// The grant to paste names the box's Tailscale address.
+	r, err := peerrelay.New(cfg.PeerRelay.Config, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grant strings.Builder
+	if err := r.WriteGrant(t.Context(), &grant, "tailscale"); err != nil || !strings.Contains(grant.String(), `"dst": ["`+ip4["box"]+`"]`) {
+		t.Fatalf("grant (%v):\n%s", err, grant.String())
+	}
 }

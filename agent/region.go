@@ -324,10 +324,11 @@ func (a *Agent) publicAddrs() []netip.Addr {
 		addrs.IPv4, addrs.IPv6 = ddns.LocalAddrs()
 	}
 	var out []netip.Addr
-	for _, ip := range []netip.Addr{addrs.IPv4, addrs.IPv6} {
-		if ip.IsValid() && ddns.IsPublic(ip) {
-			out = append(out, ip)
-		}
+	if ddns.IsPublic(addrs.IPv4) { // false for the zero Addr
+		out = append(out, addrs.IPv4)
+	}
+	if ddns.IsPublic(addrs.IPv6) {
+		out = append(out, addrs.IPv6)
 	}
 	return out
 }

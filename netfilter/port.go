@@ -40,7 +40,7 @@ func NewPortRule(name string, port int, log *slog.Logger, opts ...Option) *PortR
 	ps, comment := strconv.Itoa(port), `comment "edgerelay `+name+`"`
 	return &PortRule{Port: port, r: r, comment: comment,
 		ipt: ipChain{table: "filter", chain: "edgerelay-" + name, hook: "INPUT",
-			rules: [][]string{{"-p", "udp", "-m", "udp", "--dport", ps, "-j", "ACCEPT"}}},
+			rules: [][]string{strings.Fields("-p udp -m udp --dport " + ps + " -j ACCEPT")}},
 		table:   "edgerelay_" + strings.ReplaceAll(name, "-", "_"),
 		fw4File: filepath.Join(r.fw4Dir, "chain-pre", "input", "50-edgerelay-"+name+".nft"),
 		fw4Rule: "# Written by edgerelay (" + name + "); removed when it is turned off and on package removal.\n" +

@@ -162,7 +162,7 @@ func (r *Reconciler) followPrefs(ctx context.Context, events chan<- struct{}) {
 			r.log.Debug("tailscaled IPN bus", "err", err)
 			return
 		}
-		if fresh || !slices.Equal(last, p.AdvertiseRoutes) {
+		if fresh || !sameSet(last, p.AdvertiseRoutes) {
 			select {
 			case events <- struct{}{}:
 			default:

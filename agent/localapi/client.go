@@ -135,8 +135,8 @@ func (c *Client) request(ctx context.Context, method, path string, body any) (*h
 }
 
 // Do sends one request and returns the answer's body, or an error with tailscaled's message
-// for any status but 200.
-func (c *Client) Do(ctx context.Context, method, path string, body any) ([]byte, error) {
+// for any status but 200. With out not nil, the body is JSON decoded into it.
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	resp, err := c.request(ctx, method, path, body)
@@ -145,25 +145,17 @@ func (c *Client) Do(ctx context.Context, method, path string, body any) ([]byte,
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	resp.Body.Close()
-	if err != nil {
-		return nil, fmt.Errorf("tailscaled LocalAPI %s %s: %w", method, path, err)
+	switch {
+	case err != nil:
+		err = fmt.Errorf("tailscaled LocalAPI %s %s: %w", method, path, err)
+	case resp.StatusCode != http.StatusOK:
+		err = statusError(method, path, resp.Status, b)
+	case out != nil:
+		if err = json.Unmarshal(b, out); err != nil {
+			err = fmt.Errorf("tailscaled LocalAPI %s %s: bad JSON: %w", method, path, err)
+		}
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, statusError(method, path, resp.Status, b)
-	}
-	return b, nil
-}
-
-// Get decodes the JSON answer of a GET into out.
-func (c *Client) Get(ctx context.Context, path string, out any) error {
-	b, err := c.Do(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("tailscaled LocalAPI GET %s: bad JSON: %w", path, err)
-	}
-	return nil
+	return b, err
 }
 
 // statusError is a LocalAPI answer other than 200, with tailscaled's message.

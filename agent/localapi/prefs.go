@@ -3,6 +3,7 @@ package localapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -39,11 +40,12 @@ type Status struct {
 		PublicKey    string
 		TailscaleIPs []netip.Addr
 	}
+	_ [0]func() // not comparable: no generated equality function in the binary
 }
 
 // Prefs returns tailscaled's current prefs.
 func (c *Client) Prefs(ctx context.Context) (Prefs, error) {
-	b, err := c.Do(ctx, http.MethodGet, "/localapi/v0/prefs", nil)
+	b, err := c.Do(ctx, http.MethodGet, "/localapi/v0/prefs", nil, nil)
 	if err != nil {
 		return Prefs{}, err
 	}
@@ -56,7 +58,7 @@ func (c *Client) EditPrefs(ctx context.Context, e Edit) (Prefs, error) {
 	if e.AdvertiseRoutesSet && e.AdvertiseRoutes == nil {
 		e.AdvertiseRoutes = []netip.Prefix{}
 	}
-	b, err := c.Do(ctx, http.MethodPatch, "/localapi/v0/prefs", e)
+	b, err := c.Do(ctx, http.MethodPatch, "/localapi/v0/prefs", e, nil)
 	if err != nil {
 		return Prefs{}, err
 	}
@@ -80,7 +82,7 @@ func ParsePrefs(b []byte) (Prefs, error) {
 // Status returns tailscaled's status without peers.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var s Status
-	err := c.Get(ctx, "/localapi/v0/status?peers=false", &s)
+	_, err := c.Do(ctx, http.MethodGet, "/localapi/v0/status?peers=false", nil, &s)
 	return s, err
 }
 
@@ -90,57 +92,43 @@ type notify struct {
 	Prefs      json.RawMessage // a PrefsView: the prefs' JSON, or null
 }
 
-// WatchPrefs follows tailscaled's IPN bus: f gets the current prefs at once, then each
-// change, until ctx ends (nil) or the stream breaks (tailscaled stopped): the error says why.
-func (c *Client) WatchPrefs(ctx context.Context, f func(Prefs, error)) error {
-	const path = "/localapi/v0/watch-ipn-bus?mask=4" // ipn.NotifyInitialPrefs; changes come anyway
-	resp, err := c.request(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		resp.Body.Close()
-		return statusError(http.MethodGet, path, resp.Status, b)
-	}
-	// One JSON object per notification.
-	dec := json.NewDecoder(resp.Body)
-	for err == nil {
-		var n notify
-		err = dec.Decode(&n)
-		switch {
-		case ctx.Err() != nil:
-			err = nil
-		case err == io.EOF:
-			err = fmt.Errorf("tailscaled at %s closed the IPN bus (stopped or restarting)", c.Where())
-		case err != nil:
-			err = fmt.Errorf("tailscaled IPN bus at %s: %w", c.Where(), err)
-		case n.ErrMessage != nil:
-			err = fmt.Errorf("tailscaled IPN bus: %s", *n.ErrMessage)
-		case len(n.Prefs) == 0 || string(n.Prefs) == "null":
-		default:
-			var p Prefs
-			if p, err = ParsePrefs(n.Prefs); err == nil {
-				f(p, nil)
-			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	resp.Body.Close()
-	return err
-}
-
-// FollowPrefs is WatchPrefs kept up across tailscaled restarts: when the stream breaks (or
-// tailscaled is not there) f hears why (with zero Prefs), and the watch starts again after
-// a backoff of 1 s doubling to 30 s, until ctx ends. Each new watch begins with the current
-// prefs.
+// FollowPrefs follows tailscaled's IPN bus until ctx ends: f gets the current prefs at
+// once, then each change. When the stream breaks (tailscaled stopped or restarting) or
+// tailscaled is not there, f hears why (with zero Prefs), and the watch starts again after
+// a backoff of 1 s doubling to 30 s, beginning with the current prefs.
 func (c *Client) FollowPrefs(ctx context.Context, f func(Prefs, error)) {
+	const path = "/localapi/v0/watch-ipn-bus?mask=4" // ipn.NotifyInitialPrefs; changes come anyway
 	backoff := time.Second
 	for ctx.Err() == nil {
 		started := time.Now()
-		err := c.WatchPrefs(ctx, f)
+		resp, err := c.request(ctx, http.MethodGet, path, nil)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			err = statusError(http.MethodGet, path, resp.Status, b)
+		}
+		if err == nil {
+			// One JSON object per notification.
+			dec := json.NewDecoder(resp.Body)
+			for err == nil && ctx.Err() == nil {
+				var n notify
+				var p Prefs
+				switch err = dec.Decode(&n); {
+				case ctx.Err() != nil:
+				case err != nil: // io.EOF: tailscaled closed it
+					err = fmt.Errorf("tailscaled IPN bus at %s ended (stopped or restarting?): %w", c.Where(), err)
+				case n.ErrMessage != nil:
+					err = errors.New("tailscaled IPN bus: " + *n.ErrMessage)
+				case len(n.Prefs) == 0 || string(n.Prefs) == "null":
+				default:
+					if p, err = ParsePrefs(n.Prefs); err == nil {
+						f(p, nil)
+					}
+				}
+			}
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -150,7 +138,6 @@ func (c *Client) FollowPrefs(ctx context.Context, f func(Prefs, error)) {
 		}
 		select {
 		case <-ctx.Done():
-			return
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 30*time.Second)

@@ -139,8 +139,11 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdSubnet(ctx, cfg, subnetArgs, stdout)
 	case "status":
 		err = printStatus(ctx, stdout, cfg, *asJSON)
-	case "peer-relay":
-		err = printGrant(ctx, stdout, cfg, *format)
+	case "peer-relay": // the policy-file grant for the peer relay
+		if cfg.PeerRelay == nil || !config.On(cfg.PeerRelay.Enabled, true) {
+			fmt.Fprintf(stdout, "// note: the peer relay is off in %s (add a peer_relay section)\n", sourceName(cfg.Source))
+		}
+		err = peerRelay(cfg, newLogger(cfg.LogLevel, os.Stderr)).WriteGrant(ctx, stdout, *format)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "edgerelay %s: %v\n", cmd, err)

@@ -86,13 +86,3 @@ func peerRelay(cfg *config.Config, log *slog.Logger) *peerrelay.Relay {
 	}
 	return pr
 }
-
-// printGrant prints the policy-file grant for the peer relay.
-func printGrant(ctx context.Context, w io.Writer, cfg *config.Config, format string) error {
-	if cfg.PeerRelay == nil || !config.On(cfg.PeerRelay.Enabled, true) {
-		fmt.Fprintf(w, "// note: the peer relay is off in %s (add a peer_relay section)\n", sourceName(cfg.Source))
-	}
-	pr := peerRelay(cfg, newLogger(cfg.LogLevel, os.Stderr))
-	dst, why := pr.Grant(ctx)
-	return peerrelay.WriteGrant(w, format, dst, why, pr.Port())
-}

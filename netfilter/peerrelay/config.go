@@ -2,8 +2,6 @@ package peerrelay
 
 import (
 	"net/netip"
-	"slices"
-	"strconv"
 
 	"github.com/edgerelay/edgerelay/agent/field"
 	"github.com/edgerelay/edgerelay/netfilter"
@@ -86,16 +84,9 @@ func (c *Config) endpoints(public []netip.Addr) []netip.AddrPort {
 	}
 	uniq := out[:0] // the first of each, in order
 	for _, ap := range out {
-		if !slices.Contains(uniq, ap) {
+		if !has(uniq, ap) {
 			uniq = append(uniq, ap)
 		}
 	}
 	return uniq
-}
-
-func portString(p *uint16) string {
-	if p == nil {
-		return "off"
-	}
-	return strconv.Itoa(int(*p))
 }

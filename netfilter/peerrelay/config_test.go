@@ -58,18 +58,23 @@ func TestPrefsEqual(t *testing.T) {
 }
 
 func TestWriteGrant(t *testing.T) {
+	// No tailscaled at the socket: the grant names a tag to give the box.
+	r, err := New(Config{Port: 40001, TailscaledSocket: t.TempDir() + "/none.sock"}, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range GrantFormats {
 		var b bytes.Buffer
-		if err := WriteGrant(&b, f, "100.64.0.1", "this box", 40000); err != nil {
+		if err := r.WriteGrant(t.Context(), &b, f); err != nil {
 			t.Fatal(err)
 		}
 		out := b.String()
-		if !strings.Contains(out, `"app": {"tailscale.com/cap/relay": []}`) || !strings.Contains(out, `"dst": ["100.64.0.1"]`) ||
-			!strings.Contains(out, "UDP 40000") || slices.Contains([]string{"headscale"}, f) != strings.Contains(out, "2841") {
+		if !strings.Contains(out, `"app": {"tailscale.com/cap/relay": []}`) || !strings.Contains(out, `"dst": ["tag:peer-relay"]`) ||
+			!strings.Contains(out, "UDP 40001") || slices.Contains([]string{"headscale"}, f) != strings.Contains(out, "2841") {
 			t.Errorf("%s:\n%s", f, out)
 		}
 	}
-	if err := WriteGrant(&bytes.Buffer{}, "yaml", "x", "", 1); err == nil {
+	if err := r.WriteGrant(t.Context(), &bytes.Buffer{}, "yaml"); err == nil {
 		t.Error("unknown format accepted")
 	}
 }

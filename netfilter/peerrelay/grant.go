@@ -10,18 +10,15 @@ import (
 // GrantFormats are the forms WriteGrant prints.
 var GrantFormats = []string{"tailscale", "headscale"}
 
-// Grant is the policy-file grant that lets the tailnet's devices use this box as a peer
-// relay: the tailscale.com/cap/relay app capability from the devices (src) to the relay
-// (dst). dst is this node's Tailscale address when tailscaled answers, else a tag to give it.
-func (r *Relay) Grant(ctx context.Context) (dst, why string) {
+// WriteGrant writes, in format (GrantFormats), the policy-file grant that lets the
+// tailnet's devices use this box as a peer relay: the tailscale.com/cap/relay app
+// capability from the devices (src) to the relay (dst), this node's Tailscale address when
+// tailscaled answers, else a tag to give it.
+func (r *Relay) WriteGrant(ctx context.Context, w io.Writer, format string) error {
+	dst, why := "tag:peer-relay", "tailscaled did not answer: give this box tag:peer-relay (or put its Tailscale address here)"
 	if s, err := r.api.Status(ctx); err == nil && s.Self != nil && len(s.Self.TailscaleIPs) > 0 {
-		return s.Self.TailscaleIPs[0].String(), "this box's Tailscale address (or a tag you give it)"
+		dst, why = s.Self.TailscaleIPs[0].String(), "this box's Tailscale address (or a tag you give it)"
 	}
-	return "tag:peer-relay", "tailscaled did not answer: give this box tag:peer-relay (or put its Tailscale address here)"
-}
-
-// WriteGrant writes the grant to paste, in format (GrantFormats), for a relay at dst.
-func WriteGrant(w io.Writer, format, dst, why string, port int) error {
 	grant := `  "grants": [
     {
       // Devices that may relay through this box: add tags, or narrow to a group.
@@ -32,6 +29,7 @@ func WriteGrant(w io.Writer, format, dst, why string, port int) error {
     },
   ],
 `
+	port := r.cfg.Port
 	var err error
 	switch format {
 	case "tailscale":

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
@@ -84,18 +83,17 @@ func New(cfg Config, stateDir string, log *slog.Logger, opts ...netfilter.Option
 // change is applied at once by Run.
 func (r *Relay) SetPublic(addrs []netip.Addr) {
 	r.mu.Lock()
-	changed := !slices.Equal(r.public, addrs)
-	r.public = slices.Clone(addrs)
+	changed := len(addrs) != len(r.public)
+	for i := 0; !changed && i < len(addrs); i++ {
+		changed = addrs[i] != r.public[i]
+	}
+	r.public = addrs
 	r.mu.Unlock()
 	if changed {
-		r.signal()
-	}
-}
-
-func (r *Relay) signal() {
-	select {
-	case r.kick <- struct{}{}:
-	default:
+		select { // have Run apply soon
+		case r.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -159,7 +157,10 @@ func (r *Relay) onBus(p localapi.Prefs, err error) {
 		ok := prefsOf(p).equal(r.wantLocked()) && r.status.Error == ""
 		r.mu.Unlock()
 		if !ok { // changed, or tailscaled is back after an error: check and report
-			r.signal()
+			select {
+			case r.kick <- struct{}{}:
+			default:
+			}
 		}
 		return
 	}
@@ -206,11 +207,10 @@ func (r *Relay) Apply(ctx context.Context, backend string) error {
 			return err
 		}
 		if got := prefsOf(p); !got.equal(want) {
-			// tailscaled ignores prefs it does not know.
-			s, _ := r.api.Status(ctx)
-			return fmt.Errorf("tailscaled %s at %s did not take the peer relay prefs (it has port %s, static endpoints %v): "+
+			// tailscaled ignores prefs it does not know (status names its version).
+			return fmt.Errorf("tailscaled at %s did not take the peer relay prefs (it has %v): "+
 				"peer relays need tailscaled 1.86 or newer (OpenWrt 24.10 ships 1.80), static endpoints 1.92 (or set peer_relay.static_endpoints: none)",
-				s.Version, r.api.Where(), portString(got.Port), got.Endpoints)
+				r.api.Where(), &got)
 		}
 		if r.status.InPrefs {
 			r.status.Reasserted++ // they were in place and something changed them
@@ -241,7 +241,7 @@ func (r *Relay) Apply(ctx context.Context, backend string) error {
 func (r *Relay) publish(ctx context.Context, backend string, applyErr error) {
 	var srv struct{ Sessions []struct{} }
 	sessions := -1
-	if r.api.Get(ctx, "/localapi/v0/debug-peer-relay-sessions", &srv) == nil {
+	if _, err := r.api.Do(ctx, "GET", "/localapi/v0/debug-peer-relay-sessions", nil, &srv); err == nil {
 		sessions = len(srv.Sessions)
 	}
 	ts, _ := r.api.Status(ctx)
@@ -259,6 +259,3 @@ func (r *Relay) publish(ctx context.Context, backend string, applyErr error) {
 		r.Reports(st)
 	}
 }
-
-// Port is the UDP port the relay is configured for.
-func (r *Relay) Port() int { return r.cfg.Port }

@@ -9,7 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
+	"strconv"
 
 	"github.com/edgerelay/edgerelay/agent/atomicfile"
 	"github.com/edgerelay/edgerelay/agent/localapi"
@@ -41,7 +41,7 @@ func sameEndpoints(a, b []netip.AddrPort) bool {
 		return false
 	}
 	for i := range a {
-		if !slices.Contains(b, a[i]) || !slices.Contains(a, b[i]) {
+		if !has(b, a[i]) || !has(a, b[i]) {
 			return false
 		}
 	}
@@ -54,7 +54,8 @@ type state struct {
 	Prev   *relayPrefs `json:"previous,omitempty"`          // tailscaled's prefs before the first change
 	Set    *relayPrefs `json:"set,omitempty"`               // what the part set last
 	// Firewall is the backend the port was opened with ("": none opened).
-	Firewall string `json:"firewall,omitempty"`
+	Firewall string    `json:"firewall,omitempty"`
+	_        [0]func() // not comparable: no generated equality function in the binary
 }
 
 func loadState(dir string) (*state, error) {
@@ -142,6 +143,19 @@ func (r *Relay) Remove(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+func has(l []netip.AddrPort, ap netip.AddrPort) bool {
+	for _, x := range l {
+		if x == ap {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *relayPrefs) String() string {
-	return fmt.Sprintf("port %s, static endpoints %v", portString(a.Port), a.Endpoints)
+	port := "off"
+	if a.Port != nil {
+		port = strconv.Itoa(int(*a.Port))
+	}
+	return "port " + port + ", static endpoints " + fmt.Sprint(a.Endpoints)
 }
