@@ -51,7 +51,7 @@ func TestPrefsEqual(t *testing.T) {
 		{relayPrefs{Endpoints: []netip.AddrPort{a}}, relayPrefs{Endpoints: []netip.AddrPort{a, b}}, false},
 		{relayPrefs{Endpoints: []netip.AddrPort{a, a}}, relayPrefs{Endpoints: []netip.AddrPort{a, b}}, false},
 	} {
-		if c.x.equal(c.y) != c.eq || c.y.equal(c.x) != c.eq {
+		if c.x.equal(&c.y) != c.eq || c.y.equal(&c.x) != c.eq {
 			t.Errorf("%v equal %v: want %v", c.x, c.y, c.eq)
 		}
 	}

@@ -154,7 +154,8 @@ func (r *Relay) Run(ctx context.Context) error {
 func (r *Relay) onBus(p localapi.Prefs, err error) {
 	r.mu.Lock()
 	if err == nil {
-		ok := prefsOf(p).equal(r.wantLocked()) && r.status.Error == ""
+		have, want := prefsOf(&p), r.wantLocked()
+		ok := have.equal(&want) && r.status.Error == ""
 		r.mu.Unlock()
 		if !ok { // changed, or tailscaled is back after an error: check and report
 			select {
@@ -190,7 +191,7 @@ func (r *Relay) Apply(ctx context.Context, backend string) error {
 	if err != nil {
 		return err
 	}
-	if have := prefsOf(p); !have.equal(want) {
+	if have := prefsOf(&p); !have.equal(&want) {
 		if st.Prev == nil {
 			st.Prev, st.Socket = &have, r.api.Socket()
 		}
@@ -206,7 +207,7 @@ func (r *Relay) Apply(ctx context.Context, backend string) error {
 		if err != nil {
 			return err
 		}
-		if got := prefsOf(p); !got.equal(want) {
+		if got := prefsOf(&p); !got.equal(&want) {
 			// tailscaled ignores prefs it does not know (status names its version).
 			return fmt.Errorf("tailscaled at %s did not take the peer relay prefs (it has %v): "+
 				"peer relays need tailscaled 1.86 or newer (OpenWrt 24.10 ships 1.80), static endpoints 1.92 (or set peer_relay.static_endpoints: none)",
@@ -215,7 +216,7 @@ func (r *Relay) Apply(ctx context.Context, backend string) error {
 		if r.status.InPrefs {
 			r.status.Reasserted++ // they were in place and something changed them
 		}
-		r.log.Info("peer relay prefs set on tailscaled", "port", r.cfg.Port, "static_endpoints", want.Endpoints, "had", &have)
+		r.log.Info("peer relay prefs set on tailscaled", "now", &want, "had", &have)
 	}
 	r.status.InPrefs = true
 	if st.Firewall != "" && st.Firewall != backend {

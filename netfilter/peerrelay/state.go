@@ -25,11 +25,11 @@ type relayPrefs struct {
 	Endpoints []netip.AddrPort `json:"endpoints"`
 }
 
-func prefsOf(p localapi.Prefs) relayPrefs {
+func prefsOf(p *localapi.Prefs) relayPrefs {
 	return relayPrefs{Port: p.RelayServerPort, Endpoints: p.RelayServerStaticEndpoints}
 }
 
-func (a relayPrefs) equal(b relayPrefs) bool {
+func (a *relayPrefs) equal(b *relayPrefs) bool {
 	return (a.Port == nil) == (b.Port == nil) && (a.Port == nil || *a.Port == *b.Port) &&
 		sameEndpoints(a.Endpoints, b.Endpoints)
 }
@@ -119,10 +119,10 @@ func (r *Relay) Remove(ctx context.Context) error {
 			api = localapi.New(st.Socket, "peer_relay.tailscaled_socket")
 		}
 		p, err := api.Prefs(ctx)
-		have := prefsOf(p)
+		have := prefsOf(&p)
 		switch {
 		case err != nil:
-		case st.Set != nil && !have.equal(*st.Set):
+		case st.Set != nil && !have.equal(st.Set):
 			r.log.Warn("peer relay prefs changed since edgerelay set them; leaving them as they are", "have", &have)
 		default:
 			_, err = api.EditPrefs(ctx, localapi.Edit{
