@@ -74,19 +74,18 @@ func parseEndpoint(s string, port int) (netip.AddrPort, bool) {
 func (c *Config) endpoints(public []netip.Addr) []netip.AddrPort {
 	var out []netip.AddrPort
 	for _, s := range c.StaticEndpoints {
+		words := []string{s}
 		if s == EndpointsAuto {
+			words = words[:0]
 			for _, a := range public {
-				out = append(out, netip.AddrPortFrom(a.Unmap(), uint16(c.Port)))
+				words = append(words, a.String()) // parsed back, unmapped, with the port
 			}
-		} else if ap, ok := parseEndpoint(s, c.Port); ok {
-			out = append(out, ap)
+		}
+		for _, w := range words {
+			if ap, ok := parseEndpoint(w, c.Port); ok && !has(out, ap) {
+				out = append(out, ap)
+			}
 		}
 	}
-	uniq := out[:0] // the first of each, in order
-	for _, ap := range out {
-		if !has(uniq, ap) {
-			uniq = append(uniq, ap)
-		}
-	}
-	return uniq
+	return out
 }

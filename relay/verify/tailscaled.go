@@ -44,10 +44,8 @@ type tailscaled struct {
 }
 
 func newTailscaled(sockets []string, auto bool, o options) *tailscaled {
-	t := &tailscaled{api: localapi.New(sockets[0], ""), timeout: o.timeout}
-	if auto {
-		t.api = localapi.Find(sockets...)
-	}
+	t := &tailscaled{api: localapi.Find(sockets...), timeout: o.timeout}
+	t.api.Auto = auto
 	tr := &http.Transport{
 		// The URL's host is a placeholder; every connection goes to a socket.
 		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return t.api.Dial(ctx) },
