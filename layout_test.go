@@ -23,7 +23,7 @@ const module = "github.com/edgerelay/edgerelay"
 var notParts = []string{"agent", "cmd", "openwrt", "packaging"}
 
 // leaves may be imported by every part; they import nothing of this module.
-var leaves = []string{"agent/atomicfile", "agent/field", ""}
+var leaves = []string{"agent/atomicfile", "agent/field", "agent/localapi", ""}
 
 type pkg struct {
 	ImportPath string

@@ -1,4 +1,4 @@
-// Package agent runs edgerelay's parts (relay, ddns, acme, subnet, notify) from one config: it
+// Package agent runs edgerelay's parts (relay, ddns, acme, subnet, peer_relay, notify) from one config: it
 // starts the enabled ones, restarts a failed part with backoff without touching the others,
 // reloads the config on request, passes events between the parts, and owns the state that
 // status and derpmap report.
@@ -26,6 +26,7 @@ import (
 	"github.com/edgerelay/edgerelay/acme"
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/ddns"
+	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
 	"github.com/edgerelay/edgerelay/notify"
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/web"
@@ -44,6 +45,7 @@ type Agent struct {
 	certs certSwitch // the relay's certificate source in acme mode
 
 	regionKick   chan struct{} // the addresses may have changed: recompute the region
+	peerKick     chan struct{} // the same, for the peer relay's static endpoints
 	mapReady     chan struct{} // closed at the first region
 	mapReadyOnce sync.Once
 	fileMu       sync.Mutex // one write of the handed-out map at a time (region.go)
@@ -59,9 +61,10 @@ type Agent struct {
 
 	// What the other parts last published for status (status.go): reading them never waits
 	// on a part or runs a command.
-	ddnsState   []ddns.RecordState
-	acmeState   *ACMEStatus
-	subnetState *SubnetStatus
+	ddnsState      []ddns.RecordState
+	acmeState      *ACMEStatus
+	subnetState    *SubnetStatus
+	peerRelayState *peerrelay.Status
 
 	dmap        *relay.Map        // the relay's map to paste, as of now (region.go)
 	published   *relay.DERPRegion // the region last handed out for pasting
@@ -78,7 +81,8 @@ type Agent struct {
 func New(cfg *config.Config, log *slog.Logger) *Agent {
 	now := time.Now()
 	return &Agent{cfg: cfg, log: log, started: now, loaded: now, partErr: map[string]error{},
-		regionKick: make(chan struct{}, 1), mapReady: make(chan struct{}), reloadReq: make(chan struct{}, 1)}
+		regionKick: make(chan struct{}, 1), peerKick: make(chan struct{}, 1), mapReady: make(chan struct{}),
+		reloadReq: make(chan struct{}, 1)}
 }
 
 // Relay returns the running relay (nil when off or not started).
@@ -117,17 +121,12 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 		a.cfg, a.loaded = cfg, time.Now()
 		a.mu.Unlock()
 		sv.apply(ctx, a.parts())
-		a.kickRegion() // ddns may now keep (or no longer keep) the relay's name
+		kick(a.regionKick) // ddns may now keep (or no longer keep) the relay's name
 	}
 }
 
 // RequestReload has Run re-read the config file soon, as SIGHUP does.
-func (a *Agent) RequestReload() {
-	select {
-	case a.reloadReq <- struct{}{}:
-	default: // one is pending already
-	}
-}
+func (a *Agent) RequestReload() { kick(a.reloadReq) }
 
 // setPartState records a part's state for status: running (nil), its last failure, or
 // gone.

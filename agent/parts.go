@@ -13,6 +13,7 @@ import (
 	"github.com/edgerelay/edgerelay/ddns"
 	"github.com/edgerelay/edgerelay/ddns/provider"
 	"github.com/edgerelay/edgerelay/netfilter"
+	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
 	"github.com/edgerelay/edgerelay/notify"
 	"github.com/edgerelay/edgerelay/relay"
 )
@@ -20,7 +21,7 @@ import (
 // parts lists the enabled parts of the current config. Each captures its own section, so a
 // reload restarts only the parts whose section changed.
 //
-// Adding a part (peer_relay, web, …): give its package a Config with SetDefaults
+// Adding a part (web, …): give its package a Config with SetDefaults
 // and Validate, add its section to agent/config (sections.go), and append a Part here
 // whose Section is that Config and whose Run builds the part and runs it until ctx ends,
 // publishing its state with setState for status. Events between parts go through the
@@ -46,6 +47,9 @@ func (a *Agent) parts() []Part {
 	}
 	if cfg.Subnet != nil && config.On(cfg.Subnet.Enabled, true) {
 		ps = append(ps, a.subnetPart(*cfg.Subnet, cfg.StateDir))
+	}
+	if cfg.PeerRelay != nil && config.On(cfg.PeerRelay.Enabled, true) {
+		ps = append(ps, a.peerRelayPart(cfg.PeerRelay.Config, cfg.StateDir))
 	}
 	if cfg.Web.Listen != "" {
 		ps = append(ps, a.webPart(cfg.Web, cfg.StateDir, cfg.Source))
@@ -118,7 +122,8 @@ func (a *Agent) noteAddress(ch ddns.AddressChange, relayRecord string) {
 		a.addrs.IPv6 = ch.New
 	}
 	a.mu.Unlock()
-	a.kickRegion()
+	kick(a.regionKick)
+	kick(a.peerKick)
 }
 
 // relayRecord is the fully qualified ddns record that publishes host, or "".
@@ -180,6 +185,40 @@ func (a *Agent) subnetPart(sc config.Subnet, stateDir string) Part {
 				return err
 			}
 			return r.Run(ctx)
+		},
+	}
+}
+
+func (a *Agent) peerRelayPart(pc peerrelay.Config, stateDir string) Part {
+	return Part{
+		Name:    "peer_relay",
+		Section: []any{pc, stateDir},
+		Undo: func(ctx context.Context) error {
+			r, err := peerrelay.New(pc, stateDir, a.log)
+			if err != nil {
+				return err
+			}
+			return r.Remove(ctx)
+		},
+		Run: func(ctx context.Context) error {
+			r, err := peerrelay.New(pc, stateDir, a.log)
+			if err != nil {
+				return err
+			}
+			r.Reports = func(s peerrelay.Status) { setState(a, &a.peerRelayState, &s) }
+			setState(a, &a.peerRelayState, &peerrelay.Status{Port: pc.Port})
+			r.SetPublic(a.publicAddrs()) // before the first apply
+			ctx, cancel := context.WithCancel(ctx)
+			followed := make(chan struct{})
+			go func() {
+				a.followAddrs(ctx, "peer_relay", a.peerKick, func() { r.SetPublic(a.publicAddrs()) })
+				close(followed)
+			}()
+			err = r.Run(ctx)
+			cancel()
+			<-followed
+			setState(a, &a.peerRelayState, nil)
+			return err
 		},
 	}
 }

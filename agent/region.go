@@ -35,16 +35,9 @@ const publishedFile = "derpmap-published.json"
 // regionSettle groups the burst of kernel events one address change makes.
 const regionSettle = 300 * time.Millisecond
 
-// followRegion recomputes the region at start and whenever the addresses may have changed,
-// until ctx ends.
+// followRegion recomputes the region once the relay is ready, then whenever the addresses
+// may have changed, until ctx ends.
 func (a *Agent) followRegion(ctx context.Context, r *relay.Relay, rc relay.Config, stateDir string) {
-	netKick := make(chan time.Time, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		ddns.WatchNet(ctx, a.log.With("component", "relay"), netKick)
-	}()
-	defer func() { <-done }()
 	select {
 	case <-r.Ready():
 	case <-ctx.Done():
@@ -54,26 +47,37 @@ func (a *Agent) followRegion(ctx context.Context, r *relay.Relay, rc relay.Confi
 	if err != nil {
 		a.log.Warn("cannot read the DERP map handed out earlier; taking the current one", "err", err)
 	}
-	for {
-		a.computeRegion(ctx, r, rc, stateDir, prev)
+	a.followAddrs(ctx, "relay", a.regionKick, func() { a.computeRegion(ctx, r, rc, stateDir, prev) })
+}
+
+// followAddrs calls f at once and whenever the addresses may have changed (a kick, a
+// kernel address or link event), until ctx ends; component names the watch in logs.
+func (a *Agent) followAddrs(ctx context.Context, component string, kicked <-chan struct{}, f func()) {
+	netKick := make(chan time.Time, 1)
+	watched := make(chan struct{})
+	go func() {
+		ddns.WatchNet(ctx, a.log.With("component", component), netKick)
+		close(watched)
+	}()
+	for ctx.Err() == nil {
+		f()
 		select {
 		case <-ctx.Done():
-			return
-		case <-a.regionKick:
+		case <-kicked:
 		case <-netKick:
 			select { // let the rest of the change arrive
 			case <-ctx.Done():
-				return
 			case <-time.After(regionSettle):
 			}
 		}
 	}
+	<-watched
 }
 
-// kickRegion asks followRegion to recompute (non-blocking).
-func (a *Agent) kickRegion() {
+// kick asks a follower to look again (non-blocking).
+func kick(ch chan struct{}) {
 	select {
-	case a.regionKick <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -308,4 +312,23 @@ func OfflineMap(ctx context.Context, cfg *config.Config) (relay.Map, error) {
 	m, _ := relay.BuildMap(ctx, rc, cur, pin, ddnsOn && relayRecord(cfg.DDNS.Config, rc.Hostname) != "")
 	noteIPOnly(&m)
 	return m, nil
+}
+
+// publicAddrs are the line's public addresses: ddns's selection when ddns runs, else this
+// box's public addresses on its interfaces.
+func (a *Agent) publicAddrs() []netip.Addr {
+	a.mu.Lock()
+	cfg, addrs := a.cfg, a.addrs
+	a.mu.Unlock()
+	if cfg.DDNS == nil || !config.On(cfg.DDNS.Enabled, true) {
+		addrs.IPv4, addrs.IPv6 = ddns.LocalAddrs()
+	}
+	var out []netip.Addr
+	if ddns.IsPublic(addrs.IPv4) { // false for the zero Addr
+		out = append(out, addrs.IPv4)
+	}
+	if ddns.IsPublic(addrs.IPv6) {
+		out = append(out, addrs.IPv6)
+	}
+	return out
 }

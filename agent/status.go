@@ -16,28 +16,30 @@ import (
 
 	"github.com/edgerelay/edgerelay/ddns"
 	"github.com/edgerelay/edgerelay/netfilter"
+	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
 	"github.com/edgerelay/edgerelay/notify"
 	"github.com/edgerelay/edgerelay/relay"
 )
 
 // Status is what `edgerelay status` shows: the state the agent owns and each part's own.
 type Status struct {
-	Version  string                 `json:"version"`
-	Config   string                 `json:"config"`
-	Started  time.Time              `json:"started"`
-	Loaded   time.Time              `json:"config_loaded"` // when the running config was (re)read
-	Uptime   string                 `json:"uptime"`
-	Warnings []string               `json:"warnings,omitempty"`
-	Addrs    relay.Addrs            `json:"addresses"` // the line's current addresses (from ddns)
-	Relay    *relay.Status          `json:"relay,omitempty"`
-	DERPMap  *relay.Map             `json:"derp_map,omitempty"`       // the relay's map to paste, as of now
-	MapStale bool                   `json:"derp_map_stale,omitempty"` // the map handed out last no longer matches
-	DDNS     []ddns.RecordState     `json:"ddns,omitempty"`
-	ACME     *ACMEStatus            `json:"acme,omitempty"`
-	Subnet   *SubnetStatus          `json:"subnet,omitempty"`
-	Webhooks []notify.WebhookStatus `json:"webhooks,omitempty"`
-	Parts    map[string]string      `json:"parts"` // name → "running" or the last error
-	Memory   MemoryStatus           `json:"memory"`
+	Version   string                 `json:"version"`
+	Config    string                 `json:"config"`
+	Started   time.Time              `json:"started"`
+	Loaded    time.Time              `json:"config_loaded"` // when the running config was (re)read
+	Uptime    string                 `json:"uptime"`
+	Warnings  []string               `json:"warnings,omitempty"`
+	Addrs     relay.Addrs            `json:"addresses"` // the line's current addresses (from ddns)
+	Relay     *relay.Status          `json:"relay,omitempty"`
+	DERPMap   *relay.Map             `json:"derp_map,omitempty"`       // the relay's map to paste, as of now
+	MapStale  bool                   `json:"derp_map_stale,omitempty"` // the map handed out last no longer matches
+	DDNS      []ddns.RecordState     `json:"ddns,omitempty"`
+	ACME      *ACMEStatus            `json:"acme,omitempty"`
+	Subnet    *SubnetStatus          `json:"subnet,omitempty"`
+	PeerRelay *peerrelay.Status      `json:"peer_relay,omitempty"`
+	Webhooks  []notify.WebhookStatus `json:"webhooks,omitempty"`
+	Parts     map[string]string      `json:"parts"` // name → "running" or the last error
+	Memory    MemoryStatus           `json:"memory"`
 }
 
 // ACMEStatus is the certificate the acme part holds.
@@ -93,7 +95,7 @@ func (a *Agent) Status(context.Context) Status {
 	st := Status{
 		Version: a.Version, Config: a.cfg.Source, Started: a.started, Loaded: a.loaded, Addrs: a.addrs,
 		Uptime: time.Since(a.started).Round(time.Second).String(), Parts: map[string]string{},
-		DDNS: a.ddnsState, ACME: a.acmeState, Subnet: a.subnetState,
+		DDNS: a.ddnsState, ACME: a.acmeState, Subnet: a.subnetState, PeerRelay: a.peerRelayState,
 	}
 	for name, err := range a.partErr {
 		st.Parts[name] = "running"

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/edgerelay/edgerelay/agent/localapi"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -152,14 +153,14 @@ func prefixStrings(ps []netip.Prefix) []string {
 func (r *Reconciler) applyAdvertise(ctx context.Context, st *state) error {
 	want := r.wantRoutes()
 	api := newLocalAPI(r.cfg.TailscaledSocket)
-	p, err := api.prefs(ctx)
+	p, err := api.Prefs(ctx)
 	if err != nil {
 		return err
 	}
 	ours := parsePrefixes(st.Advertised)
 	next, owned := mergeRoutes(p.AdvertiseRoutes, ours, want)
 	if !sameSet(next, p.AdvertiseRoutes) {
-		if _, err := api.setRoutes(ctx, next); err != nil {
+		if _, err := api.EditPrefs(ctx, localapi.Edit{AdvertiseRoutesSet: true, AdvertiseRoutes: next}); err != nil {
 			return err
 		}
 		r.log.Info("advertised routes set on tailscaled", "routes", prefixStrings(next), "ours", prefixStrings(owned))
@@ -189,13 +190,13 @@ func (r *Reconciler) removeAdvertise(ctx context.Context, st *state) error {
 	api := newLocalAPI(socket)
 	ours := parsePrefixes(st.Advertised)
 	if len(ours) > 0 {
-		p, err := api.prefs(ctx)
+		p, err := api.Prefs(ctx)
 		if err != nil {
 			return err
 		}
 		next, _ := mergeRoutes(p.AdvertiseRoutes, ours, nil)
 		if !sameSet(next, p.AdvertiseRoutes) {
-			if _, err := api.setRoutes(ctx, next); err != nil {
+			if _, err := api.EditPrefs(ctx, localapi.Edit{AdvertiseRoutesSet: true, AdvertiseRoutes: next}); err != nil {
 				return err
 			}
 			r.log.Info("advertised routes withdrawn from tailscaled", "routes", st.Advertised)
@@ -213,7 +214,7 @@ func (r *Reconciler) removeAdvertise(ctx context.Context, st *state) error {
 func (r *Reconciler) showAdvertise(ctx context.Context, st *state) []Item {
 	var items []Item
 	want := r.wantRoutes()
-	p, err := newLocalAPI(r.cfg.TailscaledSocket).prefs(ctx)
+	p, err := newLocalAPI(r.cfg.TailscaledSocket).Prefs(ctx)
 	for _, w := range want {
 		it := Item{Kind: "route", Name: "advertise " + w.String(), Want: "advertised"}
 		switch {

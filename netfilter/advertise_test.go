@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -64,8 +65,13 @@ func waitRoutes(t *testing.T, lc *local.Client, want []netip.Prefix, what string
 
 // TestAdvertiseTailscaled drives a real tailscaled: the agent merges the LAN prefixes into
 // what is already advertised (exit node, a user route), follows an IPv6 prefix change while
-// running, and withdraws only its own routes on remove.
+// running, puts its routes back when a `tailscale set` drops them, and withdraws only its
+// own routes on remove.
 func TestAdvertiseTailscaled(t *testing.T) {
+	cli, err := testenv.BuildTool("tailscale.com/cmd/tailscale")
+	if err != nil {
+		t.Fatal(err)
+	}
 	lc, sock := startTailscaled(t)
 	ctx := context.Background()
 	user := mustPrefixes("0.0.0.0/0", "::/0", "10.99.0.0/24")
@@ -100,6 +106,14 @@ func TestAdvertiseTailscaled(t *testing.T) {
 	nsRun(t, tp.router, "ip", "addr", "change", "2001:db8:50:1::1/64", "dev", "lan0.5", "preferred_lft", "0", "valid_lft", "600")
 	mine = mustPrefixes("192.168.50.0/24", "2001:db8:60:1::/64", "172.16.9.0/24")
 	waitRoutes(t, lc, append(slices.Clone(user), mine...), "after prefix change")
+
+	// The well-known trap: a later `tailscale set` (or up) naming only the user's routes
+	// drops ours; the IPN bus tells the loop, which puts them back next to the user's.
+	out, err := exec.Command(cli, "--socket="+sock, "set", "--advertise-routes=0.0.0.0/0,::/0,10.99.0.0/24").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tailscale set: %v\n%s", err, out)
+	}
+	waitRoutes(t, lc, append(slices.Clone(user), mine...), "after `tailscale set --advertise-routes` dropped ours")
 	stop()
 
 	if show := tp.mustHelper("show"); strings.Contains(show, "MISSING") || !strings.Contains(show, "advertise 2001:db8:60:1::/64") {

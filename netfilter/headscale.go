@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/edgerelay/edgerelay/agent/localapi"
 )
 
 // headscaleNode is the part of headscale's v1 node JSON (grpc-gateway, camelCase) we read.
@@ -40,13 +42,13 @@ func parseHeadscaleNodes(b []byte) ([]headscaleNode, error) {
 // approveRoutes makes headscale's approved set for this node hold want: approve_routes
 // replaces the whole set, so merge with what is approved, dropping only routes the agent
 // approved before.
-func (r *Reconciler) approveRoutes(ctx context.Context, api *localAPI, st *state, want []netip.Prefix) error {
+func (r *Reconciler) approveRoutes(ctx context.Context, api *localapi.Client, st *state, want []netip.Prefix) error {
 	hs := r.cfg.Headscale
 	key := hs.APIKey
 	if key == "" {
 		return fmt.Errorf("subnet.headscale.api_key_file: no API key (create one with `headscale apikeys create`)")
 	}
-	self, err := api.self(ctx)
+	self, err := api.Status(ctx)
 	if err != nil {
 		return err
 	}
@@ -115,7 +117,7 @@ func headscaleDo(ctx context.Context, hc *http.Client, key, method, u string, bo
 		return nil, fmt.Errorf("headscale %s %s: %w", method, req.URL.Path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("headscale %s %s: %s: %s", method, req.URL.Path, resp.Status, errorText(b))
+		return nil, fmt.Errorf("headscale %s %s: %s: %s", method, req.URL.Path, resp.Status, localapi.ErrorText(b))
 	}
 	return b, nil
 }

@@ -259,13 +259,13 @@ func (f *fw4FW) allFiles() []string {
 	return out
 }
 
-// liveCount counts our rules in fw4's live chain (by their comment).
-func liveCount(ctx context.Context, chain string) (int, error) {
+// liveCount counts rules carrying comment in fw4's live chain.
+func liveCount(ctx context.Context, chain, comment string) (int, error) {
 	out, err := runCmd(ctx, "", "nft", "list", "chain", "inet", "fw4", chain)
 	if err != nil {
 		return 0, err
 	}
-	return strings.Count(out, nftComment), nil
+	return strings.Count(out, comment), nil
 }
 
 // state reports whether files hold the wanted content and fw4's chains carry the rules.
@@ -282,7 +282,7 @@ func (f *fw4FW) check(ctx context.Context) (filesOK, liveOK bool, err error) {
 			filesOK = false
 		}
 		chain := filepath.Base(filepath.Dir(p))
-		n, lerr := liveCount(ctx, chain)
+		n, lerr := liveCount(ctx, chain, nftComment)
 		if lerr != nil {
 			if wanted {
 				liveOK, err = false, lerr
@@ -401,7 +401,7 @@ func (f *fw4FW) show(ctx context.Context) []Item {
 		}
 		b, err := os.ReadFile(p)
 		fileOK := (wanted && err == nil && string(b) == content) || (!wanted && err != nil)
-		live, lerr := liveCount(ctx, filepath.Base(filepath.Dir(p)))
+		live, lerr := liveCount(ctx, filepath.Base(filepath.Dir(p)), nftComment)
 		switch {
 		case err != nil && wanted:
 			it.Have = "file missing"

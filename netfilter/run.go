@@ -3,10 +3,12 @@ package netfilter
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/edgerelay/edgerelay/agent/localapi"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -21,7 +23,8 @@ const (
 )
 
 // Run applies the config now, then again whenever the involved interfaces change (link or
-// address events on the LAN or tailscale interfaces, tailscaled's table 52 routes), with
+// address events on the LAN or tailscale interfaces, tailscaled's table 52 routes) or
+// tailscaled's AdvertiseRoutes change (another tool's `tailscale up` dropped them), with
 // debounce, retrying failures with backoff, until ctx ends. After each apply it publishes
 // what is in place (WithReports). It does not remove anything on exit: forwarding must
 // survive an agent restart.
@@ -30,6 +33,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { r.watch(ctx, events) })
+	following := !r.advertise // tailscaled's prefs are followed from the first good apply on
 
 	timer := time.NewTimer(0) // apply at once on start
 	defer timer.Stop()
@@ -53,6 +57,10 @@ func (r *Reconciler) Run(ctx context.Context) error {
 				continue
 			}
 			r.log.Debug("subnet in place")
+			if !following {
+				following = true
+				wg.Go(func() { r.followPrefs(ctx, events) })
+			}
 			retry = retryInitial
 			timer.Reset(resyncEvery)
 		}
@@ -137,4 +145,27 @@ func (r *Reconciler) publish(ctx context.Context, applyErr error) {
 		applyErr = errors.Join(applyErr, err)
 	}
 	r.reports(rep, applyErr)
+}
+
+// followPrefs signals events when tailscaled's AdvertiseRoutes change, and at each new watch
+// of its IPN bus (tailscaled started or restarted): a `tailscale up` without
+// --advertise-routes, from a user, an init script or a LuCI app, silently drops the routes,
+// and the apply that follows puts ours back.
+func (r *Reconciler) followPrefs(ctx context.Context, events chan<- struct{}) {
+	var last []netip.Prefix
+	fresh := true
+	newLocalAPI(r.cfg.TailscaledSocket).FollowPrefs(ctx, func(p localapi.Prefs, err error) {
+		if err != nil {
+			fresh = true
+			r.log.Debug("tailscaled IPN bus", "err", err)
+			return
+		}
+		if fresh || !sameSet(last, p.AdvertiseRoutes) {
+			select {
+			case events <- struct{}{}:
+			default:
+			}
+		}
+		fresh, last = false, p.AdvertiseRoutes
+	})
 }

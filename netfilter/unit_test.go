@@ -16,6 +16,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/edgerelay/edgerelay/agent/localapi"
 	"github.com/edgerelay/edgerelay/agent/testenv"
 )
 
@@ -262,7 +263,7 @@ func TestHeadscaleApprove(t *testing.T) {
 }
 
 func TestLocalAPIUnreachable(t *testing.T) {
-	_, err := newLocalAPI(filepath.Join(t.TempDir(), "none.sock")).prefs(context.Background())
+	_, err := newLocalAPI(filepath.Join(t.TempDir(), "none.sock")).Prefs(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "subnet.tailscaled_socket") {
 		t.Errorf("prefs without tailscaled: %v", err)
 	}
@@ -274,7 +275,7 @@ func FuzzParsePrefs(f *testing.F) {
 	f.Add([]byte(`{"AdvertiseRoutes":["300.1.1.1/99"]}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := parsePrefs(b)
+		p, err := localapi.ParsePrefs(b)
 		if err != nil {
 			return
 		}

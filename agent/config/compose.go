@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"strconv"
 
 	"github.com/edgerelay/edgerelay/agent/field"
 	"github.com/edgerelay/edgerelay/ddns"
@@ -55,6 +56,11 @@ func (cfg *Config) checkAcross(c *checker) {
 	}
 	if cfg.Web.Listen != "" && On(cfg.Relay.Enabled, true) && samePort(cfg.Web.Listen, cfg.Relay.Listen) {
 		c.add("web.listen", "must not be the relay's DERP port (relay.listen %s): that port faces the internet", cfg.Relay.Listen)
+	}
+	if pr := cfg.PeerRelay; pr != nil && On(pr.Enabled, true) && On(cfg.Relay.Enabled, true) {
+		if _, port, _ := net.SplitHostPort(cfg.Relay.STUNAddr()); port == strconv.Itoa(pr.Port) {
+			c.add("peer_relay.port", "UDP %s is relay.stun_listen's port; tailscaled's peer relay needs a port of its own", port)
+		}
 	}
 	if cfg.acmeOn() {
 		if cfg.ACME.DNSProvider.IsZero() {

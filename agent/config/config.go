@@ -1,6 +1,7 @@
 // Package config reads edgerelay's configuration from a YAML file or an OpenWrt UCI file.
 // It defines no part's settings: each section is the part's own Config (relay.Config,
-// ddns.Config, acme.Config, netfilter.Config, notify.Config; sections.go) plus enabled.
+// ddns.Config, acme.Config, netfilter.Config, peerrelay.Config,
+// notify.Config; sections.go) plus enabled.
 // Loading decodes the file keeping every key's line, reads secrets given as files (x_file
 // fills x), fills each part's defaults and the few a section takes from another
 // (compose.go), and runs every part's Validate in one pass: all problems at once, each with
@@ -26,12 +27,14 @@ type Config struct {
 	LogLevel      string `yaml:"log_level"`
 	MetricsListen string `yaml:"metrics_listen"` // opt-in Prometheus listener, e.g. 127.0.0.1:9100
 
-	Relay  Relay      `yaml:"relay"`
-	DDNS   *DDNS      `yaml:"ddns"`   // nil: section absent, part off
-	ACME   *ACME      `yaml:"acme"`   // nil: section absent, part off
-	Subnet *Subnet    `yaml:"subnet"` // nil: section absent, part off
-	Notify *Notify    `yaml:"notify"` // nil: section absent, no webhooks
-	Web    web.Config `yaml:"web"`    // on when web.listen is set
+	Relay  Relay   `yaml:"relay"`
+	DDNS   *DDNS   `yaml:"ddns"`   // nil: section absent, part off
+	ACME   *ACME   `yaml:"acme"`   // nil: section absent, part off
+	Subnet *Subnet `yaml:"subnet"` // nil: section absent, part off
+	// PeerRelay nil: section absent, part off (the default config has none).
+	PeerRelay *PeerRelay `yaml:"peer_relay"`
+	Notify    *Notify    `yaml:"notify"` // nil: section absent, no webhooks
+	Web       web.Config `yaml:"web"`    // on when web.listen is set
 
 	// Source is the file the config came from ("" for the embedded default).
 	Source string `yaml:"-"`

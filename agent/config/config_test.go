@@ -402,3 +402,38 @@ func TestSecretsReadAtLoad(t *testing.T) {
 		t.Fatalf("borrowed provider token %q, %v", cfg.ACME.DNSProvider.APIToken, err)
 	}
 }
+
+// TestPeerRelaySection: the peer_relay section reads the same from YAML and UCI, is off
+// when absent, takes its defaults, and names each bad key with its line.
+func TestPeerRelaySection(t *testing.T) {
+	cfg, err := Parse([]byte("relay: {enabled: false}\n"), false)
+	if err != nil || cfg.PeerRelay != nil {
+		t.Fatalf("absent section: %v %+v", err, cfg.PeerRelay)
+	}
+	yml, err := Parse([]byte("peer_relay:\n  port: 41000\n  static_endpoints: [auto, \"[2001:db8::1]:41001\", 192.0.2.7]\n  tailscaled_socket: /tmp/ts.sock\n  firewall: nftables\n"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uci, err := Parse([]byte("config peer_relay\n\toption port 41000\n\tlist static_endpoints auto\n\tlist static_endpoints '[2001:db8::1]:41001'\n\tlist static_endpoints 192.0.2.7\n\toption tailscaled_socket /tmp/ts.sock\n\toption firewall nftables\n"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(yml.PeerRelay, uci.PeerRelay) || yml.PeerRelay.Port != 41000 || len(yml.PeerRelay.StaticEndpoints) != 3 || !On(yml.PeerRelay.Enabled, true) {
+		t.Fatalf("YAML %+v\nUCI  %+v", yml.PeerRelay, uci.PeerRelay)
+	}
+	def, err := Parse([]byte("peer_relay: {enabled: false}\n"), false)
+	if err != nil || On(def.PeerRelay.Enabled, true) || def.PeerRelay.Port != 40000 || def.PeerRelay.StaticEndpoints[0] != "auto" || def.PeerRelay.Firewall != "auto" {
+		t.Fatalf("defaults: %v %+v", err, def.PeerRelay)
+	}
+	_, err = Parse([]byte("relay: {stun_listen: \":40000\"}\npeer_relay:\n  port: 70000\n  static_endpoints: [none, auto, \"fe80::1%eth0\", nope]\n  firewall: pf\n"), false)
+	for _, w := range []string{"line 3: peer_relay.port: expected a UDP port", "line 4: peer_relay.static_endpoints[0]: none stands alone",
+		`peer_relay.static_endpoints[2]: expected auto, none`, `peer_relay.static_endpoints[3]`, "line 5: peer_relay.firewall"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%v", w, err)
+		}
+	}
+	_, err = Parse([]byte("relay: {stun_listen: \":40000\"}\npeer_relay: {}\n"), false)
+	if err == nil || !strings.Contains(err.Error(), "peer_relay.port: UDP 40000 is relay.stun_listen's port") {
+		t.Errorf("port clash: %v", err)
+	}
+}

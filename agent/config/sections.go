@@ -5,6 +5,7 @@ import (
 	"github.com/edgerelay/edgerelay/ddns"
 	"github.com/edgerelay/edgerelay/ddns/provider"
 	"github.com/edgerelay/edgerelay/netfilter"
+	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
 	"github.com/edgerelay/edgerelay/notify"
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/web"
@@ -43,6 +44,13 @@ type Subnet struct {
 	netfilter.Config `yaml:",inline"`
 }
 
+// PeerRelay is the peer_relay section: peerrelay.Config, on when present unless enabled
+// is false.
+type PeerRelay struct {
+	Enabled          *bool `yaml:"enabled"`
+	peerrelay.Config `yaml:",inline"`
+}
+
 // Notify is the notify section: notify.Config, on when present unless enabled is false.
 type Notify struct {
 	Enabled       *bool `yaml:"enabled"`
@@ -76,6 +84,9 @@ func (cfg *Config) sections() []section {
 	}
 	if s := cfg.Subnet; s != nil {
 		ss = append(ss, section{"subnet", On(s.Enabled, true), &s.Config, s})
+	}
+	if s := cfg.PeerRelay; s != nil {
+		ss = append(ss, section{"peer_relay", On(s.Enabled, true), &s.Config, s})
 	}
 	if s := cfg.Notify; s != nil {
 		ss = append(ss, section{"notify", On(s.Enabled, true), &s.Config, s})

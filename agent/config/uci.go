@@ -12,7 +12,7 @@ import (
 // OpenWrt UCI files map onto the same tree as YAML:
 //
 //	config edgerelay 'main'      → top-level keys (state_dir, log_level, metrics_listen)
-//	config relay|ddns|acme|subnet|notify → that section
+//	config relay|ddns|acme|subnet|peer_relay|notify → that section
 //	config record                 → one item of ddns.records (repeatable)
 //	config webhook                → one item of notify.webhooks (repeatable)
 //
@@ -286,15 +286,16 @@ func lexUCI(src string) ([]uciCommand, error) {
 
 // uciSectionKeys maps UCI section types onto the top-level key they fill.
 var uciSectionKeys = map[string]string{
-	"edgerelay": "",
-	"relay":     "relay",
-	"ddns":      "ddns",
-	"acme":      "acme",
-	"subnet":    "subnet",
-	"notify":    "notify",
-	"web":       "web",
-	"record":    "ddns.records",
-	"webhook":   "notify.webhooks",
+	"edgerelay":  "",
+	"relay":      "relay",
+	"ddns":       "ddns",
+	"acme":       "acme",
+	"subnet":     "subnet",
+	"peer_relay": "peer_relay",
+	"notify":     "notify",
+	"web":        "web",
+	"record":     "ddns.records",
+	"webhook":    "notify.webhooks",
 }
 
 // uciTree turns UCI sections into the neutral tree, reporting unknown section types and

@@ -21,6 +21,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/agent"
 	"github.com/edgerelay/edgerelay/agent/config"
+	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/verify"
 	"github.com/edgerelay/edgerelay/web"
@@ -40,6 +41,9 @@ Usage:
                                   ask the running daemon: clients, traffic, cert, ddns, subnet
   edgerelay subnet apply|remove|show [-c FILE]
                                   reconcile, undo or list the subnet-router setup
+                                  (remove also undoes the peer relay)
+  edgerelay peer-relay [-c FILE] [--format tailscale|headscale]
+                                  print the policy-file grant that lets devices use the peer relay
   edgerelay web passwd [-c FILE]  set the web page's password (read from stdin)
   edgerelay version               print the version
 
@@ -61,7 +65,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("edgerelay "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", "", "config file (YAML or UCI)")
-	format := fs.String("format", "tailscale", "derpmap output: "+strings.Join(relay.DERPMapFormats, ", "))
+	format := fs.String("format", "tailscale", "derpmap output: "+strings.Join(relay.DERPMapFormats, ", ")+"; peer-relay: "+strings.Join(peerrelay.GrantFormats, ", "))
 	asJSON := fs.Bool("json", false, "status: print the daemon's JSON")
 	var (
 		err        error
@@ -81,7 +85,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
-	case "run", "check", "derpmap", "status", "web":
+	case "run", "check", "derpmap", "status", "peer-relay", "web":
 		if err := fs.Parse(args); err != nil {
 			return 2
 		}
@@ -145,6 +149,11 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdSubnet(ctx, cfg, subnetArgs, stdout)
 	case "status":
 		err = printStatus(ctx, stdout, cfg, *asJSON)
+	case "peer-relay": // the policy-file grant for the peer relay
+		if cfg.PeerRelay == nil || !config.On(cfg.PeerRelay.Enabled, true) {
+			fmt.Fprintf(stdout, "// note: the peer relay is off in %s (add a peer_relay section)\n", sourceName(cfg.Source))
+		}
+		err = peerRelay(cfg, newLogger(cfg.LogLevel, os.Stderr)).WriteGrant(ctx, stdout, *format)
 	case "web":
 		err = webPasswd(os.Stdin, stderr, cfg.StateDir)
 	}

@@ -95,6 +95,14 @@ func printStatus(ctx context.Context, w io.Writer, cfg *config.Config, asJSON bo
 			p("  %s", it)
 		}
 	}
+	if pr := st.PeerRelay; pr != nil {
+		p("peer relay: udp %d, static endpoints %v; tailscaled %s has them: %v; %d relay sessions (-1: unknown)",
+			pr.Port, pr.Endpoints, pr.Tailscaled, pr.InPrefs, pr.Sessions)
+		p("  firewall %s, port open: %v; put back after other tools changed them: %d times", pr.Firewall, pr.PortOpen, pr.Reasserted)
+		if pr.Error != "" {
+			p("  error: %s", pr.Error)
+		}
+	}
 	for _, w := range st.Webhooks {
 		p("webhook %s: %d sent, %d failed, %d dropped, %d queued; last error: %s", w.URL, w.Sent, w.Failed, w.Dropped, w.Queued, addrOrNone(w.LastError, w.LastError != ""))
 	}

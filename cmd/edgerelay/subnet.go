@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/edgerelay/edgerelay/agent/config"
 	"github.com/edgerelay/edgerelay/netfilter"
+	"github.com/edgerelay/edgerelay/netfilter/peerrelay"
 )
 
 const subnetUsage = "usage: edgerelay subnet apply|remove|show [-c FILE]"
@@ -55,7 +57,8 @@ func cmdSubnet(ctx context.Context, cfg *config.Config, args []string, stdout io
 		}
 		fmt.Fprintln(stdout, "subnet applied")
 	case "remove":
-		if err := r.Remove(ctx); err != nil {
+		// Package removal runs this: the peer relay's changes go too (its prefs restored).
+		if err := errors.Join(r.Remove(ctx), peerRelay(cfg, log).Remove(ctx)); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "subnet removed")
@@ -67,4 +70,19 @@ func cmdSubnet(ctx context.Context, cfg *config.Config, args []string, stdout io
 		fmt.Fprint(stdout, rep.String())
 	}
 	return nil
+}
+
+// peerRelay is the peer relay part of cfg, or, when its section is absent or unusable, one
+// that still undoes and lists what the state dir records.
+func peerRelay(cfg *config.Config, log *slog.Logger) *peerrelay.Relay {
+	var pc peerrelay.Config
+	if cfg.PeerRelay != nil {
+		pc = cfg.PeerRelay.Config
+	}
+	pr, err := peerrelay.New(pc, cfg.StateDir, log)
+	if err != nil {
+		log.Warn("peer_relay section unusable, going by the state dir alone", "err", err)
+		pr, _ = peerrelay.New(peerrelay.Config{}, cfg.StateDir, log)
+	}
+	return pr
 }

@@ -11,12 +11,12 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/edgerelay/edgerelay/agent/localapi"
 )
 
 const checkTailscaled = "tailscaled"
@@ -29,32 +29,26 @@ const capabilityVersion = 142
 // whoisBodyLimit bounds a whois answer: a node with its capability map is a few KiB.
 const whoisBodyLimit = 1 << 20
 
-// DefaultTailscaledSockets are where tailscaled puts its LocalAPI socket: OpenWrt and Debian
-// (/var/run is usually /run), and Synology's Tailscale package. A verifier without a
-// configured check looks at them in this order.
-var DefaultTailscaledSockets = []string{
-	"/var/run/tailscale/tailscaled.sock",
-	"/run/tailscale/tailscaled.sock",
-	"/var/packages/Tailscale/var/tailscaled.sock",
-}
+// DefaultTailscaledSockets are where tailscaled puts its LocalAPI socket (localapi's list);
+// a verifier without a configured check looks at them in this order.
+var DefaultTailscaledSockets = localapi.DefaultSockets
 
 // tailscaled asks the local tailscaled, over its LocalAPI unix socket, whether a node key
 // belongs to a node in its netmap (itself or a peer): what derper --verify-clients does.
 // Found automatically (auto), it is looked for at each of sockets on every connection, so a
 // tailscaled that starts after us, restarts, or moves is picked up without a restart.
 type tailscaled struct {
-	sockets []string
-	auto    bool
+	api     *localapi.Client // finds the socket; whois keeps its own connections
 	client  *http.Client
 	timeout time.Duration
-	found   atomic.Pointer[string] // the socket that last answered ("" or nil: none)
 }
 
 func newTailscaled(sockets []string, auto bool, o options) *tailscaled {
-	t := &tailscaled{sockets: sockets, auto: auto, timeout: o.timeout}
+	t := &tailscaled{api: localapi.Find(sockets...), timeout: o.timeout}
+	t.api.Auto = auto
 	tr := &http.Transport{
 		// The URL's host is a placeholder; every connection goes to a socket.
-		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return t.dial(ctx) },
+		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return t.api.Dial(ctx) },
 		MaxIdleConns:    2,
 		IdleConnTimeout: 30 * time.Second,
 	}
@@ -62,48 +56,8 @@ func newTailscaled(sockets []string, auto bool, o options) *tailscaled {
 	return t
 }
 
-// dial connects to the socket that answered last, else to the first of the others that
-// does. The error is the first socket's when none answers.
-func (t *tailscaled) dial(ctx context.Context) (net.Conn, error) {
-	var d net.Dialer
-	order := t.sockets
-	if f := t.found.Load(); f != nil && *f != "" && *f != t.sockets[0] {
-		order = append([]string{*f}, slices.DeleteFunc(slices.Clone(t.sockets), func(s string) bool { return s == *f })...)
-	}
-	var first error
-	for _, s := range order {
-		c, err := d.DialContext(ctx, "unix", s)
-		if err == nil {
-			t.found.Store(&s)
-			return c, nil
-		}
-		if first == nil {
-			first = err
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	empty := ""
-	t.found.Store(&empty)
-	return nil, first
-}
-
-// socket is the socket that answered last ("" when none has).
-func (t *tailscaled) socket() string {
-	if f := t.found.Load(); f != nil {
-		return *f
-	}
-	return ""
-}
-
-// where names the socket for messages: the one in use, or every path looked at.
-func (t *tailscaled) where() string {
-	if s := t.socket(); s != "" {
-		return s
-	}
-	return strings.Join(t.sockets, ", ")
-}
+func (t *tailscaled) socket() string { return t.api.Socket() }
+func (t *tailscaled) where() string  { return t.api.Where() }
 
 func (t *tailscaled) name() string { return checkTailscaled }
 
@@ -168,10 +122,10 @@ func (t *tailscaled) whois(ctx context.Context, key string) (string, error) {
 }
 
 func (t *tailscaled) transportError(err error) error {
-	if t.auto && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTSOCK)) {
+	if t.api.Auto && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTSOCK)) {
 		return fmt.Errorf("%w: no tailscaled answers at %s (the usual socket paths; no client check is configured)", ErrNoTailscaled, t.where())
 	}
-	sock := t.sockets[0]
+	sock := t.api.Sockets[0]
 	switch {
 	case errors.Is(err, syscall.ENOENT):
 		return fmt.Errorf("%w: socket %s does not exist (is tailscaled running, and is relay.verify_clients.tailscaled_socket its --socket path?)", ErrNoTailscaled, sock)

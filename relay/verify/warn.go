@@ -19,7 +19,7 @@ func (v *Verifier) Warning() string {
 			"anyone who finds this relay can use this line's bandwidth"
 	case v.mode == ModeAuto && !v.tailscaledUp():
 		return "refusing every client: no client check is configured and no tailscaled answers at " +
-			strings.Join(v.checks[0].(*tailscaled).sockets, ", ") + ". " + admitHowTo
+			strings.Join(v.checks[0].(*tailscaled).api.Sockets, ", ") + ". " + admitHowTo
 	case v.mode == ModeChecks && len(v.checks) == 1 && !v.tailscaledUp():
 		return "refusing every client: " + v.checks[0].(*tailscaled).where() + " does not answer (tailscaled_socket is the only check)"
 	}
@@ -86,7 +86,7 @@ func (v *Verifier) Run(ctx context.Context) {
 		}
 		switch {
 		case err == nil && (first || last != nil):
-			v.log.Info("local tailscaled answers: admitting the nodes it knows", "socket", t.socket(), "found_automatically", t.auto)
+			v.log.Info("local tailscaled answers: admitting the nodes it knows", "socket", t.socket(), "found_automatically", t.api.Auto)
 		case err != nil && (first || last == nil || last.Error() != err.Error()):
 			if w := v.Warning(); w != "" {
 				v.log.Error(strings.ToUpper(w[:1])+w[1:], "err", err)

@@ -69,7 +69,9 @@ return view.extend({
 	// status first: it reports a stale DERP map before derpmap records the new one as shown.
 	load: function() {
 		return run('status').then(function(status) {
-			return run('derpmap').then(function(derpmap) { return [ status, derpmap ]; });
+			return run('derpmap').then(function(derpmap) {
+				return run('peer-relay').then(function(grant) { return [ status, derpmap, grant ]; });
+			});
 		});
 	},
 
@@ -77,7 +79,7 @@ return view.extend({
 		var m, s, o;
 
 		m = new form.Map('edgerelay', _('edgerelay'),
-			_('A Tailscale DERP relay and STUN server, DDNS that follows this line\'s addresses, Let\'s Encrypt certificates by DNS-01, and subnet-router preparation.'));
+			_('A Tailscale DERP relay and STUN server, DDNS that follows this line\'s addresses, Let\'s Encrypt certificates by DNS-01, subnet-router preparation and a Tailscale Peer Relay.'));
 
 		s = m.section(form.NamedSection, 'main', 'edgerelay', _('General'));
 		o = s.option(form.Value, 'state_dir', _('State directory'),
@@ -241,6 +243,23 @@ return view.extend({
 		o = s.option(form.Value, 'headscale_url', _('headscale URL'), _('Approve the advertised routes on this headscale server.'));
 		o = s.option(form.Value, 'headscale_api_key_file', _('headscale API key file'));
 
+		s = m.section(form.NamedSection, 'peer_relay', 'peer_relay', _('Peer relay'),
+			_('Makes this box\'s tailscaled (1.86 or newer) a Tailscale Peer Relay: sets its relay server port and static endpoints, keeps them current as the line\'s address changes and puts them back when another tool clears them, and opens the UDP port. Disabling it restores tailscaled\'s previous settings and closes the port.'));
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o = s.option(form.Value, 'port', _('UDP port'));
+		o.datatype = 'port';
+		o.placeholder = '40000';
+		o = s.option(form.DynamicList, 'static_endpoints', _('Static endpoints'),
+			_('auto: this line\'s public addresses with the port, kept current; or ip / ip:port; none: only what tailscaled finds itself.'));
+		o.placeholder = 'auto';
+		o = s.option(form.Value, 'tailscaled_socket', _('tailscaled socket'), _('Empty: found at the usual paths.'));
+		o = s.option(form.ListValue, 'firewall', _('Firewall'));
+		o.value('auto');
+		o.value('fw4');
+		o.value('nftables');
+		o.value('iptables');
+		o.value('none');
+
 		s = m.section(form.GridSection, 'webhook', _('Notifications'),
 			_('Webhooks told when an address changes, a DNS record is written or failing, a certificate is renewed or its renewal is failing, or a part keeps failing. Without a body template the event is POSTed as JSON; see the README for Telegram, Bark, ServerChan and WeCom bodies.'));
 		s.anonymous = true;
@@ -265,7 +284,10 @@ return view.extend({
 				E('pre', { 'id': 'edgerelay-status' }, output(data[0], _('The daemon is not running.'))),
 				E('h3', {}, _('DERP map')),
 				E('p', {}, _('Paste this into the derpMap of your tailnet policy file.')),
-				E('pre', { 'id': 'edgerelay-derpmap' }, output(data[1], _('No DERP map: check the relay section.')))
+				E('pre', { 'id': 'edgerelay-derpmap' }, output(data[1], _('No DERP map: check the relay section.'))),
+				E('h3', {}, _('Peer relay grant')),
+				E('p', {}, _('Paste this into the grants of your tailnet policy file so devices may use the peer relay.')),
+				E('pre', { 'id': 'edgerelay-grant' }, output(data[2], ''))
 			]);
 			node.insertBefore(status, node.firstChild);
 			return node;
