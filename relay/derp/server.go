@@ -348,7 +348,7 @@ func (s *Server) unregister(c *sclient) {
 	case 0:
 		s.clients.Delete(c.key)
 		set.gone.Store(true)
-		set.active.Store(nil) // a reader's cached pointer to the set holds no connection
+		set.active.Store(nil)        // a reader's cached pointer to the set holds no connection
 		if s.loadFwd(c.key) == nil { // still in the region through the mesh: not gone yet
 			s.notePeerGoneLocked(c.key)
 		}
