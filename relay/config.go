@@ -29,7 +29,8 @@ type Config struct {
 	IPv6 string `yaml:"ipv6"`
 	// KeepAlive is the interval between KeepAlive frames (clients time out after 120 s).
 	KeepAlive time.Duration `yaml:"keepalive"`
-	// WriteTimeout drops a client whose socket does not take a frame in this time.
+	// WriteTimeout drops a client whose socket does not take a frame in this time (a stuck
+	// write fails after between three quarters of it and all of it: see derp's sender).
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// HandshakeTimeout bounds the upgrade and the DERP handshake.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`

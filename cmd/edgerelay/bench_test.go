@@ -81,10 +81,13 @@ type step struct {
 	pairs  int
 	rate   float64
 	bursty bool
+	lock   bool // lockstep: one packet in flight per pair (each packet its own wake-up)
 }
 
 func (s step) String() string {
 	switch {
+	case s.lock:
+		return fmt.Sprintf("%2d pairs lockstep", s.pairs)
 	case s.rate == 0:
 		return fmt.Sprintf("%2d pairs unpaced", s.pairs)
 	case s.bursty:
@@ -94,15 +97,17 @@ func (s step) String() string {
 }
 
 func (s step) spec(addr string, raw bool, secs float64) loadSpec {
-	return loadSpec{Addr: addr, Raw: raw, Pairs: s.pairs, Rate: s.rate, Bursty: s.bursty, Seconds: secs, Size: 1200}
+	return loadSpec{Addr: addr, Raw: raw, Pairs: s.pairs, Rate: s.rate, Bursty: s.bursty, Lock: s.lock, Seconds: secs, Size: 1200}
 }
 
-// pacedSteps go from light load to past saturation. Even pacing makes every packet a
-// wake-up; bursts (what is due each millisecond, back to back) let servers batch.
+// pacedSteps go from one packet at a time (lockstep) and light load to past saturation.
+// Lockstep and even pacing make every packet a wake-up; bursts (what is due each
+// millisecond, back to back) let servers batch.
 var pacedSteps = []step{
-	{1, 5000, false}, {4, 2000, false}, {4, 5000, false}, {4, 10000, false}, {4, 20000, false},
-	{1, 5000, true}, {4, 5000, true}, {4, 20000, true},
-	{1, 0, false}, {4, 0, false}, {16, 0, false},
+	{pairs: 1, lock: true},
+	{pairs: 1, rate: 5000}, {pairs: 4, rate: 2000}, {pairs: 4, rate: 5000}, {pairs: 4, rate: 10000}, {pairs: 4, rate: 20000},
+	{pairs: 1, rate: 5000, bursty: true}, {pairs: 4, rate: 5000, bursty: true}, {pairs: 4, rate: 20000, bursty: true},
+	{pairs: 1}, {pairs: 4}, {pairs: 16},
 }
 
 // benchServer starts one server under test on a port.

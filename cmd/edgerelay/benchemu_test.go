@@ -65,7 +65,7 @@ func TestLoadEmulated(t *testing.T) {
 
 // emulatedSteps: one and four pairs unpaced (the delivered rate when the server is the
 // bottleneck), and a paced load both servers carry (CPU per packet on the router's CPU).
-var emulatedSteps = []step{{1, 0, false}, {4, 0, false}, {1, 1000, false}}
+var emulatedSteps = []step{{pairs: 1}, {pairs: 4}, {pairs: 1, rate: 1000}}
 
 func (s benchServer) emulated(t *testing.T, secs float64) []benchRow {
 	cmd, addr := s.launch(t)

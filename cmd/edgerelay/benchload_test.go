@@ -43,6 +43,7 @@ type loadSpec struct {
 	Pairs   int     // sender → receiver pairs
 	Rate    float64 // packets/s over all pairs; 0: as fast as the server takes them
 	Bursty  bool    // paced per millisecond (what is due, back to back) instead of evenly
+	Lock    bool    // lockstep: a pair sends its next packet when the last one arrived
 	Seconds float64 // measured window, after a warm-up
 	Size    int     // packet bytes
 	RTT     int     // when set: time this many round trips on one pair instead
@@ -171,6 +172,7 @@ func pump(t *testing.T, spec loadSpec) loadResult {
 	for i := range spec.Pairs {
 		snd, rcv := dialPair(t, spec, i)
 		ends = append(ends, snd, rcv)
+		arrived := make(chan struct{}, 1)
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
@@ -198,6 +200,13 @@ func pump(t *testing.T, spec loadSpec) loadResult {
 				}
 				n++
 				sent.Add(1)
+				if spec.Lock {
+					select {
+					case <-arrived:
+					case <-stop:
+						return
+					}
+				}
 			}
 		}()
 		go func() {
@@ -208,6 +217,9 @@ func pump(t *testing.T, spec loadSpec) loadResult {
 					return
 				}
 				received.Add(int64(n))
+				if n > 0 && spec.Lock {
+					arrived <- struct{}{}
+				}
 			}
 		}()
 	}

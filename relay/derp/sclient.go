@@ -52,8 +52,12 @@ type sclient struct {
 	closed        bool             // the reader ended or a write failed: nothing more is written
 	senderStopped chan struct{}    // closed when the sender ends, if the reader waits for that
 	sawSrc        map[Key]struct{} // sources this client got packets from (unregister reads it)
+	lastSrc       Key              // the last source added to or found in sawSrc
+	haveLastSrc   bool
 
-	notHereTokens float64 // rate limit for PeerGone(NotHere); reader goroutine only
+	dstKey        Key        // the last destination the reader delivered to (setFor)
+	dstSet        *clientSet // and its registry entry; reader goroutine only
+	notHereTokens float64    // rate limit for PeerGone(NotHere); reader goroutine only
 	notHereLast   time.Time
 
 	recvLimit *ratelimit.Bucket // nil: unlimited (and always for mesh peers)

@@ -92,12 +92,16 @@ func (c *sclient) takeLocked(b *batch) bool {
 			if !ok {
 				break
 			}
-			_, seen := c.sawSrc[p.src]
+			seen := c.haveLastSrc && p.src == c.lastSrc // most batches come from one source
 			if !seen {
-				if c.sawSrc == nil {
-					c.sawSrc = map[Key]struct{}{}
+				_, seen = c.sawSrc[p.src]
+				if !seen {
+					if c.sawSrc == nil {
+						c.sawSrc = map[Key]struct{}{}
+					}
+					c.sawSrc[p.src] = struct{}{}
 				}
-				c.sawSrc[p.src] = struct{}{}
+				c.lastSrc, c.haveLastSrc = p.src, true
 			}
 			b.pkts[b.n], b.newSrc[b.n] = p, !seen
 			b.n++
@@ -122,18 +126,29 @@ func (c *sclient) send() {
 	}
 	var bw *bufio.Writer
 	var b batch
+	var deadline time.Time
 	var err error
 	c.mu.Lock()
 	for {
 		if err == nil && !c.closed && c.takeLocked(&b) {
 			c.mu.Unlock()
-			if bw == nil {
-				bw = writerPool.Get().(*bufio.Writer)
-				bw.Reset(c.nc)
+			// The deadline moves only when less than three quarters of the timeout is left,
+			// not for each batch (each move is a runtime timer update): a stuck write fails
+			// after between three quarters and all of the timeout.
+			if now := time.Now(); deadline.Sub(now) < timeout*3/4 {
+				deadline = now.Add(timeout)
+				c.nc.SetWriteDeadline(deadline)
 			}
-			c.nc.SetWriteDeadline(time.Now().Add(timeout))
-			if err = c.writeBatch(bw, &b); err == nil {
-				err = bw.Flush()
+			if b.lone() {
+				err = c.writeLone(&b)
+			} else {
+				if bw == nil {
+					bw = writerPool.Get().(*bufio.Writer)
+					bw.Reset(c.nc)
+				}
+				if err = c.writeBatch(bw, &b); err == nil {
+					err = bw.Flush()
+				}
 			}
 			c.mu.Lock()
 			continue
@@ -166,6 +181,38 @@ func (c *sclient) send() {
 	}
 }
 
+// lone reports whether b is one packet and nothing else: the usual batch below saturation.
+func (b *batch) lone() bool {
+	return b.n == 1 && !b.keepAlive && b.pong == nil && b.gone == nil && b.pres == nil && b.health == nil && !b.restarting
+}
+
+// writeLone writes a lone packet's frame, built in its headroom, with one Write: one TLS
+// record, no copy through a buffered writer.
+func (c *sclient) writeLone(b *batch) error {
+	p := b.pkts[0]
+	b.pkts[0] = nil
+	if b.newSrc[0] {
+		c.s.notePeerSend(p.src, c)
+	}
+	_, err := c.nc.Write(p.recvFrame())
+	c.written(p, err)
+	return err
+}
+
+// written counts p as sent or dropped, gives back what it held in the queue budget and
+// releases it.
+func (c *sclient) written(p packet, err error) {
+	st := &c.s.stats
+	if err == nil {
+		st.PacketsSent.Add(1)
+		st.BytesSent.Add(int64(p.len()))
+	} else {
+		st.drop(dropWriteError, p.len())
+	}
+	c.queued.give(p.cost())
+	p.release()
+}
+
 // writeBatch writes b's frames into bw. Every packet of b is released, written or not; the
 // bytes it held in the queue budget are given back once it is written.
 func (c *sclient) writeBatch(bw *bufio.Writer, b *batch) error {
@@ -177,7 +224,6 @@ func (c *sclient) writeBatch(bw *bufio.Writer, b *batch) error {
 		c.s.stats.SentPong.Add(1)
 		err = writeFrame(bw, framePong, b.pong[:])
 	}
-	st := &c.s.stats
 	for i := range b.n {
 		p := b.pkts[i]
 		b.pkts[i] = nil
@@ -185,16 +231,9 @@ func (c *sclient) writeBatch(bw *bufio.Writer, b *batch) error {
 			if b.newSrc[i] {
 				c.s.notePeerSend(p.src, c)
 			}
-			if err = writeFrame(bw, frameRecvPacket, p.src[:], p.data()); err == nil {
-				st.PacketsSent.Add(1)
-				st.BytesSent.Add(int64(p.len()))
-			}
+			_, err = bw.Write(p.recvFrame())
 		}
-		if err != nil {
-			st.drop(dropWriteError, p.len())
-		}
-		c.queued.give(p.cost())
-		p.release()
+		c.written(p, err)
 	}
 	if err != nil {
 		return err

@@ -95,7 +95,8 @@ type Server struct {
 // sent a frame (or connected) is active and gets the packets; the others stay open.
 type clientSet struct {
 	active atomic.Pointer[sclient]
-	conns  []*sclient // guarded by Server.mu; most recently active last
+	conns  []*sclient  // guarded by Server.mu; most recently active last
+	gone   atomic.Bool // left the registry: a cached pointer to it is stale
 }
 
 // NewServer returns a server with the given private key.
@@ -346,6 +347,8 @@ func (s *Server) unregister(c *sclient) {
 	switch len(set.conns) {
 	case 0:
 		s.clients.Delete(c.key)
+		set.gone.Store(true)
+		set.active.Store(nil)        // a reader's cached pointer to the set holds no connection
 		if s.loadFwd(c.key) == nil { // still in the region through the mesh: not gone yet
 			s.notePeerGoneLocked(c.key)
 		}
@@ -365,6 +368,12 @@ func (s *Server) unregister(c *sclient) {
 // (neither local nor reachable through the mesh any more).
 func (s *Server) notePeerGoneLocked(k Key) {
 	for r := range s.sentTo[k] {
+		r.mu.Lock()
+		delete(r.sawSrc, k) // if k comes back, its next packet to r subscribes r again
+		if r.lastSrc == k {
+			r.haveLastSrc = false
+		}
+		r.mu.Unlock()
 		r.queueGone(k, PeerGoneDisconnected)
 	}
 	delete(s.sentTo, k)
@@ -376,6 +385,22 @@ func (s *Server) loadSet(k Key) *clientSet {
 		return nil
 	}
 	return v.(*clientSet)
+}
+
+// setFor is loadSet through a one-entry cache in the sending client, which only its reader
+// uses: a client's packets mostly go to one peer, and the registry's lookup hashes the key.
+func (s *Server) setFor(from *sclient, k Key) *clientSet {
+	if from == nil {
+		return s.loadSet(k)
+	}
+	if set := from.dstSet; set != nil && from.dstKey == k && !set.gone.Load() {
+		return set
+	}
+	set := s.loadSet(k)
+	if set != nil {
+		from.dstKey, from.dstSet = k, set
+	}
+	return set
 }
 
 // noteActive makes a duplicate connection that just sent a frame the active one.
@@ -494,7 +519,7 @@ func (s *Server) keepAliveSweep() {
 // deliver routes a packet from src to the active connection of dst, or to the mesh peer
 // that has dst, or drops it.
 func (s *Server) deliver(from *sclient, dst Key, p packet) {
-	if set := s.loadSet(dst); set != nil {
+	if set := s.setFor(from, dst); set != nil {
 		if c := set.active.Load(); c != nil {
 			c.enqueue(p)
 			return

@@ -240,6 +240,18 @@ func Run(t *testing.T, region *tailcfg.DERPRegion) {
 		a.Client.Close()
 		b.ExpectPeerGone(a.Pub(), derp.PeerGoneReasonDisconnected)
 	})
+	t.Run("peer gone after a return", func(t *testing.T) {
+		// A source that left and came back is announced again when it leaves again.
+		b := Connect(t, region, key.NewNode())
+		ak := key.NewNode()
+		for i := range 2 {
+			a := Connect(t, region, ak)
+			a.Send(b.Pub(), []byte{byte(i)})
+			b.ExpectPacket(ak.Public(), []byte{byte(i)})
+			a.Client.Close()
+			b.ExpectPeerGone(ak.Public(), derp.PeerGoneReasonDisconnected)
+		}
+	})
 	t.Run("not here", func(t *testing.T) {
 		a := Connect(t, region, key.NewNode())
 		nobody := key.NewNode().Public()
