@@ -26,16 +26,10 @@ import (
 // everyone, and the agent making the box's real tailscaled the peer relay. `tailscale ping`
 // from one client to the other, via DERP before, then answers via the peer relay on the
 // configured port; the box's tailscaled reports the session with traffic both ways, and so
-// does `status`; the grant to paste names the box. The relay port is also dropped at the end of INPUT, so the path works only
-// through the agent's opening.
+// does `status`; the grant to paste names the box. The relay port is also dropped at the
+// end of INPUT, so the path works only through the agent's opening.
 func TestPeerRelayCarriesTraffic(t *testing.T) {
-	cli, err := testenv.BuildTool("tailscale.com/cmd/tailscale")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := testenv.BuildTailscaled(); err != nil {
-		t.Fatal(err)
-	}
+	cli := buildTailscale(t)
 	if !testenv.InNetNS(t) {
 		return
 	}

@@ -17,20 +17,27 @@ import (
 	"github.com/edgerelay/edgerelay/agent/testenv"
 )
 
+// buildTailscale builds the tailscale CLI and tailscaled (in the host namespace: module and
+// build caches; a run inside a namespace reuses them) and returns the CLI's path.
+func buildTailscale(t *testing.T) string {
+	t.Helper()
+	cli, err := testenv.BuildTool("tailscale.com/cmd/tailscale")
+	if err == nil {
+		_, err = testenv.BuildTailscaled()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cli
+}
+
 // TestPeerRelayTailscaled drives a real tailscaled and the real tailscale CLI: the agent
 // makes tailscaled a peer relay (it then listens on the port), the static endpoints follow
 // the WAN address, prefs cleared by `tailscale set` come back, a restarted tailscaled is
 // followed again, a real UDP packet from another namespace passes the opened port, and
 // turning the section off restores tailscaled's prefs and closes the port.
 func TestPeerRelayTailscaled(t *testing.T) {
-	// Built in the host namespace (module cache, build cache); the run inside reuses them.
-	cli, err := testenv.BuildTool("tailscale.com/cmd/tailscale")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := testenv.BuildTailscaled(); err != nil {
-		t.Fatal(err)
-	}
+	cli := buildTailscale(t)
 	if !testenv.InNetNS(t) {
 		return
 	}

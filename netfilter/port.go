@@ -73,15 +73,7 @@ func (p *PortRule) nft(ctx context.Context, rest string) error {
 func (p *PortRule) Open(ctx context.Context, backend string) error {
 	switch backend {
 	case BackendIPTables:
-		fw, err := newIPTables(fwSpec{v6: p.r.ipv6()}, p.r.log)
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, fam := range fw.families() {
-			errs = append(errs, fw.ensureChain(fam.ipt, p.ipt, fam.v6))
-		}
-		return errors.Join(errs...)
+		return p.iptables(true)
 	case BackendNFTables:
 		return p.nft(ctx, fmt.Sprintf("table inet %s {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tudp dport %d accept\n\t}\n}\n", p.table, p.Port))
 	case BackendFW4:
@@ -102,6 +94,23 @@ func (p *PortRule) Open(ctx context.Context, backend string) error {
 	return nil
 }
 
+// iptables adds (open) or removes the port's chain in every address family.
+func (p *PortRule) iptables(open bool) error {
+	fw, err := newIPTables(fwSpec{v6: p.r.ipv6()}, p.r.log)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, fam := range fw.families() {
+		if open {
+			errs = append(errs, fw.ensureChain(fam.ipt, p.ipt, fam.v6))
+		} else {
+			errs = append(errs, dropChain(fam.ipt, p.ipt))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func (p *PortRule) reloadFW4(ctx context.Context) error {
 	_, err := runCmd(ctx, "", p.r.fw4Reload[0], p.r.fw4Reload[1:]...)
 	return err
@@ -111,15 +120,7 @@ func (p *PortRule) reloadFW4(ctx context.Context) error {
 func (p *PortRule) Close(ctx context.Context, backend string) error {
 	switch backend {
 	case BackendIPTables:
-		fw, err := newIPTables(fwSpec{v6: p.r.ipv6()}, p.r.log)
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, fam := range fw.families() {
-			errs = append(errs, dropChain(fam.ipt, p.ipt))
-		}
-		return errors.Join(errs...)
+		return p.iptables(false)
 	case BackendNFTables:
 		return p.nft(ctx, "")
 	case BackendFW4:
