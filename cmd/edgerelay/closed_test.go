@@ -83,17 +83,9 @@ func TestShippedDefaultIsClosed(t *testing.T) {
 	waitTCP(t, fmt.Sprintf("198.51.100.1:%d", derpPort))
 	defer d.stop(t)
 
-	out, err = edgerelay(t, "derpmap", "-c", cfgPath, "--format", "json")
-	if err != nil {
-		t.Fatalf("derpmap: %v\n%s", err, out)
-	}
-	var dm tailcfg.DERPMap
-	if err := json.Unmarshal([]byte(out), &dm); err != nil {
-		t.Fatalf("derpmap: %v\n%s", err, out)
-	}
-	region := dm.Regions[900]
+	region := derpMap(t, cfgPath).Regions[900]
 	if region == nil || region.Nodes[0].HostName != "198.51.100.1" || !strings.HasPrefix(region.Nodes[0].CertName, "sha256-raw:") {
-		t.Fatalf("derpmap: %s", out)
+		t.Fatalf("derpmap region: %+v", region)
 	}
 
 	stranger, member := key.NewNode(), key.NewNode()

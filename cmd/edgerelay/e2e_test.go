@@ -154,6 +154,20 @@ func edgerelay(t *testing.T, args ...string) (string, error) {
 	return string(out), err
 }
 
+// derpMap is what `edgerelay derpmap --format json` prints for cfgPath.
+func derpMap(t *testing.T, cfgPath string) *tailcfg.DERPMap {
+	t.Helper()
+	out, err := edgerelay(t, "derpmap", "-c", cfgPath, "--format", "json")
+	if err != nil {
+		t.Fatalf("derpmap: %v\n%s", err, out)
+	}
+	var dm tailcfg.DERPMap
+	if err := json.Unmarshal([]byte(out), &dm); err != nil {
+		t.Fatalf("derpmap json: %v\n%s", err, out)
+	}
+	return &dm
+}
+
 // TestBinaryWithTailscaleClients runs the protocol suite and Tailscale's netcheck against the
 // built binary over TLS on loopback, using only the DERP map `edgerelay derpmap` printed.
 func TestBinaryWithTailscaleClients(t *testing.T) {
@@ -178,17 +192,10 @@ relay:
 	if out, err := edgerelay(t, "check", "-c", cfgPath); err != nil {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
-	out, err := edgerelay(t, "derpmap", "-c", cfgPath, "--format", "json")
-	if err != nil {
-		t.Fatalf("derpmap: %v\n%s", err, out)
-	}
-	var dm tailcfg.DERPMap
-	if err := json.Unmarshal([]byte(out), &dm); err != nil {
-		t.Fatalf("derpmap json: %v\n%s", err, out)
-	}
+	dm := derpMap(t, cfgPath)
 	region := dm.Regions[901]
 	if region == nil || len(region.Nodes) != 1 || !strings.HasPrefix(region.Nodes[0].CertName, "sha256-raw:") {
-		t.Fatalf("derpmap region: %s", out)
+		t.Fatalf("derpmap region: %+v", region)
 	}
 
 	d := startDaemon(t, nil, "-c", cfgPath)
@@ -202,7 +209,7 @@ relay:
 		if err := c.Standalone(ctx, "127.0.0.1:0"); err != nil {
 			t.Fatal(err)
 		}
-		r, err := c.GetReport(ctx, &dm, nil)
+		r, err := c.GetReport(ctx, dm, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

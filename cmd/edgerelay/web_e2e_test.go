@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
 
 	"github.com/edgerelay/edgerelay/agent/testenv"
@@ -122,15 +120,7 @@ web:
 	}
 
 	// A Tailscale client connects with the map the daemon hands out: the page shows it.
-	out, err := edgerelay(t, "derpmap", "-c", cfgPath, "--format", "json")
-	if err != nil {
-		t.Fatalf("derpmap: %v\n%s", err, out)
-	}
-	var dm tailcfg.DERPMap
-	if err := json.Unmarshal([]byte(out), &dm); err != nil {
-		t.Fatalf("derpmap json: %v\n%s", err, out)
-	}
-	derptest.Connect(t, dm.Regions[901], key.NewNode())
+	derptest.Connect(t, derpMap(t, cfgPath).Regions[901], key.NewNode())
 	run("client appears", chromedp.Poll(`document.getElementById('relay').textContent.includes('Clients now1')`, nil,
 		chromedp.WithPollingTimeout(90*time.Second)))
 	shot("2-dashboard-with-client")
