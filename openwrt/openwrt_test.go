@@ -346,6 +346,23 @@ func TestFirewallRulesAddedOnceAndRemoved(t *testing.T) {
 	}
 }
 
+// TestFirewallNoSTUNRuleWhenOff: stun_listen 'off' (UCI cannot hold an empty option) opens
+// only the relay's port.
+func TestFirewallNoSTUNRuleWhenOff(t *testing.T) {
+	s := newSandbox(t)
+	s.seed(t, "edgerelay.relay=relay", "edgerelay.relay.stun_listen=off")
+	s.run(t, UCIDefaults)
+	got := s.values(t)
+	if got["firewall.edgerelay_derp.dest_port"] != "12345" {
+		t.Errorf("relay rule: %v", got)
+	}
+	for k := range got {
+		if strings.HasPrefix(k, "firewall.edgerelay_stun") {
+			t.Errorf("%s = %q with STUN off", k, got[k])
+		}
+	}
+}
+
 // TestHotplugReappliesSubnet: the iface hook runs `edgerelay subnet apply` only for WAN/LAN
 // up events, with the service enabled and a subnet section not switched off.
 func TestHotplugReappliesSubnet(t *testing.T) {

@@ -19,7 +19,7 @@ import (
 type Config struct {
 	Hostname      string        `yaml:"hostname"`    // DNS name, or an IP for IP-only mode ("": this box's public address)
 	Listen        string        `yaml:"listen"`      // DERP over HTTPS
-	STUNListen    *string       `yaml:"stun_listen"` // nil: default; "": STUN off
+	STUNListen    *string       `yaml:"stun_listen"` // nil: default; "" or "off": STUN off
 	Region        Region        `yaml:"region"`
 	TLS           TLS           `yaml:"tls"`
 	VerifyClients verify.Config `yaml:"verify_clients"`
@@ -271,9 +271,10 @@ func (c *Config) derpOptions() derp.Options {
 	}
 }
 
-// STUNAddr is the STUN listen address, "" when STUN is off.
+// STUNAddr is the STUN listen address, "" when STUN is off. "off" exists because UCI
+// cannot hold an empty option (setting one deletes it, and the default comes back).
 func (c *Config) STUNAddr() string {
-	if c.STUNListen == nil {
+	if c.STUNListen == nil || *c.STUNListen == "off" {
 		return ""
 	}
 	return *c.STUNListen

@@ -117,8 +117,11 @@ func editUCI(text string, s Setting, items []string) string {
 	}
 	add := ""
 	for _, v := range items {
-		if v == "" { // uci deletes an empty option: write none
-			continue
+		if v == "" { // uci deletes an empty option: write none, or the setting's word for off
+			if !s.EmptyOff {
+				continue
+			}
+			v = "off"
 		}
 		if v == "true" && s.Kind == "bool" {
 			v = "1"

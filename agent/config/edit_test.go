@@ -116,7 +116,7 @@ func TestEditUCIRewritesOnlyTheTouchedOptions(t *testing.T) {
 		"relay.region.name":          "Bob's attic",
 		"relay.verify_clients.allow": "nodekey:0000000000000000000000000000000000000000000000000000000000000003",
 		"relay.live_map":             "false",
-		"relay.stun_listen":          "", // uci deletes an empty option: the line goes
+		"relay.stun_listen":          "", // uci deletes an empty option (the default would return): off
 		"log_level":                  "warn",
 		"subnet.enabled":             "false",
 	})
@@ -135,6 +135,7 @@ config relay 'relay'
 	option region_name 'Bob'\''s attic'
 	list verify_clients_allow 'nodekey:0000000000000000000000000000000000000000000000000000000000000003'
 	option keepalive '45s'
+	option stun_listen 'off'
 	option live_map '0'
 	#option home 'blank'
 
@@ -151,8 +152,8 @@ config subnet 'subnet'
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Relay.Region.Name != "Bob's attic" {
-		t.Errorf("region name read back %q", cfg.Relay.Region.Name)
+	if cfg.Relay.Region.Name != "Bob's attic" || cfg.Relay.STUNAddr() != "" {
+		t.Errorf("read back: region name %q, STUN %q (want off)", cfg.Relay.Region.Name, cfg.Relay.STUNAddr())
 	}
 }
 

@@ -151,8 +151,8 @@ func exposedPorts(cfgYAML []byte) (map[string]struct{}, error) {
 	if err := add(cfg.Relay.Listen, "tcp"); err != nil {
 		return nil, err
 	}
-	if s := cfg.Relay.STUNListen; s != nil && *s != "" {
-		if err := add(*s, "udp"); err != nil {
+	if s := cfg.Relay.STUNAddr(); s != "" {
+		if err := add(s, "udp"); err != nil {
 			return nil, err
 		}
 	}

@@ -108,7 +108,7 @@ return view.extend({
 		o.datatype = 'host';
 		o = s.taboption('general', form.Value, 'listen', _('DERP listen address'), _('HTTPS (TCP).'));
 		o.placeholder = ':12345';
-		o = s.taboption('general', form.Value, 'stun_listen', _('STUN listen address'), _('UDP; empty turns STUN off.'));
+		o = s.taboption('general', form.Value, 'stun_listen', _('STUN listen address'), _('UDP; off turns STUN off (empty: the default, :3478).'));
 		o.placeholder = ':3478';
 		o = s.taboption('general', form.Value, 'region_id', _('Region ID'), _('900-999 are meant for self-hosted regions.'));
 		o.datatype = 'range(1,65535)';
