@@ -425,7 +425,15 @@ func (s *Server) notePeerSend(src Key, dst *sclient) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.loadSet(src) == nil && s.loadFwd(src) == nil {
-		return // already gone from the region; nothing to subscribe to
+		// Already gone from the region (its packet waited in dst's queue): nothing to
+		// subscribe to, and dst forgets src, so src's next packet after a return subscribes dst.
+		dst.mu.Lock()
+		delete(dst.sawSrc, src)
+		if dst.lastSrc == src {
+			dst.haveLastSrc = false
+		}
+		dst.mu.Unlock()
+		return
 	}
 	rs := s.sentTo[src]
 	if rs == nil {
