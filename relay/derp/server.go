@@ -369,14 +369,20 @@ func (s *Server) unregister(c *sclient) {
 func (s *Server) notePeerGoneLocked(k Key) {
 	for r := range s.sentTo[k] {
 		r.mu.Lock()
-		delete(r.sawSrc, k) // if k comes back, its next packet to r subscribes r again
-		if r.lastSrc == k {
-			r.haveLastSrc = false
-		}
+		r.forgetSrcLocked(k)
 		r.mu.Unlock()
 		r.queueGone(k, PeerGoneDisconnected)
 	}
 	delete(s.sentTo, k)
+}
+
+// forgetSrcLocked drops k from the sources c got packets from: if k comes back, its next
+// packet to c subscribes c to its departure again.
+func (c *sclient) forgetSrcLocked(k Key) {
+	delete(c.sawSrc, k)
+	if c.lastSrc == k {
+		c.haveLastSrc = false
+	}
 }
 
 func (s *Server) loadSet(k Key) *clientSet {
@@ -425,7 +431,12 @@ func (s *Server) notePeerSend(src Key, dst *sclient) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.loadSet(src) == nil && s.loadFwd(src) == nil {
-		return // already gone from the region; nothing to subscribe to
+		// Already gone from the region (its packet waited in dst's queue): nothing to
+		// subscribe to, and dst forgets src (forgetSrcLocked).
+		dst.mu.Lock()
+		dst.forgetSrcLocked(src)
+		dst.mu.Unlock()
+		return
 	}
 	rs := s.sentTo[src]
 	if rs == nil {
