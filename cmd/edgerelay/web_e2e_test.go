@@ -68,7 +68,7 @@ web:
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium),
 		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 1600),
-		chromedp.UserDataDir(filepath.Join(dir, "chromium")))
+		chromedp.UserDataDir(chromiumProfile(t)))
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancelA()
 	ctx, cancelB := chromedp.NewContext(actx)
@@ -178,4 +178,20 @@ web:
 		t.Errorf("the daemon did not log a reload:\n%s", d.log())
 	}
 	shot("5-dashboard-after-reload")
+}
+
+// chromiumProfile is a profile directory outside t.TempDir: chromium's helper processes (crashpad,
+// zygote) may still be writing it after the browser is gone, which made TempDir's cleanup fail the
+// test with "directory not empty". It is removed on a best-effort basis.
+func chromiumProfile(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "edgerelay-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 20 && os.RemoveAll(dir) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	return dir
 }

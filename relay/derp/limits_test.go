@@ -38,7 +38,7 @@ func TestClientInfoLimits(t *testing.T) {
 		}
 	}
 	runtime.ReadMemStats(&after)
-	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 2048 {
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 2048 && !raceEnabled {
 		t.Fatalf("%d bytes allocated per truncated ClientInfo of 100 bytes", per)
 	}
 	// What is kept is the key and the fields used later: AppName is not among them.

@@ -1,0 +1,5 @@
+//go:build !race
+
+package derp
+
+const raceEnabled = false
