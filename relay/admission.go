@@ -302,3 +302,7 @@ func remoteAddr(c net.Conn) netip.Addr {
 	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	return ap.Addr().Unmap()
 }
+
+// NetConn is the connection under the wrapper, which buffers nothing (derp's idle readers
+// wait on its socket).
+func (c *admittedConn) NetConn() net.Conn { return c.Conn }

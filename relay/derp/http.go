@@ -68,11 +68,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The connection outlives the request: its contexts (never cancelled once hijacked)
 	// would only keep net/http's per-connection state alive. Close ends every connection.
-	go func() {
-		if err := c.serve(context.Background()); err != nil {
+	go c.serveDetached(func(err error) {
+		if err != nil {
 			s.log.Debug("derp: connection ended", "remote", remote.String(), "err", err)
 		}
-	}()
+	})
 }
 
 // Admittable is implemented by connections that a listener holds in its pool of
@@ -98,15 +98,16 @@ func noteAdmitted(nc net.Conn) {
 
 // smallReader swaps net/http's 4 KiB reader for a small one once nothing is buffered in it:
 // TLS already buffers whole records, so a few bytes suffice for frame headers and idle
-// connections stay cheap.
-func smallReader(nc net.Conn, br *bufio.Reader) *bufio.Reader {
-	if br.Buffered() > 0 {
-		return br
+// connections stay cheap. Over TLS it reads through an idleReader when it can (idleread.go).
+func smallReader(nc net.Conn, br *bufio.Reader) (*bufio.Reader, *idleReader) {
+	tc, ok := nc.(*tls.Conn)
+	if !ok || br.Buffered() > 0 {
+		return br, nil
 	}
-	if _, ok := nc.(*tls.Conn); ok {
-		return bufio.NewReaderSize(nc, 64)
+	if r := newIdleReader(tc); r != nil {
+		return bufio.NewReaderSize(r, 64), r
 	}
-	return br
+	return bufio.NewReaderSize(nc, 64), nil
 }
 
 func addrPort(a net.Addr) netip.AddrPort {

@@ -22,6 +22,7 @@ type sclient struct {
 	s         *Server
 	nc        net.Conn
 	br        *bufio.Reader
+	idle      *idleReader // under br when the connection is TLS over a socket; else nil
 	key       Key
 	remote    netip.AddrPort
 	canMesh   bool
@@ -119,20 +120,20 @@ func (c *sclient) presence() peerPresence {
 	return peerPresence{key: c.key, addr: c.remote, flags: flags}
 }
 
-// run is the reader loop; it returns when the connection ends.
+// run is the reader loop; it returns when the connection ends (nil for an orderly end), or
+// errIdle when the keepalive sweep found the client idle between frames (idleread.go).
+// The caller finishes the connection.
 func (c *sclient) run(ctx context.Context) error {
-	defer c.end()
-	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { c.nc.Close() })
-		defer stop()
-	}
 	for {
+		if c.idle != nil && c.br.Buffered() == 0 {
+			c.idle.atBoundary = true
+		}
 		typ, n, err := readFrameHeader(c.br)
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-				return nil
+			if err == errIdle {
+				return err
 			}
-			return fmt.Errorf("derp: %v: reading frame: %w", c.key, err)
+			return c.ended(err)
 		}
 		if c.isDup.Load() {
 			c.s.noteActive(c)
@@ -145,6 +146,14 @@ func (c *sclient) run(ctx context.Context) error {
 			return fmt.Errorf("derp: %v: %w", c.key, err)
 		}
 	}
+}
+
+// ended maps how a read ended to the connection's error: nil for a close by either side.
+func (c *sclient) ended(err error) error {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return fmt.Errorf("derp: %v: reading frame: %w", c.key, err)
 }
 
 // end closes the connection when the reader ends, drops what is still queued and waits for

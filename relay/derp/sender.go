@@ -13,10 +13,11 @@ import (
 // client's reader, a control frame, the keepalive sweep) makes sure a sender runs: it starts
 // one, or wakes the one parked on the client's lock. The sender takes what is waiting in
 // batches under that lock, writes a batch and flushes once, and parks when it finds nothing
-// left. A sender lives as long as its client gets traffic: a goroutine per packet would
+// left. A sender lives as long as its client gets packets: a goroutine per packet would
 // grow a fresh stack for the TLS write each time (copying it costs more than the write's
 // own code). The keepalive sweep retires senders parked through a whole sweep, so an idle
-// connection has no sender and holds no write buffer.
+// connection has no sender and holds no write buffer; a sender that wrote only control
+// frames (the keepalive itself) ends when it finds nothing more.
 
 // maxBatch bounds the packets a sender takes out of the queues at once: the rest stay
 // queued, where newer packets can push them out.
@@ -128,10 +129,12 @@ func (c *sclient) send() {
 	var b batch
 	var deadline time.Time
 	var err error
+	wrotePackets := false
 	c.mu.Lock()
 	for {
 		if err == nil && !c.closed && c.takeLocked(&b) {
 			c.mu.Unlock()
+			wrotePackets = wrotePackets || b.n > 0
 			// The deadline moves only when less than three quarters of the timeout is left,
 			// not for each batch (each move is a runtime timer update): a stuck write fails
 			// after between three quarters and all of the timeout.
@@ -158,7 +161,9 @@ func (c *sclient) send() {
 			writerPool.Put(bw)
 			bw = nil
 		}
-		if err != nil || c.closed || c.idleSweeps > 1 {
+		// A sender that wrote only control frames (a keepalive, a pong) ends at once: it
+		// would hold its stack through two sweeps for traffic that is not coming.
+		if err != nil || c.closed || c.idleSweeps > 1 || !wrotePackets {
 			break
 		}
 		c.parked = true

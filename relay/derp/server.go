@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,7 +89,9 @@ type Server struct {
 
 	mesh meshState // keys reachable through other relays of the region (mesh.go)
 
-	kaTimer *time.Timer // the keepalive sweep (keepAliveSweep)
+	kaTimer    *time.Timer       // the keepalive sweep (keepAliveSweep)
+	stackStart atomic.Uint64     // new goroutines' stack size, read by each sweep (idleread.go)
+	stackRead  [1]metrics.Sample // the sweep's, under mu
 }
 
 // clientSet is every connection of one key. With duplicates, the one that most recently
@@ -191,7 +194,9 @@ func (s *Server) accept(ctx context.Context, nc net.Conn, br *bufio.Reader, bw *
 		nc.Close()
 		return nil, err
 	}
-	c := s.newClient(nc, smallReader(nc, br), h, remote)
+	br, idle := smallReader(nc, br)
+	c := s.newClient(nc, br, h, remote)
+	c.idle = idle
 	if err := s.register(c); err != nil {
 		nc.Close()
 		return nil, err
@@ -211,9 +216,65 @@ func (s *Server) accept(ctx context.Context, nc net.Conn, br *bufio.Reader, bw *
 
 // serve runs an accepted client until its connection ends.
 func (c *sclient) serve(ctx context.Context) error {
-	defer c.nc.Close()
-	defer c.s.unregister(c)
-	return c.run(ctx)
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { c.nc.Close() })
+		defer stop()
+	}
+	for {
+		err := c.run(ctx)
+		if err != errIdle {
+			c.finish()
+			return err
+		}
+		if err := c.idle.waitInPlace(); err != nil {
+			c.finish()
+			return c.ended(err)
+		}
+	}
+}
+
+// serveDetached is serve for a connection that outlives its caller (ServeHTTP): an idle
+// reader hands the connection to a fresh goroutine that waits on a small stack and reads on
+// from there (idleread.go). done gets the error that ended the connection.
+func (c *sclient) serveDetached(done func(error)) {
+	err := c.run(context.Background())
+	if err == errIdle {
+		if err = c.idle.clearDeadline(); err == nil {
+			go c.waitDetached(done)
+			return
+		}
+		err = c.ended(err)
+	}
+	c.finish()
+	done(err)
+}
+
+// waitDetached is a waiter: it reads on when data comes, or hands over to a fresh waiter
+// when the sweep moves it.
+func (c *sclient) waitDetached(done func(error)) {
+	c.idle.stack.Store(c.s.stackStart.Load())
+	err := c.idle.waitReadable()
+	c.idle.stack.Store(0)
+	if err == errIdle {
+		if err = c.idle.clearDeadline(); err == nil {
+			go c.waitDetached(done)
+			return
+		}
+	}
+	if err != nil {
+		c.finish()
+		done(c.ended(err))
+		return
+	}
+	c.serveDetached(done)
+}
+
+// finish is the end of a connection whose reader stopped: nothing more is sent, and the
+// client leaves the registry.
+func (c *sclient) finish() {
+	c.end()
+	c.s.unregister(c)
+	c.nc.Close()
 }
 
 func (s *Server) handshake(ctx context.Context, nc net.Conn, br *bufio.Reader, bw *bufio.Writer, remote netip.AddrPort) (hello, error) {
@@ -505,7 +566,8 @@ func (s *Server) keepAliveEvery() time.Duration { return max(s.opts.KeepAlive/8,
 
 // keepAliveSweep sends a KeepAlive frame to each client whose interval has passed (clients
 // drop a connection silent for 120 s), one timer for the server instead of one per client,
-// and retires senders that found nothing to write since the last sweep.
+// retires senders that found nothing to write since the last sweep, and moves readers that
+// got nothing to a shallow wait (idleread.go).
 func (s *Server) keepAliveSweep() {
 	now := time.Now()
 	s.mu.Lock()
@@ -513,7 +575,12 @@ func (s *Server) keepAliveSweep() {
 	if s.closing {
 		return
 	}
+	stack := stackStart(&s.stackRead)
+	s.stackStart.Store(stack)
 	for c := range s.conns {
+		if c.idle != nil {
+			c.idle.sweep(stack)
+		}
 		c.mu.Lock()
 		if !now.Before(c.kaAt) {
 			c.kaAt = now.Add(s.opts.KeepAlive)
