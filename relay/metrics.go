@@ -38,6 +38,8 @@ func (r *Relay) WriteMetrics(w io.Writer) {
 		{"counter", "derp_bytes_sent", "Packet bytes written to clients.", st.BytesSent.Load()},
 		{"counter", "derp_packets_received", "Packets received from clients.", st.PacketsRecv.Load()},
 		{"counter", "derp_packets_sent", "Packets written to clients.", st.PacketsSent.Load()},
+		{"counter", "derp_packets_sent_direct", "Packets written by the sending client's reader (the receiver was idle).", st.DirectWrites.Load()},
+		{"counter", "derp_direct_write_leftovers", "Direct writes the socket did not take whole (finished by the receiver's sender).", st.DirectLeftovers.Load()},
 		{"counter", "derp_packets_forwarded_out", "Packets forwarded to mesh peers.", st.PacketsForwardedOut.Load()},
 		{"counter", "derp_packets_forwarded_in", "Packets received from mesh peers.", st.PacketsForwardedIn.Load()},
 		{"counter", "derp_home_moves_in", "Clients that made this their home.", st.HomeMovesIn.Load()},

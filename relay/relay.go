@@ -233,7 +233,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		"server_key", r.derp.PublicKey().String())
 	errc := make(chan error, 1)
 	guarded := &guardedListener{Listener: ln, adm: newAdmission(r.admitLimits(), &r.listenStats)}
-	go func() { errc <- srv.Serve(tls.NewListener(guarded, tlsCfg)) }()
+	go func() { errc <- srv.Serve(tls.NewListener(derp.NewListener(guarded), tlsCfg)) }()
 	select {
 	case <-ctx.Done():
 	case err := <-errc:

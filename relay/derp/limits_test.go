@@ -71,6 +71,12 @@ type pipeClient struct {
 func connectPipe(t testing.TB, s *Server, priv PrivateKey) *pipeClient {
 	t.Helper()
 	srv, cli := net.Pipe()
+	return connectOver(t, s, priv, srv, cli)
+}
+
+// connectOver is connectPipe over a given connection pair.
+func connectOver(t testing.TB, s *Server, priv PrivateKey, srv, cli net.Conn) *pipeClient {
+	t.Helper()
 	pc := &pipeClient{nc: cli, br: bufio.NewReader(cli), done: make(chan error, 1)}
 	go func() {
 		pc.done <- s.HandleConn(context.Background(), srv, bufio.NewReader(srv), bufio.NewWriter(srv), netip.MustParseAddrPort("192.0.2.1:1"))
@@ -327,4 +333,50 @@ func BenchmarkRelayPacket(b *testing.B) {
 		}
 	}
 	b.StopTimer() // Close waits for senders blocked on the pipes
+}
+
+// TestServerInfoFirst: a client that others are already sending to gets ServerInfo before
+// any packet, whether the packets come through its sender (a pipe) or are written directly
+// by the sender's reader (a TCP socket under NewListener, direct.go).
+func TestServerInfoFirst(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sln := NewListener(ln)
+	tcpPair := func() (srv, cli net.Conn) {
+		cli, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if srv, err = sln.Accept(); err != nil {
+			t.Fatal(err)
+		}
+		return srv, cli
+	}
+	for _, tc := range []struct {
+		name string
+		pair func() (srv, cli net.Conn)
+	}{{"sender", net.Pipe}, {"direct", tcpPair}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestServer(t)
+			dst := newPriv(t)
+			dstPub := dst.Public()
+			flood := connectPipe(t, s, newPriv(t))
+			go func() {
+				f := frame(frameSendPacket, append(dstPub[:], make([]byte, 100)...))
+				for {
+					if _, err := flood.nc.Write(f); err != nil {
+						return
+					}
+				}
+			}()
+			for range 200 {
+				srv, cli := tc.pair()
+				pc := connectOver(t, s, dst, srv, cli)
+				pc.nc.Close()
+			}
+		})
+	}
 }

@@ -170,6 +170,9 @@ func (c *sclient) enqueue(p packet) {
 		dropPacket(&c.s.stats, nil, dropGoneDisconnected, p)
 		return
 	}
+	if c.tryDirectLocked(p) {
+		return
+	}
 	q := &c.data
 	if p.disco {
 		q = &c.disco

@@ -62,6 +62,12 @@ type sclient struct {
 	notHereLast   time.Time
 
 	recvLimit *ratelimit.Bucket // nil: unlimited (and always for mesh peers)
+
+	// Writes: the sender, or another client's reader writing directly (direct.go).
+	wmu       sync.Mutex
+	wdeadline time.Time // the write deadline in force; under wmu
+	direct    *sockConn // nil: no direct writes (not a TLS socket of our listener)
+	flushDue  bool      // a direct write left bytes for the sender; under mu
 }
 
 type peerGone struct {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"sync"
-	"time"
 )
 
 // The send side of a client connection. Whoever queues something (a packet from another
@@ -29,6 +28,7 @@ type batch struct {
 	newSrc     [maxBatch]bool // the first packet from this source: subscribe to its departure
 	n          int
 	keepAlive  bool
+	flush      bool // a direct write left bytes under TLS (direct.go)
 	pong       *[8]byte
 	pongData   [8]byte
 	gone       []peerGone
@@ -76,8 +76,25 @@ func (c *sclient) sendIdle() bool {
 }
 
 func (c *sclient) hasWorkLocked() bool {
-	return c.data.len() > 0 || c.disco.len() > 0 || c.kaDue || c.pongDue || len(c.pendingGone) > 0 ||
+	return c.data.len() > 0 || c.disco.len() > 0 || c.kaDue || c.flushDue || c.pongDue || len(c.pendingGone) > 0 ||
 		len(c.pendingPres) > 0 || c.health != nil || c.restarting
+}
+
+// noteSrcLocked records that c gets packets from src and reports whether src is new to it
+// (the sender then subscribes c to src's departure).
+func (c *sclient) noteSrcLocked(src Key) bool {
+	if c.haveLastSrc && src == c.lastSrc { // most packets come from one source
+		return false
+	}
+	_, seen := c.sawSrc[src]
+	if !seen {
+		if c.sawSrc == nil {
+			c.sawSrc = map[Key]struct{}{}
+		}
+		c.sawSrc[src] = struct{}{}
+	}
+	c.lastSrc, c.haveLastSrc = src, true
+	return !seen
 }
 
 // takeLocked moves what waits into b (disco packets first); false when there is nothing.
@@ -93,22 +110,12 @@ func (c *sclient) takeLocked(b *batch) bool {
 			if !ok {
 				break
 			}
-			seen := c.haveLastSrc && p.src == c.lastSrc // most batches come from one source
-			if !seen {
-				_, seen = c.sawSrc[p.src]
-				if !seen {
-					if c.sawSrc == nil {
-						c.sawSrc = map[Key]struct{}{}
-					}
-					c.sawSrc[p.src] = struct{}{}
-				}
-				c.lastSrc, c.haveLastSrc = p.src, true
-			}
-			b.pkts[b.n], b.newSrc[b.n] = p, !seen
+			b.pkts[b.n], b.newSrc[b.n] = p, c.noteSrcLocked(p.src)
 			b.n++
 		}
 	}
 	b.keepAlive, c.kaDue = c.kaDue, false
+	b.flush, c.flushDue = c.flushDue, false
 	b.pong = nil
 	if c.pongDue {
 		b.pongData, b.pong, c.pongDue = c.pong, &b.pongData, false
@@ -121,13 +128,8 @@ func (c *sclient) takeLocked(b *batch) bool {
 // send writes batches, parking in between, until the connection is done or the sweep
 // retires it. A write error or timeout closes the connection, which ends the reader.
 func (c *sclient) send() {
-	timeout := c.s.opts.WriteTimeout
-	if c.canMesh {
-		timeout = meshWriteTimeout
-	}
 	var bw *bufio.Writer
 	var b batch
-	var deadline time.Time
 	var err error
 	wrotePackets := false
 	c.mu.Lock()
@@ -135,14 +137,14 @@ func (c *sclient) send() {
 		if err == nil && !c.closed && c.takeLocked(&b) {
 			c.mu.Unlock()
 			wrotePackets = wrotePackets || b.n > 0
-			// The deadline moves only when less than three quarters of the timeout is left,
-			// not for each batch (each move is a runtime timer update): a stuck write fails
-			// after between three quarters and all of the timeout.
-			if now := time.Now(); deadline.Sub(now) < timeout*3/4 {
-				deadline = now.Add(timeout)
-				c.nc.SetWriteDeadline(deadline)
+			c.wmu.Lock() // a direct write (direct.go) may be in progress
+			c.moveWriteDeadline()
+			if b.flush {
+				err = c.direct.flush()
 			}
-			if b.lone() {
+			if err != nil {
+				c.dropBatch(&b, err)
+			} else if b.lone() {
 				err = c.writeLone(&b)
 			} else {
 				if bw == nil {
@@ -153,6 +155,7 @@ func (c *sclient) send() {
 					err = bw.Flush()
 				}
 			}
+			c.wmu.Unlock()
 			c.mu.Lock()
 			continue
 		}
@@ -216,6 +219,15 @@ func (c *sclient) written(p packet, err error) {
 	}
 	c.queued.give(p.cost())
 	p.release()
+}
+
+// dropBatch releases b's packets, counted as lost to err.
+func (c *sclient) dropBatch(b *batch, err error) {
+	for i := range b.n {
+		p := b.pkts[i]
+		b.pkts[i] = nil
+		c.written(p, err)
+	}
 }
 
 // writeBatch writes b's frames into bw. Every packet of b is released, written or not; the

@@ -31,6 +31,8 @@ type Stats struct {
 	PacketsRecv         atomic.Int64 // packets clients sent us
 	BytesRecv           atomic.Int64
 	PacketsSent         atomic.Int64 // packets written to clients
+	DirectWrites        atomic.Int64 // of those, written by the sender's reader itself (direct.go)
+	DirectLeftovers     atomic.Int64 // direct writes the socket did not take whole: the sender finished them
 	BytesSent           atomic.Int64
 	PacketsForwardedOut atomic.Int64
 	PacketsForwardedIn  atomic.Int64
