@@ -244,11 +244,13 @@ func openFDs() int {
 // TestConnectChurnLeaks connects and disconnects 5,000 clients and checks that goroutines
 // and file descriptors come back to where they started.
 func TestConnectChurnLeaks(t *testing.T) {
-	r, region := startRelay(t, selfSignedYAML+"  accept_rate: 1000000\n  accept_rate_per_source: 1000000\n  max_pending_per_source: 128\n  max_clients: 100000\n")
+	r, region := startRelay(t, selfSignedYAML+"  keepalive: 1s\n  accept_rate: 1000000\n  accept_rate_per_source: 1000000\n  max_pending_per_source: 128\n  max_clients: 100000\n")
 	node := region.Nodes[0]
-	// Warm up once so pools and lazily started goroutines exist before the baseline.
+	// Warm up once so pools and lazily started goroutines (the idle watch, which the
+	// warm-up client starts by parking) exist before the baseline.
 	dc, conn := derptest.DialRaw(t, node, key.NewNode(), nil)
 	dc.Recv()
+	waitFor(t, "warm-up connection to park", func() bool { return r.DERP().Stats().IdleParked.Load() == 1 })
 	conn.Close()
 	waitFor(t, "warm-up connection to go", func() bool { return r.DERP().Stats().CurrentConns.Load() == 0 })
 	runtime.GC()

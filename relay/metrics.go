@@ -32,6 +32,7 @@ func (r *Relay) WriteMetrics(w io.Writer) {
 		{"gauge", "derp_current_home_connections", "Connections whose client calls this its home relay.", st.CurrentHome.Load()},
 		{"gauge", "derp_current_dup_client_keys", "Keys connected more than once.", st.DupKeys.Load()},
 		{"counter", "derp_dup_client_conns_closed", "Connections closed because their key had too many newer ones.", st.DupEvicted.Load()},
+		{"gauge", "derp_idle_parked_connections", "Idle connections waiting with no goroutine of their own.", st.IdleParked.Load()},
 		{"gauge", "derp_watchers", "Mesh peers watching connections.", st.Watchers.Load()},
 		{"counter", "derp_accepts", "Connections that completed the DERP handshake.", st.Accepts.Load()},
 		{"counter", "derp_bytes_received", "Packet bytes received from clients.", st.BytesRecv.Load()},

@@ -3,7 +3,10 @@ package relay_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"io"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"syscall"
@@ -28,19 +31,23 @@ func goroutinesIn(fn string) int {
 	}
 }
 
-// TestIdleClientsWaitShallow: clients that send nothing through a keepalive sweep are
-// handed to small waiter goroutines (relay/derp idleread.go), keepalives leave no sender
-// behind, and nothing is lost: packets flow both ways after the wait, and a frame the
-// client stops sending halfway through, resumed seconds later, arrives whole.
-func TestIdleClientsWaitShallow(t *testing.T) {
-	_, region := startRelay(t, selfSignedYAML+"  keepalive: 1s\n") // a sweep every 125 ms
+// TestIdleClientsPark: clients that send nothing through a keepalive sweep are parked in
+// the server's idle watch with no goroutine of their own (relay/derp idlewatch_linux.go),
+// keepalives leave no sender behind, and nothing is lost: packets flow both ways after the
+// wait, a frame the client stops sending halfway through, resumed seconds later, arrives
+// whole, and a parked client whose connection is closed by another part of the server
+// (here: evicted by a newer connection of its key) ends.
+func TestIdleClientsPark(t *testing.T) {
+	r, region := startRelay(t, selfSignedYAML+"  keepalive: 1s\n") // a sweep every 125 ms
+	st := r.DERP().Stats()
 	a := derptest.Connect(t, region, key.NewNode())
 	b := derptest.Connect(t, region, key.NewNode())
 	rawKey := key.NewNode()
 	_, raw := derptest.DialRaw(t, region.Nodes[0], rawKey, nil)
 
-	const waiter = "derp.(*sclient).waitDetached"
-	waitFor(t, "three idle readers to wait in small goroutines", func() bool { return goroutinesIn(waiter) == 3 })
+	const clientCode = "derp.(*sclient)."
+	parked := func() bool { return st.IdleParked.Load() == 3 && goroutinesIn(clientCode) == 0 }
+	waitFor(t, "three idle clients to park with no goroutine", parked)
 	// Through several keepalives (one a second), which the sweep sends from senders that
 	// end when they have written them: a sender that stayed would be seen in a quarter of
 	// the samples (it parks through two sweeps, 250 ms).
@@ -54,8 +61,8 @@ func TestIdleClientsWaitShallow(t *testing.T) {
 	if seen > 10 {
 		t.Errorf("a sender was running in %d of 100 samples while only keepalives were sent", seen)
 	}
-	if n := goroutinesIn(waiter); n != 3 {
-		t.Fatalf("%d waiters after the keepalives, want 3", n)
+	if n := st.IdleParked.Load(); n != 3 {
+		t.Fatalf("%d clients parked after the keepalives, want 3", n)
 	}
 
 	for i := range 3 {
@@ -65,7 +72,7 @@ func TestIdleClientsWaitShallow(t *testing.T) {
 		msg[1] = 'a'
 		b.Send(a.Pub(), msg)
 		a.ExpectPacket(b.Pub(), msg)
-		waitFor(t, "a and b to wait again", func() bool { return goroutinesIn(waiter) == 3 })
+		waitFor(t, "a and b to park again", parked)
 	}
 
 	// A SendPacket frame to a, cut after the frame header and 10 bytes of a's key.
@@ -82,6 +89,22 @@ func TestIdleClientsWaitShallow(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.ExpectPacket(rawKey.Public(), payload)
+
+	waitFor(t, "the raw client to park again", parked)
+	// Four newer connections of raw's key (the default cap) evict the parked oldest.
+	for range 4 {
+		derptest.Connect(t, region, rawKey)
+	}
+	raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, raw); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the evicted parked connection stayed open")
+	}
+	waitFor(t, "the evicted client to leave", func() bool { return st.CurrentConns.Load() == 6 })
+
+	// Close ends parked clients too: each is resumed to find its connection closed.
+	waitFor(t, "the clients to park", func() bool { return st.IdleParked.Load() == 6 })
+	r.DERP().Close()
+	waitFor(t, "every client to end", func() bool { return st.CurrentConns.Load() == 0 && st.IdleParked.Load() == 0 })
 }
 
 // numbered is a packet that says who sent it and its place in that sender's sequence.

@@ -32,32 +32,32 @@ func privateDir(dir string, log *slog.Logger) error {
 // After a burst (an attack, a thousand clients leaving) the Go runtime keeps the freed heap,
 // and with nothing allocating, even the garbage waits for the two-minute forced collection.
 // On a router that memory belongs to the other services. So every memoryCheckEvery, if no
-// collection ran since the last look (the daemon is quiet) and the heap has grown by more
-// than minRetained since this last handed memory back, the daemon collects and hands the
-// free heap back at once. Under load collections run on their own and this does nothing;
-// an idle relay's heap is a few megabytes, so the collection costs about a millisecond.
+// collection ran since the last look (the daemon is quiet) and more than minFree of the heap
+// is free but not handed back, the daemon collects and hands it back at once. After a burst
+// that takes two rounds: the stacks a collection shrinks are freed by the next one (about
+// 2 MB on 1,000 clients). Under load collections run on their own and this does nothing;
+// an idle relay's heap is a few megabytes, so a collection costs a few milliseconds.
 const (
 	memoryCheckEvery = 10 * time.Second
-	minRetained      = 4 << 20
+	minFree          = 1 << 20
 )
 
 func returnFreedMemory(ctx context.Context, every time.Duration) {
 	samples := []metrics.Sample{
 		{Name: "/gc/cycles/total:gc-cycles"},
-		{Name: "/memory/classes/heap/free:bytes"},    // free, not yet returned
-		{Name: "/memory/classes/heap/objects:bytes"}, // live and not yet collected
+		{Name: "/memory/classes/heap/free:bytes"}, // free, not yet returned
 	}
-	read := func() (cycles, heap uint64) {
+	read := func() (cycles, free uint64) {
 		metrics.Read(samples)
-		var v [3]uint64
+		var v [2]uint64
 		for i, s := range samples {
 			if s.Value.Kind() == metrics.KindUint64 {
 				v[i] = s.Value.Uint64()
 			}
 		}
-		return v[0], v[1] + v[2]
+		return v[0], v[1]
 	}
-	lastCycles, base := read()
+	lastCycles, _ := read()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -66,10 +66,10 @@ func returnFreedMemory(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		cycles, heap := read()
-		if cycles == lastCycles && heap > base+minRetained {
+		cycles, free := read()
+		if cycles == lastCycles && free > minFree {
 			debug.FreeOSMemory()
-			cycles, base = read()
+			cycles, _ = read()
 		}
 		lastCycles = cycles
 	}

@@ -1,7 +1,7 @@
 package derp
 
 // A connection's life: handshake and registration (accept), then the read loop (serve, or
-// serveDetached with idle waiters for connections that outlive their HTTP handler), then
+// serveDetached, parked while idle, for connections that outlive their HTTP handler), then
 // finish.
 
 import (
@@ -74,40 +74,42 @@ func (c *sclient) serve(ctx context.Context) error {
 	}
 }
 
-// serveDetached is serve for a connection that outlives its caller (ServeHTTP): an idle
-// reader hands the connection to a fresh goroutine that waits on a small stack and reads on
-// from there (idleread.go). done gets the error that ended the connection.
-func (c *sclient) serveDetached(done func(error)) {
+// serveDetached is serve for a connection that outlives its caller (ServeHTTP). An idle
+// reader parks the connection in the server's idle watch, which starts a new reader when
+// data comes (idlewatch_linux.go); without epoll it hands the connection to a fresh
+// goroutine that waits on a small stack (idleread.go). c.done gets the error that ended the
+// connection.
+func (c *sclient) serveDetached() {
 	err := c.run(context.Background())
 	if err == errIdle {
 		if err = c.idle.clearDeadline(); err == nil {
-			go c.waitDetached(done)
+			if !c.s.idleWatch.park(c) {
+				go c.waitDetached()
+			}
 			return
 		}
 		err = c.ended(err)
 	}
 	c.finish()
-	done(err)
+	c.done(err)
 }
 
-// waitDetached is a waiter: it reads on when data comes, or hands over to a fresh waiter
-// when the sweep moves it.
-func (c *sclient) waitDetached(done func(error)) {
-	c.idle.stack.Store(c.s.stackStart.Load())
-	err := c.idle.waitReadable()
-	c.idle.stack.Store(0)
-	if err == errIdle {
-		if err = c.idle.clearDeadline(); err == nil {
-			go c.waitDetached(done)
-			return
-		}
-	}
+// waitDetached waits for data in a goroutine of its own, where the idle watch cannot run.
+func (c *sclient) waitDetached() {
+	err := c.idle.waitInPlace()
 	if err != nil {
 		c.finish()
-		done(c.ended(err))
+		c.done(c.ended(err))
 		return
 	}
-	c.serveDetached(done)
+	c.serveDetached()
+}
+
+// closeConn closes the connection from outside its reader. A reader parked in the idle
+// watch has no goroutine to notice, so it is resumed to find the close.
+func (c *sclient) closeConn() {
+	c.nc.Close()
+	c.s.idleWatch.resume(c)
 }
 
 // finish is the end of a connection whose reader stopped: nothing more is sent, and the

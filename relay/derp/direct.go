@@ -48,18 +48,26 @@ type sockConn struct {
 
 func newSockConn(nc net.Conn) *sockConn {
 	c := &sockConn{Conn: nc}
-	for u := nc; u != nil; {
-		if sc, ok := u.(syscall.Conn); ok {
-			c.raw, _ = sc.SyscallConn()
-			break
+	if sc, ok := under[syscall.Conn](nc); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	return c
+}
+
+// under finds the first connection of type T in nc and the connections it wraps.
+func under[T any](nc net.Conn) (T, bool) {
+	for nc != nil {
+		if t, ok := nc.(T); ok {
+			return t, true
 		}
-		w, ok := u.(interface{ NetConn() net.Conn })
+		u, ok := nc.(interface{ NetConn() net.Conn })
 		if !ok {
 			break
 		}
-		u = w.NetConn()
+		nc = u.NetConn()
 	}
-	return c
+	var zero T
+	return zero, false
 }
 
 // NetConn is the connection under the wrapper (the relay's admission wrapper finds itself).
@@ -139,18 +147,8 @@ func (c *sockConn) flushLocked() error {
 
 // directSock finds the sockConn under a client's connection, if any.
 func directSock(nc net.Conn) *sockConn {
-	for nc != nil {
-		if sc, ok := nc.(*sockConn); ok {
-			if sc.raw == nil {
-				return nil
-			}
-			return sc
-		}
-		u, ok := nc.(interface{ NetConn() net.Conn })
-		if !ok {
-			return nil
-		}
-		nc = u.NetConn()
+	if sc, ok := under[*sockConn](nc); ok && sc.raw != nil {
+		return sc
 	}
 	return nil
 }
@@ -176,7 +174,7 @@ func (c *sclient) tryDirectLocked(p packet) bool {
 	st := &c.s.stats
 	if err != nil {
 		st.drop(dropWriteError, p.len())
-		c.nc.Close() // ends the reader
+		c.closeConn() // ends the reader
 	} else {
 		st.PacketsSent.Add(1)
 		st.DirectWrites.Add(1)

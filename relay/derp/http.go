@@ -68,11 +68,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The connection outlives the request: its contexts (never cancelled once hijacked)
 	// would only keep net/http's per-connection state alive. Close ends every connection.
-	go c.serveDetached(func(err error) {
+	c.done = func(err error) {
 		if err != nil {
 			s.log.Debug("derp: connection ended", "remote", remote.String(), "err", err)
 		}
-	})
+	}
+	go c.serveDetached()
 }
 
 // Admittable is implemented by connections that a listener holds in its pool of

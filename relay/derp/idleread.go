@@ -3,34 +3,28 @@ package derp
 import (
 	"crypto/tls"
 	"errors"
-	"net"
 	"os"
-	"runtime/metrics"
 	"sync/atomic"
 	"syscall"
 	"time"
 )
 
-// Idle readers wait on a small stack. A reader blocked in tls.Conn.Read sits under crypto/tls's
-// record layer, about 2.3 KB deep, so every idle client would hold a 4 KiB goroutine stack:
-// the runtime shrinks a stack only when it uses under a quarter of it (counting an 800-byte
-// guard), which a parked reader never does. The keepalive sweep interrupts the read of a
-// client that sent nothing through a whole sweep (a read deadline in the past). Between
-// frames the reader then hands the connection to a fresh goroutine that waits for the socket
-// to become readable, a few hundred bytes deep, and ends; the waiter reads on when data comes.
-//
-// New goroutines start with the average stack the last collection saw (the runtime's
-// adaptive start), so the first waiters, started while deep readers were the average, get
-// 4 KiB. Once the waiters are the average, new goroutines get 2 KiB, and the sweep moves a
-// waiter started on a larger stack to a fresh one. On 1,000 idle clients that is 2 MiB.
+// Idle readers give up their goroutine. A reader blocked in tls.Conn.Read sits under
+// crypto/tls's record layer, about 2.3 KB deep, so every idle client would hold a 4 KiB
+// goroutine stack: the runtime shrinks a stack only when it uses under a quarter of it
+// (counting an 800-byte guard), which a parked reader never does. The keepalive sweep
+// interrupts the read of a client that sent nothing through a whole sweep (a read deadline
+// in the past). Between frames the reader then parks the connection in the server's idle
+// watch and its goroutine ends (idlewatch_linux.go); without epoll it hands the connection to
+// a fresh goroutine that waits for the socket to become readable, a few hundred bytes deep.
+// Either way a new reader starts when data comes.
 //
 // Nothing is lost: crypto/tls treats a timeout as temporary and keeps a partial record, and
 // the wait only peeks at the socket. The connections under the TLS layer (the relay's
 // admission wrapper, then TCP) must hold no read data of their own once TLS runs, which is
 // true of the relay's listener.
 
-// errIdle ends the reader loop between frames when the sweep found the client idle, and a
-// waiter's wait when the sweep moves it.
+// errIdle ends the reader loop between frames when the sweep found the client idle.
 var errIdle = errors.New("derp: idle")
 
 // pastDeadline interrupts a blocked read at once.
@@ -40,29 +34,24 @@ var pastDeadline = time.Unix(1, 0)
 type idleReader struct {
 	tc         *tls.Conn
 	raw        syscall.RawConn
-	atBoundary bool          // the reader is between frames, nothing of the next one read
-	active     atomic.Bool   // a read returned since the last sweep
-	waiting    atomic.Bool   // parked in waitReadable
-	stack      atomic.Uint64 // the waiter's starting stack size; 0 when it is not a fresh waiter
+	atBoundary bool        // the reader is between frames, nothing of the next one read
+	active     atomic.Bool // a read returned since the last sweep
+	waiting    atomic.Bool // blocked in waitReadable
+	parked     atomic.Bool // in the server's idle watch, no goroutine (idlewatch_linux.go)
+	inWatch    bool        // the socket is in the watch's epoll set; changed under RawConn.Control
 }
 
 // newIdleReader returns nil when no socket can be found under tc.
 func newIdleReader(tc *tls.Conn) *idleReader {
-	for nc := tc.NetConn(); nc != nil; {
-		if sc, ok := nc.(syscall.Conn); ok {
-			raw, err := sc.SyscallConn()
-			if err != nil {
-				return nil
-			}
-			return &idleReader{tc: tc, raw: raw}
-		}
-		u, ok := nc.(interface{ NetConn() net.Conn })
-		if !ok {
-			return nil
-		}
-		nc = u.NetConn()
+	sc, ok := under[syscall.Conn](tc.NetConn())
+	if !ok {
+		return nil
 	}
-	return nil
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return &idleReader{tc: tc, raw: raw}
 }
 
 // Read reads from the TLS connection. Interrupted by the sweep, it returns errIdle between
@@ -122,21 +111,9 @@ func (r *idleReader) readable(fd uintptr) bool {
 }
 
 // sweep runs on the keepalive sweep: it interrupts a read that got nothing since the last
-// sweep, and the wait of a waiter started on a larger stack than new goroutines get now.
-func (r *idleReader) sweep(stackStart uint64) {
-	switch {
-	case r.active.Swap(false):
-	case !r.waiting.Load(), stackStart != 0 && r.stack.Load() > stackStart:
+// sweep.
+func (r *idleReader) sweep() {
+	if !r.active.Swap(false) && !r.parked.Load() && !r.waiting.Load() {
 		r.tc.SetReadDeadline(pastDeadline)
 	}
-}
-
-// stackStart reads the size new goroutines start with (0 if the runtime does not say).
-func stackStart(s *[1]metrics.Sample) uint64 {
-	s[0].Name = "/gc/stack/starting-size:bytes"
-	metrics.Read(s[:])
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
 }

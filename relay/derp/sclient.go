@@ -23,6 +23,7 @@ type sclient struct {
 	nc        net.Conn
 	br        *bufio.Reader
 	idle      *idleReader // under br when the connection is TLS over a socket; else nil
+	done      func(error) // a detached connection's end (serveDetached)
 	key       Key
 	remote    netip.AddrPort
 	canMesh   bool

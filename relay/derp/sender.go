@@ -185,7 +185,7 @@ func (c *sclient) send() {
 		if !errors.Is(err, errRestarting) {
 			c.s.log.Debug("derp: write failed, closing", "client", c.key.String(), "err", err)
 		}
-		c.nc.Close() // ends the reader, which drops what is still queued
+		c.closeConn() // ends the reader, which drops what is still queued
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
-	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,9 +86,8 @@ type Server struct {
 
 	mesh meshState // keys reachable through other relays of the region (mesh.go)
 
-	kaTimer    *time.Timer       // the keepalive sweep (keepAliveSweep)
-	stackStart atomic.Uint64     // new goroutines' stack size, read by each sweep (idleread.go)
-	stackRead  [1]metrics.Sample // the sweep's, under mu
+	kaTimer   *time.Timer // the keepalive sweep (keepAliveSweep)
+	idleWatch idleWatch   // idle readers parked without a goroutine
 }
 
 // clientSet is every connection of one key. With duplicates, the one that most recently
@@ -143,6 +141,7 @@ func NewServer(priv PrivateKey, opts Options) (*Server, error) {
 		refusals: newRefusalLog(log),
 	}
 	s.queued.limit = opts.QueueBytesTotal
+	s.idleWatch.gauge = &s.stats.IdleParked
 	s.kaTimer = time.AfterFunc(s.keepAliveEvery(), s.keepAliveSweep)
 	var err error
 	if s.metaCert, err = newMetaCert(s.pub); err != nil {
@@ -241,7 +240,7 @@ func (s *Server) capDupsLocked(set *clientSet) {
 		}
 		live--
 		s.stats.DupEvicted.Add(1)
-		go o.nc.Close() // a TLS close may wait on the peer; never under s.mu
+		go o.closeConn() // a TLS close may wait on the peer; never under s.mu
 	}
 }
 
@@ -407,7 +406,7 @@ func (s *Server) closePeer(key Key) {
 	}
 	s.mu.Unlock()
 	for _, c := range cs {
-		c.nc.Close()
+		c.closeConn()
 	}
 }
 
@@ -429,8 +428,9 @@ func (s *Server) Close() {
 		for !c.sendIdle() && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		c.nc.Close()
+		c.closeConn()
 	}
+	s.idleWatch.close()
 }
 
 // keepAliveEvery is how often the keepalive sweep runs: an eighth of the interval, so each
@@ -441,7 +441,7 @@ func (s *Server) keepAliveEvery() time.Duration { return max(s.opts.KeepAlive/8,
 // keepAliveSweep sends a KeepAlive frame to each client whose interval has passed (clients
 // drop a connection silent for 120 s), one timer for the server instead of one per client,
 // retires senders that found nothing to write since the last sweep, and moves readers that
-// got nothing to a shallow wait (idleread.go).
+// got nothing to the idle watch (idleread.go).
 func (s *Server) keepAliveSweep() {
 	now := time.Now()
 	s.mu.Lock()
@@ -449,11 +449,9 @@ func (s *Server) keepAliveSweep() {
 	if s.closing {
 		return
 	}
-	stack := stackStart(&s.stackRead)
-	s.stackStart.Store(stack)
 	for c := range s.conns {
 		if c.idle != nil {
-			c.idle.sweep(stack)
+			c.idle.sweep()
 		}
 		c.mu.Lock()
 		if !now.Before(c.kaAt) {

@@ -52,6 +52,7 @@ type Stats struct {
 	Watchers            atomic.Int64
 	WebSocketAccepts    atomic.Int64
 	FastStarts          atomic.Int64 // upgrades without a 101 (client read our key from the meta cert)
+	IdleParked          atomic.Int64 // idle clients now waiting with no goroutine (idlewatch_linux.go)
 }
 
 func (s *Stats) drop(reason int, n int) {
