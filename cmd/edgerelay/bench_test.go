@@ -170,9 +170,12 @@ func (s benchServer) sweep(t *testing.T, secs float64) []benchRow {
 	var rows []benchRow
 	for _, st := range pacedSteps {
 		r, cpu := measure(t, cmd.Process.Pid, st.spec(addr, s.name == "floor", secs), loadCPU)
+		perPkt := func(sec float64) float64 { return 1e6 * sec / float64(max(r.Received, 1)) }
 		rows = append(rows,
 			benchRow{s.name, st.String() + " delivered/s", float64(r.Received) / r.Seconds},
-			benchRow{s.name, st.String() + " CPU µs/pkt", 1e6 * cpu / float64(max(r.Received, 1))})
+			benchRow{s.name, st.String() + " CPU µs/pkt", perPkt(cpu.total())},
+			// The kernel's share (TCP over loopback, both ends) is alike for every server.
+			benchRow{s.name, st.String() + " user µs/pkt", perPkt(cpu.user)})
 		if st.rate > 0 { // unpaced senders count what is still in socket buffers as lost
 			rows = append(rows, benchRow{s.name, st.String() + " loss %", 100 * (1 - float64(r.Received)/float64(max(r.Sent, 1)))})
 		}
@@ -285,14 +288,18 @@ func rssMB(pid int, field string) float64 {
 	return 0
 }
 
-// cpuSeconds is the process's user+system CPU time, from /proc/<pid>/stat.
-func cpuSeconds(pid int) float64 {
+// cpuTime is a process's CPU seconds in user space and in the kernel.
+type cpuTime struct{ user, sys float64 }
+
+func (c cpuTime) total() float64 { return c.user + c.sys }
+
+func cpuTimes(pid int) cpuTime {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return cpuTime{}
 	}
 	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
 	ut, _ := strconv.Atoi(f[11])
 	st, _ := strconv.Atoi(f[12])
-	return float64(ut+st) / 100 // USER_HZ
+	return cpuTime{float64(ut) / 100, float64(st) / 100} // USER_HZ
 }

@@ -98,22 +98,22 @@ func (p *loadProc) await(t *testing.T, word string) string {
 }
 
 // measure runs spec against the server process pid and returns the load's result and the
-// server's CPU seconds within the measured window (sampled when the child says START and
+// server's CPU time within the measured window (sampled when the child says START and
 // when it reports).
-func measure(t *testing.T, pid int, spec loadSpec, cpu string) (loadResult, float64) {
+func measure(t *testing.T, pid int, spec loadSpec, cpu string) (loadResult, cpuTime) {
 	t.Helper()
 	p := startLoad(t, spec, cpu)
 	p.await(t, "START")
-	c0 := cpuSeconds(pid)
+	c0 := cpuTimes(pid)
 	line := p.await(t, "RESULT")
-	c1 := cpuSeconds(pid)
+	c1 := cpuTimes(pid)
 	var r loadResult
 	if err := json.Unmarshal([]byte(line), &r); err != nil {
 		t.Fatalf("load result %q: %v", line, err)
 	}
 	p.stdin.Close()
 	p.cmd.Wait()
-	return r, c1 - c0
+	return r, cpuTime{c1.user - c0.user, c1.sys - c0.sys}
 }
 
 // TestBenchLoad is the load child: it runs the spec in EDGERELAY_BENCH_LOAD and prints START
