@@ -35,8 +35,8 @@ func goroutinesIn(fn string) int {
 // the server's idle watch with no goroutine of their own (relay/derp idlewatch_linux.go),
 // keepalives leave no sender behind, and nothing is lost: packets flow both ways after the
 // wait, a frame the client stops sending halfway through, resumed seconds later, arrives
-// whole, and a parked client whose connection is closed by another part of the server
-// (here: evicted by a newer connection of its key) ends.
+// whole, and a parked client ends when it hangs up, when another part of the server closes
+// its connection (here: evicted by newer connections of its key) and when the server closes.
 func TestIdleClientsPark(t *testing.T) {
 	r, region := startRelay(t, selfSignedYAML+"  keepalive: 1s\n") // a sweep every 125 ms
 	st := r.DERP().Stats()
@@ -103,6 +103,19 @@ func TestIdleClientsPark(t *testing.T) {
 
 	// Close ends parked clients too: each is resumed to find its connection closed.
 	waitFor(t, "the clients to park", func() bool { return st.IdleParked.Load() == 6 })
+
+	// Parked clients that hang up leave at once: the end of their stream wakes the watch.
+	var hangUps []io.Closer
+	for range 20 {
+		_, c := derptest.DialRaw(t, region.Nodes[0], key.NewNode(), nil)
+		hangUps = append(hangUps, c)
+	}
+	waitFor(t, "20 more clients to park", func() bool { return st.IdleParked.Load() == 26 })
+	for _, c := range hangUps {
+		c.Close()
+	}
+	waitFor(t, "the clients that hung up to leave", func() bool { return st.CurrentConns.Load() == 6 && st.IdleParked.Load() == 6 })
+
 	r.DERP().Close()
 	waitFor(t, "every client to end", func() bool { return st.CurrentConns.Load() == 0 && st.IdleParked.Load() == 0 })
 }

@@ -11,8 +11,8 @@ import (
 // frames (idleread.go), the reader arms a one-shot epoll registration of its socket in the
 // server's idle watch and its goroutine ends. One goroutine waits on that epoll set for all
 // parked clients and starts a reader for a client whose socket became readable (data, the
-// peer's end, or an error). On 1,000 idle clients that is 2 MiB of stacks and 1,000
-// goroutines fewer than a waiter goroutine each.
+// peer's end, or an error). On 1,000 idle clients that is 1,000 goroutines fewer than a
+// waiter goroutine each, and their stacks of 2 KiB or more.
 //
 // The sockets stay in the runtime's own poller as well; this set only watches them. Closing
 // a socket removes it from every epoll set without a word, so whoever closes a client's
@@ -35,19 +35,15 @@ type idleWatch struct {
 // park registers c's socket for one readable event. It reports false when c must wait in
 // a goroutine of its own instead (no epoll here, the watch closed, or the socket closed).
 // After true, c belongs to the watch (or already to the reader it started): the caller
-// must not touch it.
+// must not touch it. The lock is held from arming to the entry in parked, so an event or a
+// close that comes in between finds the entry.
 func (w *idleWatch) park(c *sclient) bool {
 	r := c.idle
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	if !w.startLocked() {
-		w.mu.Unlock()
 		return false
 	}
-	w.parked[c.connNum] = c
-	r.parked.Store(true)
-	w.gauge.Add(1)
-	w.mu.Unlock()
-
 	var err error
 	cerr := r.raw.Control(func(fd uintptr) {
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT}
@@ -60,8 +56,13 @@ func (w *idleWatch) park(c *sclient) bool {
 			r.inWatch = true
 		}
 	})
-	// Not armed: unless a close already resumed c, take it back.
-	return cerr == nil && err == nil || w.take(c.connNum) == nil
+	if cerr != nil || err != nil {
+		return false
+	}
+	w.parked[c.connNum] = c
+	r.parked.Store(true)
+	w.gauge.Add(1)
+	return true
 }
 
 // take removes a parked client; it returns it if the caller now owns it.
@@ -69,17 +70,18 @@ func (w *idleWatch) take(id uint64) *sclient {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	c := w.parked[id]
-	delete(w.parked, id)
-	if c == nil || !c.idle.parked.CompareAndSwap(true, false) {
+	if c == nil {
 		return nil
 	}
+	delete(w.parked, id)
+	c.idle.parked.Store(false)
 	w.gauge.Add(-1)
 	return c
 }
 
 // resume starts the reader of c if it is parked (a close from outside its reader).
 func (w *idleWatch) resume(c *sclient) {
-	if c.idle != nil && c.idle.parked.Load() && w.take(c.connNum) != nil {
+	if c.idle != nil && w.take(c.connNum) != nil {
 		go c.serveDetached()
 	}
 }
