@@ -38,7 +38,6 @@ type idleReader struct {
 	active     atomic.Bool // a read returned since the last sweep
 	waiting    atomic.Bool // blocked in waitReadable
 	parked     atomic.Bool // in the server's idle watch, no goroutine (idlewatch_linux.go)
-	inWatch    bool        // the socket is in the watch's epoll set; changed under RawConn.Control
 }
 
 // newIdleReader returns nil when no socket can be found under tc.

@@ -24,7 +24,6 @@ import (
 type idleWatch struct {
 	mu      sync.Mutex
 	started bool
-	failed  bool // no epoll: readers fall back to waiter goroutines
 	closed  bool
 	epfd    int
 	stop    [2]int              // a pipe whose read end, in the set as id 0, ends the loop
@@ -48,12 +47,9 @@ func (w *idleWatch) park(c *sclient) bool {
 	cerr := r.raw.Control(func(fd uintptr) {
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT}
 		ev.Fd, ev.Pad = int32(uint32(c.connNum)), int32(uint32(c.connNum>>32))
-		op := syscall.EPOLL_CTL_MOD
-		if !r.inWatch {
-			op = syscall.EPOLL_CTL_ADD
-		}
-		if err = syscall.EpollCtl(w.epfd, op, int(fd), &ev); err == nil {
-			r.inWatch = true
+		// Re-arm; a socket parked for the first time (in this set) is added.
+		if err = syscall.EpollCtl(w.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev); err == syscall.ENOENT {
+			err = syscall.EpollCtl(w.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 		}
 	})
 	if cerr != nil || err != nil {
@@ -86,27 +82,23 @@ func (w *idleWatch) resume(c *sclient) {
 	}
 }
 
-// startLocked creates the epoll set and its goroutine on first use.
+// startLocked creates the epoll set and its goroutine when none runs. A failure (out of
+// descriptors, say) leaves readers to their own goroutines until a later park succeeds.
 func (w *idleWatch) startLocked() bool {
-	if w.started || w.failed || w.closed {
-		return w.started && !w.closed
+	if w.started || w.closed {
+		return w.started
 	}
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
-		w.failed = true
 		return false
 	}
 	if err := syscall.Pipe2(w.stop[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
 		syscall.Close(epfd)
-		w.failed = true
 		return false
 	}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN} // id 0
 	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, w.stop[0], &ev); err != nil {
-		syscall.Close(epfd)
-		syscall.Close(w.stop[0])
-		syscall.Close(w.stop[1])
-		w.failed = true
+		closeAll(epfd, w.stop[0], w.stop[1])
 		return false
 	}
 	w.epfd, w.started = epfd, true
@@ -118,10 +110,7 @@ func (w *idleWatch) startLocked() bool {
 // loop waits for parked sockets to become readable and resumes their readers. It blocks
 // one thread in epoll_wait, outside the runtime's poller.
 func (w *idleWatch) loop() {
-	defer func() {
-		syscall.Close(w.epfd)
-		syscall.Close(w.stop[0])
-	}()
+	defer w.stopped()
 	evs := make([]syscall.EpollEvent, 64)
 	for {
 		n, err := syscall.EpollWait(w.epfd, evs, -1)
@@ -143,17 +132,38 @@ func (w *idleWatch) loop() {
 	}
 }
 
+// stopped releases the set when the loop ends, and resumes the readers still parked (none
+// after Close, which closed their connections first) so that none is stranded.
+func (w *idleWatch) stopped() {
+	w.mu.Lock()
+	closeAll(w.epfd, w.stop[0], w.stop[1])
+	w.started = false
+	var left []*sclient
+	for id, c := range w.parked {
+		delete(w.parked, id)
+		c.idle.parked.Store(false)
+		w.gauge.Add(-1)
+		left = append(left, c)
+	}
+	w.mu.Unlock()
+	for _, c := range left {
+		go c.serveDetached()
+	}
+}
+
 // close ends the loop once the server closed every connection (each closeConn resumed its
 // parked reader); later park calls report false.
 func (w *idleWatch) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed {
-		return
+	if !w.closed && w.started {
+		syscall.Write(w.stop[1], []byte{0})
 	}
 	w.closed = true
-	if w.started {
-		syscall.Write(w.stop[1], []byte{0})
-		syscall.Close(w.stop[1])
+}
+
+func closeAll(fds ...int) {
+	for _, fd := range fds {
+		syscall.Close(fd)
 	}
 }
