@@ -170,12 +170,11 @@ func (s benchServer) sweep(t *testing.T, secs float64) []benchRow {
 	var rows []benchRow
 	for _, st := range pacedSteps {
 		r, cpu := measure(t, cmd.Process.Pid, st.spec(addr, s.name == "floor", secs), loadCPU)
-		perPkt := func(sec float64) float64 { return 1e6 * sec / float64(max(r.Received, 1)) }
 		rows = append(rows,
 			benchRow{s.name, st.String() + " delivered/s", float64(r.Received) / r.Seconds},
-			benchRow{s.name, st.String() + " CPU µs/pkt", perPkt(cpu.total())},
+			benchRow{s.name, st.String() + " CPU µs/pkt", r.microsPer(cpu.total())},
 			// The kernel's share (TCP over loopback, both ends) is alike for every server.
-			benchRow{s.name, st.String() + " user µs/pkt", perPkt(cpu.user)})
+			benchRow{s.name, st.String() + " user µs/pkt", r.microsPer(cpu.user)})
 		if st.rate > 0 { // unpaced senders count what is still in socket buffers as lost
 			rows = append(rows, benchRow{s.name, st.String() + " loss %", 100 * (1 - float64(r.Received)/float64(max(r.Sent, 1)))})
 		}

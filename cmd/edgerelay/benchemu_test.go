@@ -75,7 +75,7 @@ func (s benchServer) emulated(t *testing.T, secs float64) []benchRow {
 		r, cpu := measure(t, cmd.Process.Pid, st.spec(addr, false, secs), loadCPU)
 		rows = append(rows,
 			benchRow{s.name, st.String() + " delivered/s", float64(r.Received) / r.Seconds},
-			benchRow{s.name, st.String() + " CPU µs/pkt", 1e6 * cpu.total() / float64(max(r.Received, 1))})
+			benchRow{s.name, st.String() + " CPU µs/pkt", r.microsPer(cpu.total())})
 	}
 	return rows
 }

@@ -58,6 +58,9 @@ type loadResult struct {
 	Connected      int     // idle runs
 }
 
+// microsPer is sec spread over the packets delivered, in µs per packet.
+func (r loadResult) microsPer(sec float64) float64 { return 1e6 * sec / float64(max(r.Received, 1)) }
+
 // loadProc is a running load child.
 type loadProc struct {
 	cmd   *exec.Cmd

@@ -35,7 +35,7 @@ func privateDir(dir string, log *slog.Logger) error {
 // collection ran since the last look (the daemon is quiet) and more than minFree of the heap
 // is free but not handed back, the daemon collects and hands it back at once. After a burst
 // that takes two rounds: the stacks a collection shrinks are freed by the next one (about
-// 2 MB on 1,000 clients). Under load collections run on their own and this does nothing;
+// 3 MB on 1,000 clients). Under load collections run on their own and this does nothing;
 // an idle relay's heap is a few megabytes, so a collection costs a few milliseconds.
 const (
 	memoryCheckEvery = 10 * time.Second

@@ -65,6 +65,10 @@ func (w *idleWatch) park(c *sclient) bool {
 func (w *idleWatch) take(id uint64) *sclient {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.takeLocked(id)
+}
+
+func (w *idleWatch) takeLocked(id uint64) *sclient {
 	c := w.parked[id]
 	if c == nil {
 		return nil
@@ -139,11 +143,8 @@ func (w *idleWatch) stopped() {
 	closeAll(w.epfd, w.stop[0], w.stop[1])
 	w.started = false
 	var left []*sclient
-	for id, c := range w.parked {
-		delete(w.parked, id)
-		c.idle.parked.Store(false)
-		w.gauge.Add(-1)
-		left = append(left, c)
+	for id := range w.parked {
+		left = append(left, w.takeLocked(id))
 	}
 	w.mu.Unlock()
 	for _, c := range left {
